@@ -1,0 +1,22 @@
+//! The AWS SDK configuration every function shares. Endpoints come from the SDK's standard
+//! `AWS_ENDPOINT_URL`, so one binary runs against the local emulator and AWS alike.
+
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// Bounded so a sick dependency turns into a quick 5xx (and a Twilio retry), not a Lambda
+/// timeout.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_attempt_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(5))
+                .build(),
+        )
+        .load()
+        .await
+}

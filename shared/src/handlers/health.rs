@@ -1,0 +1,138 @@
+//! `GET /health`: version and a probe of each dependency, run in parallel under a short timeout
+//! so the whole call stays under a second. Authenticated like every non-webhook route; the
+//! answer names dependencies and their state, never an endpoint, a message or a secret.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+use tracing::{info_span, Instrument};
+
+use super::{request_id, InitError};
+use crate::auth::authorize;
+use crate::config::AwsConfig;
+use crate::http::{header_str, json_response};
+use crate::secrets::SecretStore;
+use crate::store::Store;
+
+/// Per-probe budget; probes run in parallel, so this bounds the whole call.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+pub const ROUTE: &str = "/health";
+
+pub struct HealthHandler {
+    store: Store,
+    secrets: Arc<SecretStore>,
+    secrets_client: aws_sdk_secretsmanager::Client,
+    secret_id: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    ok: bool,
+    latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+struct Checks {
+    store: Check,
+    secrets: Check,
+}
+
+#[derive(Debug, Serialize)]
+struct HealthBody {
+    ok: bool,
+    version: &'static str,
+    checks: Checks,
+}
+
+impl HealthHandler {
+    pub fn new(
+        store: Store,
+        secrets: Arc<SecretStore>,
+        secrets_client: aws_sdk_secretsmanager::Client,
+        secret_id: String,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            secrets_client,
+            secret_id,
+        }
+    }
+
+    pub async fn from_env() -> Result<Self, InitError> {
+        let aws = AwsConfig::from_env()?;
+        let sdk = crate::aws::sdk_config().await;
+        let secrets_client = aws_sdk_secretsmanager::Client::new(&sdk);
+        let secrets = SecretStore::load(secrets_client.clone(), aws.secret_id.clone()).await?;
+        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
+        Ok(Self::new(
+            store,
+            Arc::new(secrets),
+            secrets_client,
+            aws.secret_id,
+        ))
+    }
+
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let span = info_span!("health", request_id = %request_id(&req));
+        async {
+            if let Err(e) = authorize(
+                header_str(&req, "authorization"),
+                &self.secrets.current().api_keys,
+            ) {
+                return e.into_response();
+            }
+            let (store, secrets) = futures::join!(
+                probe(self.store.ping()),
+                probe(
+                    self.secrets_client
+                        .describe_secret()
+                        .secret_id(&self.secret_id)
+                        .send()
+                ),
+            );
+            let ok = store.ok;
+            let status = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            if !(store.ok && secrets.ok) {
+                tracing::warn!(
+                    store = store.ok,
+                    secrets = secrets.ok,
+                    "dependency check failed"
+                );
+            }
+            json_response(
+                status,
+                &HealthBody {
+                    ok,
+                    version: env!("CARGO_PKG_VERSION"),
+                    checks: Checks { store, secrets },
+                },
+            )
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+async fn probe<T, E>(call: impl std::future::Future<Output = Result<T, E>>) -> Check {
+    let started = Instant::now();
+    let error = match tokio::time::timeout(PROBE_TIMEOUT, call).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(_)) => Some("unreachable"),
+        Err(_) => Some("timeout"),
+    };
+    Check {
+        ok: error.is_none(),
+        latency_ms: started.elapsed().as_millis() as u64,
+        error,
+    }
+}

@@ -1,0 +1,17 @@
+//! Parley's shared library: everything the Lambda functions and the local stack have in common.
+
+pub mod auth;
+pub mod aws;
+pub mod config;
+pub mod consent;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod language;
+pub mod metrics;
+pub mod phone;
+pub mod secrets;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+pub mod twilio;

@@ -1,0 +1,31 @@
+//! The single table's key layout (see docs/architecture.md, "Data").
+
+use crate::phone::{Channel, E164};
+use crate::twilio::MessageSid;
+
+pub const META: &str = "META";
+pub const MESSAGE_PREFIX: &str = "MSG#";
+
+pub fn conversation_pk(channel: Channel, phone: &E164) -> String {
+    format!("CONV#{}#{}", channel.as_str(), phone.as_str())
+}
+
+/// ULIDs sort by time, so a thread's messages come back in order from one Query.
+pub fn message_sk(message_id: &str) -> String {
+    format!("{MESSAGE_PREFIX}{message_id}")
+}
+
+/// The message-id index (GSI1) key, for reading one message by its id.
+pub fn message_gsi1pk(message_id: &str) -> String {
+    format!("MSG#{message_id}")
+}
+
+pub fn sid_pk(sid: &MessageSid) -> String {
+    format!("SID#{}", sid.as_str())
+}
+pub const SID_SK: &str = "SID";
+
+pub fn consent_pk(phone: &E164) -> String {
+    format!("CONSENT#{}", phone.as_str())
+}
+pub const CONSENT_SK: &str = "STATE";

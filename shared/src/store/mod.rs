@@ -1,0 +1,144 @@
+//! Parley's DynamoDB store: one table, typed items, conditional writes for every invariant.
+
+pub mod inbound;
+pub mod items;
+pub mod keys;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use serde::de::DeserializeOwned;
+
+use crate::phone::{Channel, E164};
+use crate::twilio::MessageSid;
+pub use inbound::{InboundRecord, WriteOutcome};
+pub use items::{Consent, ConsentChange, Conversation, Direction, Message, SidGuard};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Only the operation and the error code are kept: AWS messages can quote key values, and
+    /// our keys contain phone numbers.
+    #[error("DynamoDB {operation} failed: {code}")]
+    Aws {
+        operation: &'static str,
+        code: String,
+    },
+    #[error("DynamoDB {operation} was cancelled: {reasons}")]
+    Cancelled {
+        operation: &'static str,
+        reasons: String,
+    },
+    #[error("could not build the DynamoDB request")]
+    Build(#[from] aws_sdk_dynamodb::error::BuildError),
+    #[error("an item in the table does not have the expected shape")]
+    Shape(#[from] serde_dynamo::Error),
+}
+
+pub(crate) fn aws_error<E: ProvideErrorMetadata, R>(
+    operation: &'static str,
+    err: &SdkError<E, R>,
+) -> StoreError {
+    let code = match err {
+        SdkError::ServiceError(e) => e.err().code().unwrap_or("unknown").to_owned(),
+        SdkError::TimeoutError(_) => "timeout".to_owned(),
+        SdkError::DispatchFailure(_) => "dispatch_failure".to_owned(),
+        SdkError::ConstructionFailure(_) => "construction_failure".to_owned(),
+        _ => "response_error".to_owned(),
+    };
+    StoreError::Aws { operation, code }
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    client: Client,
+    table: String,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Cheap reachability probe: describes the table.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| aws_error("DescribeTable", &e))?;
+        Ok(())
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("GetItem", &e))?;
+        out.item
+            .map(serde_dynamo::from_item)
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
+    pub async fn conversation(
+        &self,
+        channel: Channel,
+        phone: &E164,
+    ) -> Result<Option<Conversation>, StoreError> {
+        self.get(keys::conversation_pk(channel, phone), keys::META)
+            .await
+    }
+
+    pub async fn consent(&self, phone: &E164) -> Result<Option<Consent>, StoreError> {
+        self.get(keys::consent_pk(phone), keys::CONSENT_SK).await
+    }
+
+    pub async fn sid_guard(&self, sid: &MessageSid) -> Result<Option<SidGuard>, StoreError> {
+        self.get(keys::sid_pk(sid), keys::SID_SK).await
+    }
+
+    /// A conversation's messages, newest first, `limit` at most (one page).
+    pub async fn messages(
+        &self,
+        channel: Channel,
+        phone: &E164,
+        limit: i32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(keys::conversation_pk(channel, phone)))
+            .expression_attribute_values(":prefix", s(keys::MESSAGE_PREFIX))
+            .scan_index_forward(false)
+            .limit(limit)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("Query", &e))?;
+        serde_dynamo::from_items(out.items.unwrap_or_default()).map_err(StoreError::from)
+    }
+}

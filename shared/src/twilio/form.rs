@@ -1,0 +1,139 @@
+//! Strict `application/x-www-form-urlencoded` parsing. Lenient parsers pass a stray `%` or
+//! invalid UTF-8 through silently; a webhook with either is malformed and is refused.
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FormError {
+    #[error("the form body has an invalid percent-encoding")]
+    BadPercentEncoding,
+    #[error("the form body is not valid UTF-8")]
+    InvalidUtf8,
+}
+
+/// Every parameter of a form body, in order, repeated keys kept.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Form {
+    pairs: Vec<(String, String)>,
+}
+
+impl Form {
+    pub fn parse(body: &[u8]) -> Result<Self, FormError> {
+        let pairs = body
+            .split(|b| *b == b'&')
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                let (key, value) = match part.iter().position(|b| *b == b'=') {
+                    Some(i) => (&part[..i], &part[i + 1..]),
+                    None => (part, &[][..]),
+                };
+                Ok((decode(key)?, decode(value)?))
+            })
+            .collect::<Result<_, FormError>>()?;
+        Ok(Self { pairs })
+    }
+
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl std::fmt::Debug for Form {
+    /// Values are message content and phone numbers: only the keys are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.pairs.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+fn decode(raw: &[u8]) -> Result<String, FormError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3).ok_or(FormError::BadPercentEncoding)?;
+                let byte = std::str::from_utf8(hex)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or(FormError::BadPercentEncoding)?;
+                out.push(byte);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| FormError::InvalidUtf8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plus_is_a_space_and_percent_escapes_decode() {
+        let f = Form::parse(b"Body=Hola+mundo%21+%C2%BFqu%C3%A9%3F&From=%2B14155552671").unwrap();
+        assert_eq!(f.get("Body"), Some("Hola mundo! ¿qué?"));
+        assert_eq!(f.get("From"), Some("+14155552671"));
+    }
+
+    #[test]
+    fn repeated_keys_and_empty_values_are_kept_in_order() {
+        let f = Form::parse(b"a=1&b=&a=2&c").unwrap();
+        assert_eq!(f.all("a").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(f.get("b"), Some(""));
+        assert_eq!(f.get("c"), Some(""));
+        assert_eq!(f.pairs().len(), 4);
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors() {
+        assert_eq!(
+            Form::parse(b"Body=100%").unwrap_err(),
+            FormError::BadPercentEncoding
+        );
+        assert_eq!(
+            Form::parse(b"Body=%zz").unwrap_err(),
+            FormError::BadPercentEncoding
+        );
+        assert_eq!(
+            Form::parse(b"Body=%e").unwrap_err(),
+            FormError::BadPercentEncoding
+        );
+        assert_eq!(
+            Form::parse(b"Body=%FF%FE").unwrap_err(),
+            FormError::InvalidUtf8
+        );
+        assert_eq!(
+            Form::parse(b"Body=\xff").unwrap_err(),
+            FormError::InvalidUtf8
+        );
+    }
+
+    #[test]
+    fn debug_shows_keys_only() {
+        let f = Form::parse(b"Body=secret&From=%2B14155552671").unwrap();
+        let shown = format!("{f:?}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("555"),
+            "{shown}"
+        );
+    }
+}
