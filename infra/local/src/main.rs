@@ -1,1 +1,32 @@
-fn main() {}
+//! `parley-local up | sign URL [KEY=VALUE…] | audit-logs LOG MANIFEST`
+
+use std::process::ExitCode;
+
+use parley_local::env::LocalEnv;
+
+mod cli;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env = match LocalEnv::load() {
+        Ok(env) => env,
+        Err(e) => return fail(&e.to_string()),
+    };
+    // Before any thread exists: handlers and the AWS SDK read their settings from here.
+    env.export();
+    let result = match args.first().map(String::as_str) {
+        Some("up") => cli::up(&env),
+        Some("sign") => cli::sign(&env, &args[1..]),
+        Some("audit-logs") => cli::audit_logs(&args[1..]),
+        _ => Err("usage: parley-local up | sign URL [KEY=VALUE…] | audit-logs LOG MANIFEST".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("parley-local: {message}");
+    ExitCode::FAILURE
+}

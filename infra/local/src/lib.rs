@@ -1,0 +1,11 @@
+//! Parley's local stack: the AWS emulator, resources created from `template.yaml`, and a
+//! gateway that serves the template's routes with the shipping handler code.
+
+pub mod apigw;
+pub mod audit;
+pub mod bootstrap;
+pub mod emulator;
+pub mod env;
+pub mod functions;
+pub mod gateway;
+pub mod template;

@@ -1,0 +1,248 @@
+//! Reads `template.yaml`, the single source of truth for the table's shape and the HTTP routes,
+//! so the local stack and the tests build exactly what SAM deploys.
+
+use std::path::Path;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+};
+use serde::Deserialize;
+use serde_yaml::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("could not read the template: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("the template is not valid YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("the template has no resource {0}")]
+    MissingResource(String),
+    #[error("resource {0} does not have the expected shape: {1}")]
+    Shape(String, String),
+}
+
+pub struct Template {
+    root: Value,
+}
+
+/// An HTTP API route and the function behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub method: String,
+    pub path: String,
+    pub function: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TableProperties {
+    pub attribute_definitions: Vec<AttributeDef>,
+    pub key_schema: Vec<KeyDef>,
+    #[serde(default)]
+    pub global_secondary_indexes: Vec<IndexDef>,
+    pub stream_specification: Option<StreamDef>,
+    pub time_to_live_specification: Option<TtlDef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AttributeDef {
+    pub attribute_name: String,
+    pub attribute_type: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyDef {
+    pub attribute_name: String,
+    pub key_type: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IndexDef {
+    pub index_name: String,
+    pub key_schema: Vec<KeyDef>,
+    pub projection: ProjectionDef,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProjectionDef {
+    pub projection_type: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StreamDef {
+    pub stream_view_type: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TtlDef {
+    pub attribute_name: String,
+    pub enabled: bool,
+}
+
+impl Template {
+    pub fn load(path: &Path) -> Result<Self, TemplateError> {
+        Self::parse(&std::fs::read_to_string(path)?)
+    }
+
+    pub fn load_default() -> Result<Self, TemplateError> {
+        Self::load(&crate::env::repo_root().join("template.yaml"))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        Ok(Self {
+            root: serde_yaml::from_str(text)?,
+        })
+    }
+
+    fn resource(&self, logical_id: &str) -> Result<&Value, TemplateError> {
+        self.root["Resources"]
+            .get(logical_id)
+            .ok_or_else(|| TemplateError::MissingResource(logical_id.to_owned()))
+    }
+
+    pub fn table(&self, logical_id: &str) -> Result<TableProperties, TemplateError> {
+        let props = self.resource(logical_id)?["Properties"].clone();
+        serde_yaml::from_value(props)
+            .map_err(|e| TemplateError::Shape(logical_id.to_owned(), e.to_string()))
+    }
+
+    /// Every `HttpApi` event of every function, in template order.
+    pub fn http_routes(&self) -> Vec<Route> {
+        let Some(resources) = self.root["Resources"].as_mapping() else {
+            return Vec::new();
+        };
+        let mut routes = Vec::new();
+        for (id, resource) in resources {
+            if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+                continue;
+            }
+            let Some(events) = resource["Properties"]["Events"].as_mapping() else {
+                continue;
+            };
+            for event in events.values() {
+                if event["Type"].as_str() != Some("HttpApi") {
+                    continue;
+                }
+                let props = &event["Properties"];
+                if let (Some(id), Some(method), Some(path)) = (
+                    id.as_str(),
+                    props["Method"].as_str(),
+                    props["Path"].as_str(),
+                ) {
+                    routes.push(Route {
+                        method: method.to_ascii_uppercase(),
+                        path: path.to_owned(),
+                        function: id.to_owned(),
+                    });
+                }
+            }
+        }
+        routes
+    }
+
+    /// The `Binary` a function is built as (its crate name), from its cargo-lambda metadata.
+    pub fn binary(&self, logical_id: &str) -> Option<String> {
+        self.resource(logical_id).ok()?["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .map(str::to_owned)
+    }
+}
+
+impl TableProperties {
+    /// A CreateTable request for this shape under `name`, as on-demand like the template.
+    pub fn create_table(
+        &self,
+        client: &aws_sdk_dynamodb::Client,
+        name: &str,
+    ) -> Result<
+        aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
+        aws_sdk_dynamodb::error::BuildError,
+    > {
+        let mut req = client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest);
+        for a in &self.attribute_definitions {
+            req = req.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(&a.attribute_name)
+                    .attribute_type(ScalarAttributeType::from(a.attribute_type.as_str()))
+                    .build()?,
+            );
+        }
+        for k in keys(&self.key_schema)? {
+            req = req.key_schema(k);
+        }
+        for index in &self.global_secondary_indexes {
+            req = req.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(&index.index_name)
+                    .set_key_schema(Some(keys(&index.key_schema)?))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::from(
+                                index.projection.projection_type.as_str(),
+                            ))
+                            .build(),
+                    )
+                    .build()?,
+            );
+        }
+        if let Some(stream) = &self.stream_specification {
+            req = req.stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::from(stream.stream_view_type.as_str()))
+                    .build()?,
+            );
+        }
+        Ok(req)
+    }
+}
+
+fn keys(defs: &[KeyDef]) -> Result<Vec<KeySchemaElement>, aws_sdk_dynamodb::error::BuildError> {
+    defs.iter()
+        .map(|k| {
+            KeySchemaElement::builder()
+                .attribute_name(&k.attribute_name)
+                .key_type(KeyType::from(k.key_type.as_str()))
+                .build()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_real_template_declares_the_table_and_routes_the_gateway_serves() {
+        let t = Template::load_default().unwrap();
+        let table = t.table("Table").unwrap();
+        assert!(table
+            .key_schema
+            .iter()
+            .any(|k| k.attribute_name == "pk" && k.key_type == "HASH"));
+        assert!(table.stream_specification.is_some());
+        let routes = t.http_routes();
+        assert!(routes.contains(&Route {
+            method: "POST".into(),
+            path: parley::handlers::inbound_sms::ROUTE.into(),
+            function: "InboundSmsFunction".into(),
+        }));
+        assert!(routes
+            .iter()
+            .any(|r| r.path == parley::handlers::health::ROUTE));
+        assert_eq!(
+            t.binary("InboundSmsFunction").as_deref(),
+            Some("inbound-sms")
+        );
+    }
+}
