@@ -42,7 +42,7 @@ pub enum WriteOutcome {
 
 impl Store {
     pub async fn record_inbound(&self, r: &InboundRecord<'_>) -> Result<WriteOutcome, StoreError> {
-        let items = self.inbound_items(r)?;
+        let items = self.inbound_write_items(r)?;
         let mut attempt = 1;
         loop {
             let result = self
@@ -69,7 +69,8 @@ impl Store {
         }
     }
 
-    fn inbound_items(&self, r: &InboundRecord<'_>) -> Result<Vec<TransactWriteItem>, StoreError> {
+    /// The TransactWriteItems entries of one inbound message (public for the benchmark).
+    pub fn inbound_write_items(&self, r: &InboundRecord<'_>) -> Result<Vec<TransactWriteItem>, StoreError> {
         let sms = r.sms;
         let pk = keys::conversation_pk(sms.channel(), &sms.from.e164);
         let sk = keys::message_sk(&r.message_id);
