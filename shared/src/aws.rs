@@ -3,20 +3,28 @@
 
 use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 
 /// Bounded so a sick dependency turns into a quick 5xx (and a Twilio retry), not a Lambda
 /// timeout.
+pub fn loader() -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .operation_attempt_timeout(Duration::from_secs(2))
+            .operation_timeout(Duration::from_secs(5))
+            .build(),
+    )
+}
+
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .operation_attempt_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(5))
-                .build(),
-        )
-        .load()
-        .await
+    loader().load().await
+}
+
+/// For health probes: one attempt, no retries, so "unreachable" is reported as such within
+/// the probe's budget instead of being retried into a timeout.
+pub fn probe_loader() -> ConfigLoader {
+    loader().retry_config(RetryConfig::disabled())
 }

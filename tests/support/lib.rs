@@ -1,1 +1,325 @@
+//! What the end-to-end tests share: the local stack's settings, unique test data, signed
+//! Twilio requests, direct store access, and the record of sensitive values for the log audit.
+//!
+//! The suite runs against one stack started by `infra/scripts/test.sh` (`make test`), or
+//! against a running `make run` stack when invoked by hand with `cargo nextest run`.
 
+use std::io::Write;
+use std::sync::{Arc, Once};
+
+use parley::config::{Replies, WebhookConfig};
+use parley::secrets::SecretStore;
+use parley::store::Store;
+use parley::twilio::signature;
+use parley_local::env::LocalEnv;
+
+pub use parley;
+pub use parley_local;
+
+pub const TWILIO_NUMBER: &str = "+15005550006";
+
+/// Settings of the running local stack.
+pub struct Stack {
+    pub env: LocalEnv,
+    pub gateway: String,
+    pub public_base_url: String,
+    pub token: String,
+    pub previous_token: String,
+    pub account_sid: String,
+    pub api_key: String,
+    pub sdk: aws_config::SdkConfig,
+    pub store: Store,
+    pub http: reqwest::Client,
+}
+
+static INIT: Once = Once::new();
+
+pub async fn stack() -> Stack {
+    let env = LocalEnv::load().expect("infra/local.env");
+    INIT.call_once(|| {
+        // SAFETY of intent: tests set the same values in every thread, before AWS clients read them.
+        env.export();
+        init_logs();
+    });
+    let get = |k: &str| env.require(k).expect("local setting").to_owned();
+    let sdk = parley::aws::sdk_config().await;
+    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), get("TABLE_NAME"));
+    Stack {
+        gateway: format!("http://127.0.0.1:{}", get("LOCAL_GATEWAY_PORT")),
+        public_base_url: get("PUBLIC_BASE_URL"),
+        token: get("LOCAL_TWILIO_AUTH_TOKEN"),
+        previous_token: get("LOCAL_TWILIO_AUTH_TOKEN_PREVIOUS"),
+        account_sid: get("LOCAL_TWILIO_ACCOUNT_SID"),
+        api_key: get("LOCAL_API_KEY"),
+        sdk,
+        store,
+        http: reqwest::Client::new(),
+        env,
+    }
+}
+
+/// Logs of handlers run inside a test process go to a file the log audit reads.
+fn init_logs() {
+    let Some(dir) = std::env::var_os("PARLEY_E2E_LOG_DIR") else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join(format!("inproc-{}.log", std::process::id()));
+    if let Ok(file) = std::fs::File::create(path) {
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::sync::Mutex::new(file))
+            .with_current_span(true)
+            .try_init();
+    }
+}
+
+fn random_u64() -> u64 {
+    (ulid::Ulid::new().random() & u128::from(u64::MAX)) as u64
+}
+
+/// A fresh, valid US mobile-style number no other test uses (area code 628, San Francisco),
+/// recorded for the log audit.
+pub fn unique_phone() -> String {
+    let n = random_u64();
+    let exchange = 200 + n % 800;
+    let line = (n / 800) % 10_000;
+    let phone = format!("+1628{exchange:03}{line:04}");
+    record_sensitive("phone", &phone);
+    phone
+}
+
+/// A fresh Twilio message SID.
+pub fn unique_sid() -> String {
+    format!("SM{:032x}", ulid::Ulid::new().0)
+}
+
+/// A body no other test uses, recorded for the log audit.
+pub fn unique_body(text: &str) -> String {
+    let body = format!("{text} [{}]", ulid::Ulid::new());
+    record_sensitive("body", &body);
+    body
+}
+
+/// Records a value the logs must never contain (checked after the run by `audit-logs`).
+pub fn record_sensitive(kind: &str, value: &str) {
+    let Some(path) = std::env::var_os("PARLEY_E2E_MANIFEST") else {
+        return;
+    };
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = f.write_all(format!("{kind}\t{}\n", value.replace('\n', " ")).as_bytes());
+    }
+}
+
+/// An inbound message webhook as Twilio sends it.
+#[derive(Clone, Debug)]
+pub struct InboundForm {
+    pub pairs: Vec<(String, String)>,
+}
+
+impl InboundForm {
+    pub fn new(stack: &Stack, from: &str, body: &str) -> Self {
+        let sid = unique_sid();
+        Self {
+            pairs: vec![
+                ("ToCountry".into(), "US".into()),
+                ("SmsMessageSid".into(), sid.clone()),
+                ("NumMedia".into(), "0".into()),
+                ("SmsSid".into(), sid.clone()),
+                ("SmsStatus".into(), "received".into()),
+                ("Body".into(), body.into()),
+                ("To".into(), TWILIO_NUMBER.into()),
+                ("NumSegments".into(), "1".into()),
+                ("MessageSid".into(), sid),
+                ("AccountSid".into(), stack.account_sid.clone()),
+                ("From".into(), from.into()),
+                ("ApiVersion".into(), "2010-04-01".into()),
+            ],
+        }
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+
+    pub fn sid(&self) -> parley::twilio::MessageSid {
+        parley::twilio::MessageSid::parse(self.get("MessageSid")).expect("sid")
+    }
+
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        match self.pairs.iter_mut().find(|(k, _)| k == key) {
+            Some(pair) => pair.1 = value.into(),
+            None => self.pairs.push((key.into(), value.into())),
+        }
+        self
+    }
+
+    pub fn without(mut self, key: &str) -> Self {
+        self.pairs.retain(|(k, _)| k != key);
+        self
+    }
+
+    pub fn encode(&self) -> String {
+        self.pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    pub fn signature(&self, token: &str, url: &str) -> String {
+        signature::compute(token, url, &self.pairs)
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding, as Twilio sends it (space as `+`).
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Stack {
+    pub fn inbound_url(&self) -> String {
+        format!(
+            "{}{}",
+            self.public_base_url,
+            parley::handlers::inbound_sms::ROUTE
+        )
+    }
+
+    /// Posts a raw body to the inbound webhook with an optional signature header.
+    pub async fn post_inbound_raw(
+        &self,
+        body: impl Into<reqwest::Body>,
+        signature: Option<&str>,
+    ) -> Reply {
+        let mut req = self
+            .http
+            .post(format!(
+                "{}{}",
+                self.gateway,
+                parley::handlers::inbound_sms::ROUTE
+            ))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(sig) = signature {
+            req = req.header("x-twilio-signature", sig);
+        }
+        read(req.send().await.expect("gateway reachable")).await
+    }
+
+    /// Posts the form signed with the current dev token.
+    pub async fn post_inbound(&self, form: &InboundForm) -> Reply {
+        let sig = form.signature(&self.token, &self.inbound_url());
+        self.post_inbound_raw(form.encode(), Some(&sig)).await
+    }
+
+    pub async fn get(&self, path: &str, api_key: Option<&str>) -> Reply {
+        let mut req = self.http.get(format!("{}{path}", self.gateway));
+        if let Some(key) = api_key {
+            req = req.bearer_auth(key);
+        }
+        read(req.send().await.expect("gateway reachable")).await
+    }
+
+    /// A webhook config like the gateway's, for handlers built inside a test.
+    pub fn webhook_config(&self) -> WebhookConfig {
+        WebhookConfig {
+            public_base_url: self.public_base_url.clone(),
+            replies: Replies {
+                help: self.env.get("HELP_REPLY_TEXT").map(str::to_owned),
+                opt_out: self.env.get("OPT_OUT_REPLY_TEXT").map(str::to_owned),
+                opt_in: self.env.get("OPT_IN_REPLY_TEXT").map(str::to_owned),
+            },
+        }
+    }
+
+    /// A table of the template's shape under a unique name, for tests that need their own.
+    pub async fn own_table(&self, label: &str) -> Store {
+        let name = format!(
+            "test-{label}-{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
+        let template = parley_local::template::Template::load_default().expect("template");
+        let table = template.table("Table").expect("table in template");
+        let client = aws_sdk_dynamodb::Client::new(&self.sdk);
+        parley_local::bootstrap::create_table(&client, &table, &name)
+            .await
+            .expect("create table");
+        Store::new(client, name)
+    }
+
+    /// A secret of its own (dev values, optionally other tokens), loaded into a SecretStore.
+    pub async fn own_secrets(
+        &self,
+        token: &str,
+        previous: Option<&str>,
+    ) -> (String, Arc<SecretStore>) {
+        let id = format!("test/{}", ulid::Ulid::new());
+        self.put_secret(&id, token, previous).await;
+        let client = aws_sdk_secretsmanager::Client::new(&self.sdk);
+        let store = SecretStore::load(client, id.clone())
+            .await
+            .expect("load secret");
+        (id, Arc::new(store))
+    }
+
+    pub async fn put_secret(&self, id: &str, token: &str, previous: Option<&str>) {
+        let value = serde_json::json!({
+            "twilio_account_sid": self.account_sid,
+            "twilio_auth_token": token,
+            "twilio_auth_token_previous": previous,
+            "api_keys": [self.api_key],
+            "log_hmac_key": "test-pseudonym-key",
+        })
+        .to_string();
+        let client = aws_sdk_secretsmanager::Client::new(&self.sdk);
+        parley_local::bootstrap::put_secret(&client, id, &value)
+            .await
+            .expect("put secret");
+    }
+}
+
+async fn read(resp: reqwest::Response) -> Reply {
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = resp.text().await.unwrap_or_default();
+    Reply {
+        status,
+        content_type,
+        body,
+    }
+}

@@ -17,7 +17,7 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
         let aws_port = env.port("LOCAL_AWS_PORT")?;
         let gateway_port = env.port("LOCAL_GATEWAY_PORT")?;
         let log = repo_root().join(format!("target/local/moto-{aws_port}.log"));
-        let _moto = emulator::start(&env.path("MOTO_SERVER")?, aws_port, &log).await?;
+        let _moto = emulator::start(&env.path("MOTO_PYTHON")?, aws_port, &log).await?;
 
         let template = Template::load_default().map_err(|e| e.to_string())?;
         let sdk = parley::aws::sdk_config().await;
@@ -78,18 +78,34 @@ pub fn sign(env: &LocalEnv, args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Fails when any value listed in MANIFEST (what the tests used) appears in any LOG.
 pub fn audit_logs(args: &[String]) -> Result<(), String> {
-    let [log, manifest] = args else {
-        return Err("usage: parley-local audit-logs LOG MANIFEST".into());
+    let Some((manifest, logs)) = args.split_first().filter(|(_, logs)| !logs.is_empty()) else {
+        return Err("usage: parley-local audit-logs MANIFEST LOG [LOG…]".into());
     };
     let read = |p: &String| std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"));
-    let (log_text, manifest_text) = (read(log)?, read(manifest)?);
-    let found = audit::findings(&log_text, &manifest_text);
+    let manifest_text = read(manifest)?;
+    if manifest_text.trim().is_empty() {
+        return Err(format!(
+            "{manifest} is empty: no test recorded what it sent"
+        ));
+    }
+    let mut found = Vec::new();
+    let mut lines = 0;
+    for log in logs {
+        let text = read(log)?;
+        lines += text.lines().count();
+        found.extend(
+            audit::findings(&text, &manifest_text)
+                .into_iter()
+                .map(|f| format!("{log}: {f}")),
+        );
+    }
     let checked = manifest_text.lines().count();
     if found.is_empty() {
         println!(
-            "log audit: {} log lines, {checked} sensitive values checked, none found",
-            log_text.lines().count()
+            "log audit: {lines} log lines in {} files, {checked} sensitive values, none found",
+            logs.len()
         );
         Ok(())
     } else {

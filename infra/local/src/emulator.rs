@@ -1,4 +1,4 @@
-//! The AWS emulator (moto server) as a child process of the local stack.
+//! The AWS emulator (moto, through `infra/emulator.py`) as a child process of the local stack.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-/// Starts `moto_server` on 127.0.0.1:`port`, its own output going to `log`, and waits until it
-/// accepts connections. The child is killed when the handle is dropped.
-pub async fn start(moto_server: &Path, port: u16, log: &Path) -> Result<Child, String> {
-    if !moto_server.exists() {
+/// Starts the emulator on 127.0.0.1:`port` with the venv's `python`, its own output going to
+/// `log`, and waits until it accepts connections. The child is killed when the handle drops.
+pub async fn start(python: &Path, port: u16, log: &Path) -> Result<Child, String> {
+    if !python.exists() {
         return Err(format!(
             "{} not found: run `make run` (or `make deps`) to install the emulator",
-            moto_server.display()
+            python.display()
         ));
     }
+    let script = crate::env::repo_root().join("infra/emulator.py");
     if tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .is_ok()
@@ -28,14 +29,15 @@ pub async fn start(moto_server: &Path, port: u16, log: &Path) -> Result<Child, S
     }
     let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
-    let child = Command::new(moto_server)
+    let child = Command::new(python)
+        .arg(script)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("could not start {}: {e}", moto_server.display()))?;
+        .map_err(|e| format!("could not start {}: {e}", python.display()))?;
     wait_for_port(port, Duration::from_secs(30)).await?;
     Ok(child)
 }

@@ -1,4 +1,4 @@
-//! `parley-local up | sign URL [KEY=VALUE…] | audit-logs LOG MANIFEST`
+//! `parley-local up | sign URL [KEY=VALUE…] | audit-logs MANIFEST LOG…`
 
 use std::process::ExitCode;
 
@@ -18,7 +18,9 @@ fn main() -> ExitCode {
         Some("up") => cli::up(&env),
         Some("sign") => cli::sign(&env, &args[1..]),
         Some("audit-logs") => cli::audit_logs(&args[1..]),
-        _ => Err("usage: parley-local up | sign URL [KEY=VALUE…] | audit-logs LOG MANIFEST".into()),
+        _ => {
+            Err("usage: parley-local up | sign URL [KEY=VALUE…] | audit-logs MANIFEST LOG…".into())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -70,7 +70,10 @@ impl Store {
     }
 
     /// The TransactWriteItems entries of one inbound message (public for the benchmark).
-    pub fn inbound_write_items(&self, r: &InboundRecord<'_>) -> Result<Vec<TransactWriteItem>, StoreError> {
+    pub fn inbound_write_items(
+        &self,
+        r: &InboundRecord<'_>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let sms = r.sms;
         let pk = keys::conversation_pk(sms.channel(), &sms.from.e164);
         let sk = keys::message_sk(&r.message_id);

@@ -1,0 +1,51 @@
+# Parley: `make run` brings the local stack up; `make test` is what CI runs.
+SHELL := /bin/bash
+VENV := .venv
+MOTO_SERVER := $(VENV)/moto/bin/moto_server
+SAM := $(VENV)/lint/bin/sam
+CFN_LINT := $(VENV)/lint/bin/cfn-lint
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: run test deps check fmt clippy lint-template e2e bench sign clean
+
+## run: install what is missing, then start the emulator, resources and gateway (Ctrl-C stops)
+run: $(MOTO_SERVER)
+	cargo build -p parley-local
+	./target/debug/parley-local up
+
+## test: formatting, lints, template validation, then every test against one local stack
+test: deps check e2e
+
+deps: $(MOTO_SERVER) $(CFN_LINT)
+
+$(MOTO_SERVER):
+	python3 -m venv $(VENV)/moto
+	$(VENV)/moto/bin/pip install --quiet --disable-pip-version-check "moto[server]==5.2.5"
+
+$(CFN_LINT):
+	python3 -m venv $(VENV)/lint
+	$(VENV)/lint/bin/pip install --quiet --disable-pip-version-check "aws-sam-cli==1.170.0" "cfn-lint==1.58.0"
+
+check: fmt clippy lint-template
+
+fmt:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+lint-template: $(CFN_LINT)
+	$(SAM) validate --lint --region us-east-1
+	$(CFN_LINT) template.yaml
+
+## e2e: the whole test suite (unit, store, end to end) against one emulator + gateway
+e2e: $(MOTO_SERVER)
+	infra/scripts/test.sh
+
+## sign: print a signature, e.g. make sign URL=http://127.0.0.1:3000/webhook/twilio/sms PARAMS="From=+14155552671 Body=Hi"
+sign:
+	@cargo run -q -p parley-local -- sign "$(URL)" $(PARAMS)
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

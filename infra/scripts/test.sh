@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs the whole suite against one local stack: the emulator and gateway are started once, on
+# their own ports (so a `make run` stack can stay up), every test shares them with unique
+# names, and the captured logs are audited for phone numbers and bodies afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+export LOCAL_GATEWAY_PORT="${TEST_GATEWAY_PORT:-3100}"
+export LOCAL_AWS_PORT="${TEST_AWS_PORT:-4600}"
+out="$PWD/target/e2e"
+mkdir -p "$out"
+rm -f "$out"/*.log "$out"/sensitive.txt
+export PARLEY_E2E_MANIFEST="$out/sensitive.txt"
+export PARLEY_E2E_LOG_DIR="$out"
+touch "$PARLEY_E2E_MANIFEST"
+
+runner=(cargo nextest run --workspace)
+command -v cargo-nextest >/dev/null || runner=(cargo test --workspace)
+
+# Build everything first, so the stack isn't left waiting on the compiler.
+cargo build -p parley-local
+"${runner[@]}" --no-run
+
+./target/debug/parley-local up >"$out/stack.log" 2>&1 &
+stack=$!
+stop() { kill -TERM "$stack" 2>/dev/null && wait "$stack" 2>/dev/null || true; }
+trap stop EXIT
+
+for _ in $(seq 1 120); do
+  grep -q '^ready: ' "$out/stack.log" && break
+  if ! kill -0 "$stack" 2>/dev/null; then
+    echo "the local stack did not start:" >&2
+    cat "$out/stack.log" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+grep -q '^ready: ' "$out/stack.log" || { echo "the local stack was not ready in 60 s" >&2; cat "$out/stack.log" >&2; exit 1; }
+
+status=0
+"${runner[@]}" --no-fail-fast || status=$?
+stop
+trap - EXIT
+
+./target/debug/parley-local audit-logs "$PARLEY_E2E_MANIFEST" "$out"/*.log || status=1
+exit "$status"

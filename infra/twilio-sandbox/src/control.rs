@@ -1,0 +1,176 @@
+//! The `/_sandbox/` control API: inject faults, plan callbacks, inspect and reset.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::StatusCode;
+use parley::twilio::Form;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::lenient_number;
+use crate::error::ControlError;
+use crate::state::{CallbackPlan, Fault, FaultKind, Shared, Status};
+
+/// The delay of `slow` and `accept_then_timeout` when `delay_ms` is not given.
+const DEFAULT_FAULT_DELAY_MS: u64 = 5_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultRequest {
+    to: Option<String>,
+    kind: FaultKind,
+    count: Option<u32>,
+    delay_ms: Option<u64>,
+}
+
+/// `POST /_sandbox/faults`
+pub(crate) async fn add_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request: FaultRequest = match parse_json(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let count = request.count.unwrap_or(1);
+    if count == 0 {
+        return ControlError("count must be at least 1".into()).into_response();
+    }
+    let delay_ms = match request.kind {
+        FaultKind::Slow | FaultKind::AcceptThenTimeout => {
+            request.delay_ms.unwrap_or(DEFAULT_FAULT_DELAY_MS)
+        }
+        FaultKind::RateLimited | FaultKind::ServerError => 0,
+    };
+    let fault = Fault {
+        to: request.to,
+        kind: request.kind,
+        count,
+        delay_ms,
+    };
+    tracing::info!(
+        kind = fault.kind.as_str(),
+        count,
+        delay_ms,
+        "fault injected"
+    );
+    shared.state().faults.push(fault.clone());
+    (StatusCode::CREATED, Json(fault)).into_response()
+}
+
+/// `GET /_sandbox/faults`: the faults not used up yet.
+pub(crate) async fn faults(State(shared): State<Arc<Shared>>) -> Response {
+    Json(json!({ "faults": shared.state().faults })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallbacksRequest {
+    to: Option<String>,
+    sequence: Vec<Status>,
+    error_code: Option<u32>,
+}
+
+/// `POST /_sandbox/callbacks`: the statuses later messages (to `to`, or to anyone) report.
+pub(crate) async fn set_callbacks(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request: CallbacksRequest = match parse_json(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let plan = CallbackPlan {
+        sequence: request.sequence,
+        error_code: request.error_code,
+    };
+    shared
+        .state()
+        .plans
+        .insert(request.to.clone(), plan.clone());
+    Json(json!({
+        "to": request.to,
+        "sequence": plan.sequence,
+        "error_code": plan.error_code,
+    }))
+    .into_response()
+}
+
+/// `GET /_sandbox/messages[?to=…]`: every created message (oldest first) with its resource,
+/// `create_calls` for its To+Body, its `status_callback` and the callbacks sent so far.
+pub(crate) async fn messages(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let to = match to_filter(query.as_deref()) {
+        Ok(to) => to,
+        Err(e) => return e.into_response(),
+    };
+    let state = shared.state();
+    let messages: Vec<Value> = state
+        .messages
+        .iter()
+        .filter(|m| to.as_ref().is_none_or(|to| &m.to == to))
+        .map(|m| {
+            let mut resource = m.resource();
+            if let Value::Object(fields) = &mut resource {
+                fields.insert(
+                    "create_calls".into(),
+                    json!(state.create_calls(&m.to, &m.body)),
+                );
+                fields.insert("status_callback".into(), json!(m.status_callback));
+                fields.insert("callbacks".into(), json!(m.callbacks));
+            }
+            resource
+        })
+        .collect();
+    Json(json!({ "messages": messages })).into_response()
+}
+
+/// `GET /_sandbox/calls[?to=…]`: every create call in arrival order.
+pub(crate) async fn calls(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let to = match to_filter(query.as_deref()) {
+        Ok(to) => to,
+        Err(e) => return e.into_response(),
+    };
+    let state = shared.state();
+    let calls: Vec<_> = state
+        .calls
+        .iter()
+        .filter(|c| to.is_none() || c.to == to)
+        .collect();
+    Json(json!({ "calls": calls })).into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    to: Option<String>,
+}
+
+/// `POST /_sandbox/reset`: forgets everything, or with `{"to": …}` only that recipient's
+/// messages, calls, faults and callback plan.
+pub(crate) async fn reset(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request: ResetRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ResetRequest::default()
+    } else {
+        match parse_json(&body) {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        }
+    };
+    shared.state().reset(request.to.as_deref());
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ControlError> {
+    serde_json::from_slice(body).map_err(|e| ControlError(format!("invalid JSON body: {e}")))
+}
+
+fn to_filter(query: Option<&str>) -> Result<Option<String>, ControlError> {
+    let form = Form::parse(query.unwrap_or("").as_bytes())
+        .map_err(|e| ControlError(format!("invalid query string: {e}")))?;
+    Ok(form.get("to").map(lenient_number))
+}

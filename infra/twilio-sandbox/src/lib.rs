@@ -1,0 +1,191 @@
+//! A local stand-in for the Twilio Messages API.
+//!
+//! It speaks the subset Parley uses, with Twilio's paths, JSON shapes and error bodies, answers
+//! Twilio's magic test numbers the way Twilio does, fails on demand, and sends signed status
+//! callbacks back.
+//!
+//! # Library
+//!
+//! - [`SandboxConfig`]: the account SID and auth token it accepts (HTTP Basic) and signs
+//!   callbacks with, and the pace of callbacks.
+//! - [`spawn`]: serve in the background on a listener; the returned [`RunningSandbox`] stops
+//!   the server (and its pending callbacks) when dropped.
+//! - [`serve`]: serve on a listener until the task is cancelled.
+//! - [`router`]: the bare [`axum::Router`], to mount elsewhere.
+//!
+//! ```no_run
+//! # async fn example() -> std::io::Result<()> {
+//! let config = twilio_sandbox::SandboxConfig::new("AC00000000000000000000000000000000", "token");
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let sandbox = twilio_sandbox::spawn(listener, config).await?;
+//! let api_base = sandbox.url(); // "http://127.0.0.1:PORT": Twilio's https://api.twilio.com
+//! // … point the send worker at `api_base`; dropping `sandbox` stops it.
+//! # Ok(()) }
+//! ```
+//!
+//! # Messages API (HTTP Basic `AccountSid:AuthToken`; the path's account must match)
+//!
+//! - `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` (form: `To`, `From` or
+//!   `MessagingServiceSid`, `Body`, `MediaUrl`…, `StatusCallback`) → `201` and the message
+//!   resource (`status` `queued`, or `accepted` with a Messaging Service; `MM…` SID with media).
+//! - `GET …/Messages/{Sid}.json` → the resource, or `404` code 20404.
+//! - `GET …/Messages.json?To=&From=&DateSent=YYYY-MM-DD&DateSent>=&DateSent<=&PageSize=&Page=`
+//!   → Twilio's page, most recent first. A message not yet sent matches `DateSent` on its
+//!   creation date, so a just-accepted message can be found by reconciliation.
+//!
+//! Errors are Twilio's body, `{"code", "message", "more_info", "status"}`: 401/20003 bad
+//! credentials; 400/21604 no `To`, 21603 no `From`, 21602 no `Body` nor `MediaUrl`, 21617
+//! body over 1600 characters. Magic numbers (also behind `whatsapp:`): `To` +15005550001
+//! 21211, …0002 21612, …0003 21408, …0004 21610, …0009 21614; `From` +15005550001 21212,
+//! …0007 21606, …0008 21611; anything else well-formed is accepted.
+//!
+//! # Control API (no auth, JSON)
+//!
+//! - `POST /_sandbox/faults` `{"to"?, "kind", "count"? (1), "delay_ms"? (5000)}`: the next
+//!   `count` create calls to `to` (or to anyone when absent; a recipient's own faults are used
+//!   first) fail: `rate_limited` 429/20429, `server_error` 500/20500, `slow` (sleeps, then answers
+//!   normally; a client that gives up first leaves nothing created and the call `abandoned`),
+//!   `accept_then_timeout` (creates the message, then sleeps before answering).
+//!   `GET /_sandbox/faults` lists those not used up.
+//! - `POST /_sandbox/callbacks` `{"to"?, "sequence": ["queued","sent","delivered"],
+//!   "error_code"?}`: the statuses later messages to `to` (or to anyone) report, in that order
+//!   (default `queued, sent, delivered`; `failed`/`undelivered` carry `ErrorCode`, default
+//!   30003). The stored resource only moves forward, whatever the order.
+//! - `GET /_sandbox/messages[?to=]`: `{"messages": [resource + "create_calls" (requests for
+//!   that To+Body, failed ones included) + "status_callback" + "callbacks" sent]}`.
+//! - `GET /_sandbox/calls[?to=]`: `{"calls": [{to, from, messaging_service_sid, body,
+//!   status_callback, outcome: "created" | "error:21211" | "pending" | "abandoned", fault?,
+//!   sid?}]}` in arrival order.
+//! - `POST /_sandbox/reset` (optional `{"to"}`: only that recipient) → 204.
+//!
+//! # Status callbacks
+//!
+//! After a create with a `StatusCallback`, each planned status is applied and POSTed (form)
+//! every [`SandboxConfig::callback_delay`] with `MessageSid`, `SmsSid`, `MessageStatus`,
+//! `SmsStatus`, `AccountSid`, `From`, `To`, `ApiVersion`, `MessagingServiceSid` (when used)
+//! and `ErrorCode` (failed/undelivered), signed in `X-Twilio-Signature` over the URL exactly as
+//! given. Delivery failures are logged and recorded, never fatal.
+
+mod api;
+mod callbacks;
+mod control;
+mod error;
+mod state;
+mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{get, post};
+
+use crate::state::Shared;
+
+/// What the sandbox accepts and how it paces callbacks.
+#[derive(Clone)]
+pub struct SandboxConfig {
+    /// The account in the API paths and the HTTP Basic user.
+    pub account_sid: String,
+    /// The HTTP Basic password and the key callbacks are signed with.
+    pub auth_token: String,
+    /// The pause before each status callback (default 50 ms).
+    pub callback_delay: Duration,
+    /// How long a callback POST may take before it counts as failed (default 5 s).
+    pub callback_timeout: Duration,
+}
+
+impl SandboxConfig {
+    pub fn new(account_sid: impl Into<String>, auth_token: impl Into<String>) -> Self {
+        Self {
+            account_sid: account_sid.into(),
+            auth_token: auth_token.into(),
+            callback_delay: Duration::from_millis(50),
+            callback_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"<redacted>")
+            .field("callback_delay", &self.callback_delay)
+            .field("callback_timeout", &self.callback_timeout)
+            .finish()
+    }
+}
+
+/// The sandbox's routes, with fresh state. Fails only if the callback HTTP client cannot be
+/// built.
+pub fn router(config: SandboxConfig) -> std::io::Result<axum::Router> {
+    Ok(app(Shared::new(config)?))
+}
+
+fn app(shared: Arc<Shared>) -> axum::Router {
+    let messages = "/2010-04-01/Accounts/{account_sid}/Messages.json";
+    let message = "/2010-04-01/Accounts/{account_sid}/Messages/{file}";
+    axum::Router::new()
+        .route(messages, post(api::create).get(api::list))
+        .route(message, get(api::fetch))
+        .route(
+            "/_sandbox/faults",
+            post(control::add_fault).get(control::faults),
+        )
+        .route("/_sandbox/callbacks", post(control::set_callbacks))
+        .route("/_sandbox/messages", get(control::messages))
+        .route("/_sandbox/calls", get(control::calls))
+        .route("/_sandbox/reset", post(control::reset))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .with_state(shared)
+}
+
+/// Serves the sandbox on `listener` until the returned future is dropped or fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: SandboxConfig,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(config)?).await
+}
+
+/// Serves the sandbox on `listener` in the background.
+pub async fn spawn(
+    listener: tokio::net::TcpListener,
+    config: SandboxConfig,
+) -> std::io::Result<RunningSandbox> {
+    let addr = listener.local_addr()?;
+    let shared = Shared::new(config)?;
+    let server = axum::serve(listener, app(shared.clone()));
+    let task = tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "twilio sandbox stopped");
+        }
+    });
+    Ok(RunningSandbox { addr, shared, task })
+}
+
+/// A sandbox serving in the background; dropping it stops the server and pending callbacks.
+pub struct RunningSandbox {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSandbox {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://{addr}`: where `https://api.twilio.com` would be.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RunningSandbox {
+    fn drop(&mut self) {
+        self.shared.close();
+        self.task.abort();
+    }
+}

@@ -1,0 +1,494 @@
+//! The sandbox's memory: messages, every create call, pending faults and callback plans.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc2822;
+use time::OffsetDateTime;
+
+use crate::validate::{self, Accepted};
+use crate::SandboxConfig;
+
+/// The number a Messaging Service sends from, chosen once the message leaves the queue.
+pub(crate) const POOL_NUMBER: &str = "+15005550006";
+
+/// Twilio's message statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Status {
+    Accepted,
+    Scheduled,
+    Queued,
+    Sending,
+    Sent,
+    Delivered,
+    Read,
+    Undelivered,
+    Failed,
+    Canceled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Scheduled => "scheduled",
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Undelivered => "undelivered",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    /// Progress order: the stored resource only moves forward, whatever order callbacks go in.
+    fn rank(self) -> u8 {
+        match self {
+            Self::Accepted | Self::Scheduled => 0,
+            Self::Queued => 1,
+            Self::Sending => 2,
+            Self::Sent => 3,
+            Self::Delivered => 4,
+            Self::Read => 5,
+            Self::Undelivered | Self::Failed | Self::Canceled => 6,
+        }
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Undelivered | Self::Failed)
+    }
+
+    fn has_left_twilio(self) -> bool {
+        matches!(
+            self,
+            Self::Sent | Self::Delivered | Self::Read | Self::Undelivered
+        )
+    }
+}
+
+/// The error code of a failed or undelivered message when the plan names none.
+pub(crate) const DEFAULT_DELIVERY_ERROR: u32 = 30003;
+
+/// Twilio's description of its delivery error codes.
+pub(crate) fn delivery_error_message(code: u32) -> &'static str {
+    match code {
+        30001 => "Queue overflow",
+        30002 => "Account suspended",
+        30003 => "Unreachable destination handset",
+        30004 => "Message blocked",
+        30005 => "Unknown destination handset",
+        30006 => "Landline or unreachable carrier",
+        30007 => "Carrier violation",
+        30008 => "Unknown error",
+        _ => "Message delivery failed",
+    }
+}
+
+/// What a recipient's messages report after creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CallbackPlan {
+    pub sequence: Vec<Status>,
+    pub error_code: Option<u32>,
+}
+
+impl Default for CallbackPlan {
+    fn default() -> Self {
+        Self {
+            sequence: vec![Status::Queued, Status::Sent, Status::Delivered],
+            error_code: None,
+        }
+    }
+}
+
+/// One status callback attempt, as shown by `/_sandbox/messages`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CallbackAttempt {
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Message {
+    pub sid: String,
+    pub account_sid: String,
+    pub to: String,
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    pub body: String,
+    pub num_media: usize,
+    pub num_segments: usize,
+    pub status: Status,
+    pub error_code: Option<u32>,
+    pub date_created: OffsetDateTime,
+    pub date_updated: OffsetDateTime,
+    pub date_sent: Option<OffsetDateTime>,
+    pub status_callback: Option<String>,
+    pub callbacks: Vec<CallbackAttempt>,
+}
+
+impl Message {
+    pub fn uri(&self) -> String {
+        format!(
+            "/2010-04-01/Accounts/{}/Messages/{}.json",
+            self.account_sid, self.sid
+        )
+    }
+
+    /// Twilio's message resource JSON.
+    pub fn resource(&self) -> Value {
+        let base = format!(
+            "/2010-04-01/Accounts/{}/Messages/{}",
+            self.account_sid, self.sid
+        );
+        json!({
+            "account_sid": self.account_sid,
+            "api_version": "2010-04-01",
+            "body": self.body,
+            "date_created": rfc2822(self.date_created),
+            "date_sent": self.date_sent.map(rfc2822),
+            "date_updated": rfc2822(self.date_updated),
+            "direction": "outbound-api",
+            "error_code": self.error_code,
+            "error_message": self.error_code.map(delivery_error_message),
+            "from": self.from,
+            "messaging_service_sid": self.messaging_service_sid,
+            "num_media": self.num_media.to_string(),
+            "num_segments": self.num_segments.to_string(),
+            "price": null,
+            "price_unit": "USD",
+            "sid": self.sid,
+            "status": self.status.as_str(),
+            "to": self.to,
+            "subresource_uris": {
+                "media": format!("{base}/Media.json"),
+                "feedback": format!("{base}/Feedback.json"),
+            },
+            "uri": self.uri(),
+        })
+    }
+
+    /// The date Twilio's `DateSent` filter compares: the send date, or the creation date while
+    /// the message is still queued (so a just-accepted message can be found by reconciliation).
+    pub fn date_for_filter(&self) -> time::Date {
+        self.date_sent.unwrap_or(self.date_created).date()
+    }
+}
+
+pub(crate) fn rfc2822(t: OffsetDateTime) -> String {
+    t.format(&Rfc2822).unwrap_or_else(|_| t.to_string())
+}
+
+/// Fault kinds of `POST /_sandbox/faults`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FaultKind {
+    RateLimited,
+    ServerError,
+    Slow,
+    AcceptThenTimeout,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RateLimited => "rate_limited",
+            Self::ServerError => "server_error",
+            Self::Slow => "slow",
+            Self::AcceptThenTimeout => "accept_then_timeout",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Fault {
+    pub to: Option<String>,
+    pub kind: FaultKind,
+    pub count: u32,
+    pub delay_ms: u64,
+}
+
+/// One `POST …/Messages.json` as it arrived, and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Call {
+    #[serde(skip)]
+    pub id: u64,
+    pub to: Option<String>,
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    pub body: Option<String>,
+    pub status_callback: Option<String>,
+    /// `pending` while in flight, `created`, `error:<code>`, or `abandoned` when the client
+    /// went away before an injected delay ended (nothing was created).
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub messages: Vec<Message>,
+    pub calls: Vec<Call>,
+    pub faults: Vec<Fault>,
+    /// Keyed by recipient; `None` is the plan for every recipient without its own.
+    pub plans: HashMap<Option<String>, CallbackPlan>,
+}
+
+impl State {
+    /// Create requests that arrived for this `To` and `Body`, whatever became of them.
+    pub fn create_calls(&self, to: &str, body: &str) -> usize {
+        self.calls
+            .iter()
+            .filter(|c| c.to.as_deref() == Some(to) && c.body.as_deref().unwrap_or("") == body)
+            .count()
+    }
+
+    /// Takes one use of the first fault for this recipient, else of the first global fault.
+    pub fn take_fault(&mut self, to: Option<&str>) -> Option<Fault> {
+        let index = self
+            .faults
+            .iter()
+            .position(|f| f.to.is_some() && f.to.as_deref() == to)
+            .or_else(|| self.faults.iter().position(|f| f.to.is_none()))?;
+        let fault = &mut self.faults[index];
+        fault.count = fault.count.saturating_sub(1);
+        let taken = fault.clone();
+        if fault.count == 0 {
+            self.faults.remove(index);
+        }
+        Some(taken)
+    }
+
+    pub fn plan_for(&self, to: &str) -> CallbackPlan {
+        self.plans
+            .get(&Some(to.to_owned()))
+            .or_else(|| self.plans.get(&None))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Forgets everything, or only what concerns one recipient.
+    pub fn reset(&mut self, to: Option<&str>) {
+        match to {
+            None => *self = Self::default(),
+            Some(to) => {
+                self.messages.retain(|m| m.to != to);
+                self.calls.retain(|c| c.to.as_deref() != Some(to));
+                self.faults.retain(|f| f.to.as_deref() != Some(to));
+                self.plans.remove(&Some(to.to_owned()));
+            }
+        }
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: SandboxConfig,
+    pub http: reqwest::Client,
+    state: Mutex<State>,
+    closed: AtomicBool,
+    call_ids: AtomicU64,
+}
+
+/// A status change made on a stored message, with what its callback must carry.
+pub(crate) struct Progress {
+    pub url: Option<String>,
+    pub params: Vec<(String, String)>,
+}
+
+impl Shared {
+    pub fn new(config: SandboxConfig) -> std::io::Result<Arc<Self>> {
+        let http = reqwest::Client::builder()
+            .timeout(config.callback_timeout)
+            .user_agent("TwilioProxy/1.1")
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(Arc::new(Self {
+            config,
+            http,
+            state: Mutex::new(State::default()),
+            closed: AtomicBool::new(false),
+            call_ids: AtomicU64::new(0),
+        }))
+    }
+
+    /// The state, even if a panic elsewhere poisoned the lock (the data stays usable).
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    pub fn next_call_id(&self) -> u64 {
+        self.call_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn callback_delay(&self) -> Duration {
+        self.config.callback_delay
+    }
+
+    /// Stores a new message for an accepted request and returns it with its callback plan.
+    pub fn create(&self, accepted: Accepted) -> (Message, CallbackPlan) {
+        let now = OffsetDateTime::now_utc();
+        let prefix = if accepted.media_urls.is_empty() {
+            "SM"
+        } else {
+            "MM"
+        };
+        let message = Message {
+            sid: format!("{prefix}{:032x}", ulid::Ulid::new().0),
+            account_sid: self.config.account_sid.clone(),
+            num_segments: validate::segments(&accepted.body),
+            num_media: accepted.media_urls.len(),
+            status: if accepted.messaging_service_sid.is_some() {
+                Status::Accepted
+            } else {
+                Status::Queued
+            },
+            to: accepted.to,
+            from: accepted.from,
+            messaging_service_sid: accepted.messaging_service_sid,
+            body: accepted.body,
+            error_code: None,
+            date_created: now,
+            date_updated: now,
+            date_sent: None,
+            status_callback: accepted.status_callback,
+            callbacks: Vec::new(),
+        };
+        let mut state = self.state();
+        let plan = state.plan_for(&message.to);
+        state.messages.push(message.clone());
+        (message, plan)
+    }
+
+    /// Moves a message to `status` (never backwards) and returns the callback to send for it;
+    /// `None` once the message is gone (reset) or the sandbox has stopped.
+    pub fn advance(&self, sid: &str, status: Status, error_code: Option<u32>) -> Option<Progress> {
+        if self.is_closed() {
+            return None;
+        }
+        let mut state = self.state();
+        let message = state.messages.iter_mut().find(|m| m.sid == sid)?;
+        let now = OffsetDateTime::now_utc();
+        if message.from.is_none() && status.rank() >= Status::Queued.rank() {
+            message.from = Some(POOL_NUMBER.to_owned());
+        }
+        let error_code = status
+            .is_failure()
+            .then(|| error_code.unwrap_or(DEFAULT_DELIVERY_ERROR));
+        if status.rank() > message.status.rank() {
+            message.status = status;
+            message.date_updated = now;
+            if error_code.is_some() {
+                message.error_code = error_code;
+            }
+            if status.has_left_twilio() && message.date_sent.is_none() {
+                message.date_sent = Some(now);
+            }
+        }
+        let mut params = vec![
+            ("MessageSid", message.sid.clone()),
+            ("SmsSid", message.sid.clone()),
+            ("MessageStatus", status.as_str().to_owned()),
+            ("SmsStatus", status.as_str().to_owned()),
+            ("AccountSid", message.account_sid.clone()),
+            ("From", message.from.clone().unwrap_or_default()),
+            ("To", message.to.clone()),
+            ("ApiVersion", "2010-04-01".to_owned()),
+        ];
+        if let Some(service) = &message.messaging_service_sid {
+            params.push(("MessagingServiceSid", service.clone()));
+        }
+        if let Some(code) = error_code {
+            params.push(("ErrorCode", code.to_string()));
+        }
+        Some(Progress {
+            url: message.status_callback.clone(),
+            params: params.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        })
+    }
+
+    pub fn record_callback(&self, sid: &str, attempt: CallbackAttempt) {
+        let mut state = self.state();
+        if let Some(message) = state.messages.iter_mut().find(|m| m.sid == sid) {
+            message.callbacks.push(attempt);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(to: Option<&str>, kind: FaultKind, count: u32) -> Fault {
+        Fault {
+            to: to.map(str::to_owned),
+            kind,
+            count,
+            delay_ms: 0,
+        }
+    }
+
+    #[test]
+    fn recipient_faults_win_over_global_ones_and_run_out() {
+        let mut state = State::default();
+        state.faults.push(fault(None, FaultKind::ServerError, 1));
+        state
+            .faults
+            .push(fault(Some("+14155550100"), FaultKind::RateLimited, 2));
+        let kind = |s: &mut State, to| s.take_fault(Some(to)).map(|f| f.kind);
+        assert_eq!(
+            kind(&mut state, "+14155550100"),
+            Some(FaultKind::RateLimited)
+        );
+        assert_eq!(
+            kind(&mut state, "+14155550100"),
+            Some(FaultKind::RateLimited)
+        );
+        assert_eq!(
+            kind(&mut state, "+14155550100"),
+            Some(FaultKind::ServerError)
+        );
+        assert_eq!(kind(&mut state, "+14155550100"), None);
+        assert!(state.faults.is_empty());
+    }
+
+    #[test]
+    fn another_recipients_fault_is_left_alone() {
+        let mut state = State::default();
+        state
+            .faults
+            .push(fault(Some("+14155550100"), FaultKind::Slow, 1));
+        assert!(state.take_fault(Some("+14155550199")).is_none());
+        assert!(state.take_fault(None).is_none());
+        assert_eq!(state.faults.len(), 1);
+    }
+
+    #[test]
+    fn status_ranks_only_move_forward() {
+        assert!(Status::Sent.rank() > Status::Queued.rank());
+        assert!(Status::Failed.rank() > Status::Delivered.rank());
+        assert!(Status::Queued.rank() > Status::Accepted.rank());
+    }
+}
