@@ -19,8 +19,19 @@ pub enum ApiError {
     Unauthorized,
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
+    /// Input that fails validation, with a message per field.
+    #[error("the request has invalid fields")]
+    Validation {
+        fields: std::collections::BTreeMap<&'static str, String>,
+    },
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    /// The request is valid but conflicts with the resource's state (e.g. an opted-out number).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The request is well-formed but cannot be processed as sent (e.g. a reused key).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("a dependency is unavailable; retry later")]
@@ -49,7 +60,10 @@ impl ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Validation { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -60,7 +74,10 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. }
             | Self::Forbidden { code, .. }
-            | Self::NotFound { code, .. } => code,
+            | Self::NotFound { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Unprocessable { code, .. } => code,
+            Self::Validation { .. } => "validation_failed",
             Self::Unauthorized => "unauthorized",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unavailable(_) => "unavailable",
@@ -81,10 +98,11 @@ impl ApiError {
                 "request refused"
             );
         }
-        json_response(
-            status,
-            &json!({ "error": { "code": self.code(), "message": self.to_string() } }),
-        )
+        let mut error = json!({ "code": self.code(), "message": self.to_string() });
+        if let Self::Validation { fields } = &self {
+            error["fields"] = json!(fields);
+        }
+        json_response(status, &json!({ "error": error }))
     }
 }
 

@@ -1,18 +1,102 @@
 //! Creates the local resources from `template.yaml` in the emulator and seeds the dev secrets.
 
+use std::collections::HashMap;
+
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::TimeToLiveSpecification;
+use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::json;
 
 use crate::env::LocalEnv;
-use crate::template::{TableProperties, Template};
+use crate::template::{QueueDef, TableProperties, Template};
 
-pub async fn bootstrap(sdk: &SdkConfig, template: &Template, env: &LocalEnv) -> Result<(), String> {
+/// What the bootstrap created, by logical id.
+#[derive(Debug, Default)]
+pub struct Resources {
+    /// Queue logical id → (URL, ARN).
+    pub queues: HashMap<String, (String, String)>,
+}
+
+pub async fn bootstrap(
+    sdk: &SdkConfig,
+    template: &Template,
+    env: &LocalEnv,
+) -> Result<Resources, String> {
     let table = template.table("Table").map_err(|e| e.to_string())?;
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     create_table(&dynamodb, &table, env.require("TABLE_NAME")?).await?;
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
-    put_secret(&secrets, env.require("SECRET_ID")?, &dev_secret(env)?).await
+    put_secret(&secrets, env.require("SECRET_ID")?, &dev_secret(env)?).await?;
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let queues =
+        create_queues(&sqs, &template.queues(), env.require("LOCAL_QUEUE_PREFIX")?).await?;
+    Ok(Resources { queues })
+}
+
+/// The local name of a template queue.
+pub fn queue_name(prefix: &str, logical_id: &str) -> String {
+    format!("{prefix}{logical_id}")
+}
+
+/// Creates the template's queues, dead-letter queues first so redrive policies can name them.
+pub async fn create_queues(
+    client: &aws_sdk_sqs::Client,
+    queues: &[QueueDef],
+    prefix: &str,
+) -> Result<HashMap<String, (String, String)>, String> {
+    let mut created: HashMap<String, (String, String)> = HashMap::new();
+    let mut pending: Vec<&QueueDef> = queues.iter().collect();
+    while !pending.is_empty() {
+        let ready = pending
+            .iter()
+            .position(|q| {
+                q.redrive
+                    .as_ref()
+                    .is_none_or(|(dlq, _)| created.contains_key(dlq))
+            })
+            .ok_or("queue redrive policies refer to unknown queues")?;
+        let q = pending.remove(ready);
+        let mut req = client
+            .create_queue()
+            .queue_name(queue_name(prefix, &q.logical_id));
+        if let Some(v) = q.visibility_timeout {
+            req = req.attributes(QueueAttributeName::VisibilityTimeout, v.to_string());
+        }
+        if let Some(r) = q.retention {
+            req = req.attributes(QueueAttributeName::MessageRetentionPeriod, r.to_string());
+        }
+        if let Some((dlq, max)) = &q.redrive {
+            let arn = &created[dlq].1;
+            req = req.attributes(
+                QueueAttributeName::RedrivePolicy,
+                json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max }).to_string(),
+            );
+        }
+        let url = req
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "CreateQueue {}: {}",
+                    q.logical_id,
+                    aws_sdk_sqs::Error::from(e)
+                )
+            })?
+            .queue_url
+            .ok_or("CreateQueue returned no URL")?;
+        let arn = client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| format!("GetQueueAttributes: {}", aws_sdk_sqs::Error::from(e)))?
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .ok_or("the queue has no ARN")?;
+        created.insert(q.logical_id.clone(), (url, arn));
+    }
+    Ok(created)
 }
 
 /// Creates a table of the template's shape (also used by tests, under unique names).

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use parley::twilio::signature;
 use parley_local::env::{repo_root, LocalEnv};
+use parley_local::event_sources::SqsPoller;
 use parley_local::gateway::Gateway;
 use parley_local::template::Template;
 use parley_local::{audit, bootstrap, emulator, functions};
@@ -21,8 +22,61 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
 
         let template = Template::load_default().map_err(|e| e.to_string())?;
         let sdk = parley::aws::sdk_config().await;
-        bootstrap::bootstrap(&sdk, &template, env).await?;
+        let resources = bootstrap::bootstrap(&sdk, &template, env).await?;
+        // `!Ref SendQueue` in a function's environment is the local queue's URL.
+        for (var, target) in template.env_refs() {
+            if let (Some((url, _)), None) = (resources.queues.get(&target), env.get(&var)) {
+                std::env::set_var(var, url);
+            }
+        }
+
+        let twilio_port = env.port("LOCAL_TWILIO_PORT")?;
+        let twilio_listener = tokio::net::TcpListener::bind(("127.0.0.1", twilio_port))
+            .await
+            .map_err(|e| format!("cannot listen on {twilio_port}: {e} (set LOCAL_TWILIO_PORT)"))?;
+        let mut sandbox_config = twilio_sandbox::SandboxConfig::new(
+            env.require("LOCAL_TWILIO_ACCOUNT_SID")?,
+            env.require("LOCAL_TWILIO_AUTH_TOKEN")?,
+        );
+        if let Some(ms) = env
+            .get("SANDBOX_CALLBACK_DELAY_MS")
+            .and_then(|v| v.parse().ok())
+        {
+            sandbox_config.callback_delay = std::time::Duration::from_millis(ms);
+        }
+        let _sandbox = twilio_sandbox::spawn(twilio_listener, sandbox_config)
+            .await
+            .map_err(|e| format!("Twilio sandbox: {e}"))?;
+
         let gateway = Gateway::new(template.http_routes(), functions::http_functions().await?)?;
+        let mut sqs_functions = functions::sqs_functions().await?;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let mut pollers = Vec::new();
+        for source in template.sqs_sources() {
+            let function = sqs_functions
+                .remove(&source.function)
+                .ok_or_else(|| format!("the local stack cannot run {}", source.function))?;
+            let (queue_url, queue_arn) =
+                resources
+                    .queues
+                    .get(&source.queue)
+                    .cloned()
+                    .ok_or_else(|| {
+                        format!(
+                            "{} reads the unknown queue {}",
+                            source.function, source.queue
+                        )
+                    })?;
+            let poller = SqsPoller {
+                client: sqs.clone(),
+                queue_url,
+                queue_arn,
+                batch_size: source.batch_size,
+                region: env.get("AWS_REGION").unwrap_or("us-east-1").to_owned(),
+                function,
+            };
+            pollers.push(tokio::spawn(poller.run()));
+        }
 
         let addr = SocketAddr::from(([127, 0, 0, 1], gateway_port));
         let listener = tokio::net::TcpListener::bind(addr)
@@ -38,6 +92,9 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;
+        for poller in pollers {
+            poller.abort();
+        }
         eprintln!("parley-local: stopped");
         Ok(())
     })

@@ -1,35 +1,65 @@
-//! The functions the local gateway can run, by their logical id in `template.yaml`.
+//! The functions the local stack can run, by their logical id in `template.yaml`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use parley::handlers::health::HealthHandler;
 use parley::handlers::inbound_sms::InboundSmsHandler;
+use parley::handlers::send_sms::SendSmsHandler;
+use parley::handlers::send_worker::SendWorker;
+use parley::handlers::status_callback::StatusCallbackHandler;
+use parley::handlers::InitError;
 
+use crate::event_sources::SqsFunction;
 use crate::gateway::HttpFunction;
 
-macro_rules! http_function {
-    ($handler:expr) => {{
+macro_rules! function {
+    ($ty:ty, $handler:expr) => {{
         let handler = Arc::new($handler);
-        let f: HttpFunction = Arc::new(move |req| {
+        let f: $ty = Arc::new(move |input| {
             let handler = handler.clone();
-            Box::pin(async move { handler.handle(req).await })
+            Box::pin(async move { handler.handle(input).await })
         });
         f
     }};
 }
 
+fn err(e: InitError) -> String {
+    e.to_string()
+}
+
 /// Builds every HTTP function from the environment, as each one's `main` does at cold start.
 pub async fn http_functions() -> Result<HashMap<String, HttpFunction>, String> {
-    let err = |e: parley::handlers::InitError| e.to_string();
     Ok(HashMap::from([
         (
             "InboundSmsFunction".to_owned(),
-            http_function!(InboundSmsHandler::from_env().await.map_err(err)?),
+            function!(
+                HttpFunction,
+                InboundSmsHandler::from_env().await.map_err(err)?
+            ),
+        ),
+        (
+            "StatusCallbackFunction".to_owned(),
+            function!(
+                HttpFunction,
+                StatusCallbackHandler::from_env().await.map_err(err)?
+            ),
+        ),
+        (
+            "SendSmsFunction".to_owned(),
+            function!(HttpFunction, SendSmsHandler::from_env().await.map_err(err)?),
         ),
         (
             "HealthFunction".to_owned(),
-            http_function!(HealthHandler::from_env().await.map_err(err)?),
+            function!(HttpFunction, HealthHandler::from_env().await.map_err(err)?),
         ),
     ]))
+}
+
+/// Builds every SQS-triggered function from the environment.
+pub async fn sqs_functions() -> Result<HashMap<String, SqsFunction>, String> {
+    Ok(HashMap::from([(
+        "SendWorkerFunction".to_owned(),
+        function!(SqsFunction, SendWorker::from_env().await.map_err(err)?),
+    )]))
 }

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod emulator;
 pub mod env;
+pub mod event_sources;
 pub mod functions;
 pub mod gateway;
 pub mod template;

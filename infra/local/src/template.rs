@@ -86,7 +86,105 @@ pub struct TtlDef {
     pub enabled: bool,
 }
 
+/// An SQS event source of a function: Lambda polls `queue` and invokes `function` with batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsSource {
+    pub function: String,
+    pub queue: String,
+    pub batch_size: i32,
+}
+
+/// An SQS queue resource and the attributes the local stack applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDef {
+    pub logical_id: String,
+    pub visibility_timeout: Option<i64>,
+    pub retention: Option<i64>,
+    /// (dead-letter queue's logical id, maxReceiveCount)
+    pub redrive: Option<(String, i64)>,
+}
+
+/// `!GetAtt X.Arn` / `!Ref X` → `X`.
+fn referenced(value: &Value) -> Option<String> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "!GetAtt" || tagged.tag == "GetAtt" => tagged
+            .value
+            .as_str()
+            .map(|v| v.split('.').next().unwrap_or(v).to_owned()),
+        Value::Tagged(tagged) if tagged.tag == "!Ref" || tagged.tag == "Ref" => {
+            tagged.value.as_str().map(str::to_owned)
+        }
+        _ => None,
+    }
+}
+
 impl Template {
+    fn resources_of_type<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
+        self.root["Resources"]
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .filter(move |(_, r)| r["Type"].as_str() == Some(kind))
+            .filter_map(|(id, r)| id.as_str().map(|id| (id, r)))
+    }
+
+    pub fn queues(&self) -> Vec<QueueDef> {
+        self.resources_of_type("AWS::SQS::Queue")
+            .map(|(id, r)| {
+                let p = &r["Properties"];
+                QueueDef {
+                    logical_id: id.to_owned(),
+                    visibility_timeout: p["VisibilityTimeout"].as_i64(),
+                    retention: p["MessageRetentionPeriod"].as_i64(),
+                    redrive: referenced(&p["RedrivePolicy"]["deadLetterTargetArn"])
+                        .zip(p["RedrivePolicy"]["maxReceiveCount"].as_i64()),
+                }
+            })
+            .collect()
+    }
+
+    pub fn sqs_sources(&self) -> Vec<SqsSource> {
+        let mut sources = Vec::new();
+        for (id, r) in self.resources_of_type("AWS::Serverless::Function") {
+            for event in r["Properties"]["Events"]
+                .as_mapping()
+                .into_iter()
+                .flat_map(|m| m.values())
+            {
+                if event["Type"].as_str() != Some("SQS") {
+                    continue;
+                }
+                if let Some(queue) = referenced(&event["Properties"]["Queue"]) {
+                    sources.push(SqsSource {
+                        function: id.to_owned(),
+                        queue,
+                        batch_size: event["Properties"]["BatchSize"].as_i64().unwrap_or(10) as i32,
+                    });
+                }
+            }
+        }
+        sources
+    }
+
+    /// Environment variables of every function whose value is `!Ref <resource>`, as
+    /// (variable, resource logical id): locally, they point at the local resources.
+    pub fn env_refs(&self) -> Vec<(String, String)> {
+        let mut refs = Vec::new();
+        for (_, r) in self.resources_of_type("AWS::Serverless::Function") {
+            if let Some(vars) = r["Properties"]["Environment"]["Variables"].as_mapping() {
+                for (k, v) in vars {
+                    if let (Some(k), Some(target)) = (k.as_str(), referenced(v)) {
+                        refs.push((k.to_owned(), target));
+                    }
+                }
+            }
+        }
+        refs
+    }
+
     pub fn load(path: &Path) -> Result<Self, TemplateError> {
         Self::parse(&std::fs::read_to_string(path)?)
     }

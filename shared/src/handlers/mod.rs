@@ -4,6 +4,9 @@
 
 pub mod health;
 pub mod inbound_sms;
+pub mod send_sms;
+pub mod send_worker;
+pub mod status_callback;
 pub mod webhook;
 
 use crate::config::ConfigError;

@@ -2,23 +2,15 @@
 //! MessageSid guard (plus the consent record for a keyword) in one TransactWriteItems call.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use serde_dynamo::to_attribute_value;
 
 use super::items::{ConsentChange, Direction, Message, SidGuard};
-use super::{aws_error, keys, s, Store, StoreError};
+use super::{keys, s, Store, StoreError, TxError};
 use crate::consent::Keyword;
 use crate::language::{Detection, Language};
 use crate::twilio::InboundSms;
-
-/// Concurrent writers of the same new conversation can make DynamoDB cancel a transaction with
-/// `TransactionConflict`; it is safe to try again, a few times, before Twilio's own retry.
-const CONFLICT_ATTEMPTS: u32 = 4;
-const CONFLICT_BACKOFF: Duration = Duration::from_millis(20);
 
 /// Everything the write needs, decided before it: ids and time are chosen by the caller so
 /// the write itself has no hidden inputs.
@@ -42,30 +34,11 @@ pub enum WriteOutcome {
 
 impl Store {
     pub async fn record_inbound(&self, r: &InboundRecord<'_>) -> Result<WriteOutcome, StoreError> {
-        let items = self.inbound_write_items(r)?;
-        let mut attempt = 1;
-        loop {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            match result.map_err(classify) {
-                Ok(_) => return Ok(WriteOutcome::Recorded),
-                Err(Cancel::Duplicate) => return Ok(WriteOutcome::Duplicate),
-                Err(Cancel::Conflict) if attempt < CONFLICT_ATTEMPTS => {
-                    tokio::time::sleep(CONFLICT_BACKOFF * attempt).await;
-                    attempt += 1;
-                }
-                Err(Cancel::Conflict) => {
-                    return Err(StoreError::Cancelled {
-                        operation: "TransactWriteItems",
-                        reasons: "TransactionConflict".into(),
-                    })
-                }
-                Err(Cancel::Other(e)) => return Err(e),
-            }
+        match self.transact(self.inbound_write_items(r)?).await {
+            Ok(()) => Ok(WriteOutcome::Recorded),
+            // The SID guard is the first item: its condition failing means a duplicate.
+            Err(TxError::ConditionFailed(0)) => Ok(WriteOutcome::Duplicate),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -81,11 +54,12 @@ impl Store {
         let guard = SidGuard {
             pk: keys::sid_pk(&sms.message_sid),
             sk: keys::SID_SK.into(),
-            message_pk: pk.clone(),
-            message_sk: sk.clone(),
-            message_id: r.message_id.clone(),
-            direction: Direction::Inbound,
-            created_at: r.received_at.clone(),
+            message_pk: Some(pk.clone()),
+            message_sk: Some(sk.clone()),
+            message_id: Some(r.message_id.clone()),
+            direction: Some(Direction::Inbound),
+            created_at: Some(r.received_at.clone()),
+            parked: Vec::new(),
         };
         let message = Message {
             pk: pk.clone(),
@@ -98,7 +72,7 @@ impl Store {
             body: sms.body.clone(),
             twilio_sid: Some(sms.message_sid.to_string()),
             account_sid: Some(sms.account_sid.to_string()),
-            from_e164: sms.from.e164.clone(),
+            from_e164: Some(sms.from.e164.clone()),
             from_original: sms.from.original.clone(),
             to_e164: sms.to.e164.clone(),
             to_original: sms.to.original.clone(),
@@ -115,6 +89,19 @@ impl Store {
             status: "received".into(),
             created_at: r.received_at.clone(),
             raw_payload: Some(r.raw_payload.to_owned()),
+            delivery_status: None,
+            status_history: Vec::new(),
+            error_code: None,
+            error_message: None,
+            attempts: 0,
+            claimed_at: None,
+            ambiguous: false,
+            segments: None,
+            encoding: None,
+            workflow_type: None,
+            workflow_id: None,
+            callbacks_seen: Vec::new(),
+            status_version: 0,
         };
 
         let mut items = vec![
@@ -126,9 +113,15 @@ impl Store {
                 .build(),
         ];
         if let Some(opted_out) = r.keyword.and_then(Keyword::opted_out) {
+            let change = ConsentChange {
+                opted_out,
+                keyword: sms.body.trim().to_uppercase(),
+                at: r.received_at.clone(),
+                message_id: r.message_id.clone(),
+            };
             items.push(
                 TransactWriteItem::builder()
-                    .update(consent_update(&self.table, r, opted_out)?)
+                    .update(consent_update(&self.table, &sms.from.e164, &change)?)
                     .build(),
             );
         }
@@ -136,7 +129,7 @@ impl Store {
     }
 }
 
-fn put(
+pub(crate) fn put(
     table: &str,
     item: HashMap<String, AttributeValue>,
 ) -> Result<TransactWriteItem, StoreError> {
@@ -188,18 +181,12 @@ fn conversation_update(
     Ok(update.update_expression(expression).build()?)
 }
 
-fn consent_update(
+/// Sets a number's consent and appends the change to its history.
+pub(crate) fn consent_update(
     table: &str,
-    r: &InboundRecord<'_>,
-    opted_out: bool,
+    phone: &crate::phone::E164,
+    change: &ConsentChange,
 ) -> Result<Update, StoreError> {
-    let phone = &r.sms.from.e164;
-    let change = ConsentChange {
-        opted_out,
-        keyword: r.sms.body.trim().to_uppercase(),
-        at: r.received_at.clone(),
-        message_id: r.message_id.clone(),
-    };
     Ok(Update::builder()
         .table_name(table)
         .key("pk", s(keys::consent_pk(phone)))
@@ -210,43 +197,13 @@ fn consent_update(
         )
         .expression_attribute_values(":entity", s("consent"))
         .expression_attribute_values(":phone", s(phone.as_str()))
-        .expression_attribute_values(":opted_out", AttributeValue::Bool(opted_out))
+        .expression_attribute_values(":opted_out", AttributeValue::Bool(change.opted_out))
         .expression_attribute_values(":keyword", s(&change.keyword))
-        .expression_attribute_values(":now", s(&r.received_at))
+        .expression_attribute_values(":now", s(&change.at))
         .expression_attribute_values(":empty", AttributeValue::L(vec![]))
         .expression_attribute_values(
             ":change",
-            AttributeValue::L(vec![to_attribute_value(&change)?]),
+            AttributeValue::L(vec![to_attribute_value(change)?]),
         )
         .build()?)
-}
-
-enum Cancel {
-    Duplicate,
-    Conflict,
-    Other(StoreError),
-}
-
-fn classify<R>(err: SdkError<TransactWriteItemsError, R>) -> Cancel {
-    if let SdkError::ServiceError(service) = &err {
-        if let TransactWriteItemsError::TransactionCanceledException(cancel) = service.err() {
-            let codes: Vec<&str> = cancel
-                .cancellation_reasons()
-                .iter()
-                .map(|r| r.code().unwrap_or("None"))
-                .collect();
-            return match codes.first() {
-                Some(&"ConditionalCheckFailed") => Cancel::Duplicate,
-                _ if codes.contains(&"TransactionConflict") => Cancel::Conflict,
-                _ => Cancel::Other(StoreError::Cancelled {
-                    operation: "TransactWriteItems",
-                    reasons: codes.join(","),
-                }),
-            };
-        }
-        if let TransactWriteItemsError::TransactionInProgressException(_) = service.err() {
-            return Cancel::Conflict;
-        }
-    }
-    Cancel::Other(aws_error("TransactWriteItems", &err))
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::DeliveryStatus;
 use crate::language::Language;
 use crate::phone::{Channel, E164};
 
@@ -25,7 +26,9 @@ pub struct Message {
     pub body: String,
     pub twilio_sid: Option<String>,
     pub account_sid: Option<String>,
-    pub from_e164: E164,
+    /// Inbound: the sender. Outbound: absent until Twilio reports the number it sent from.
+    pub from_e164: Option<E164>,
+    #[serde(default)]
     pub from_original: String,
     pub to_e164: E164,
     pub to_original: String,
@@ -41,6 +44,49 @@ pub struct Message {
     pub created_at: String,
     /// The webhook body exactly as Twilio sent it, for replay and audit.
     pub raw_payload: Option<String>,
+    /// Outbound: Twilio's status, moving only forward (see `delivery`).
+    #[serde(default)]
+    pub delivery_status: Option<DeliveryStatus>,
+    #[serde(default)]
+    pub status_history: Vec<StatusChange>,
+    #[serde(default)]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub claimed_at: Option<String>,
+    /// Set when a Twilio call timed out after it may have been accepted: the next attempt
+    /// looks the message up at Twilio before sending again.
+    #[serde(default)]
+    pub ambiguous: bool,
+    #[serde(default)]
+    pub segments: Option<u32>,
+    #[serde(default)]
+    pub encoding: Option<String>,
+    #[serde(default)]
+    pub workflow_type: Option<String>,
+    #[serde(default)]
+    pub workflow_id: Option<String>,
+    /// `status|error_code` of every status callback applied, so a duplicate changes nothing.
+    /// A string set in the table (written by `ADD`), so never written as an empty list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callbacks_seen: Vec<String>,
+    /// Optimistic-concurrency version of the delivery status.
+    #[serde(default)]
+    pub status_version: u64,
+}
+
+/// One entry of a message's status history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatusChange {
+    pub status: String,
+    pub at: String,
+    #[serde(default)]
+    pub error_code: Option<String>,
+    /// `callback`, `worker` or `api`.
+    pub source: String,
 }
 
 /// One conversation per channel and number; counters are only ever bumped atomically.
@@ -69,11 +115,22 @@ pub struct Conversation {
 pub struct SidGuard {
     pub pk: String,
     pub sk: String,
-    pub message_pk: String,
-    pub message_sk: String,
-    pub message_id: String,
-    pub direction: Direction,
-    pub created_at: String,
+    /// Absent while only parked status callbacks exist for this SID.
+    pub message_pk: Option<String>,
+    pub message_sk: Option<String>,
+    pub message_id: Option<String>,
+    pub direction: Option<Direction>,
+    pub created_at: Option<String>,
+    /// Status callbacks that arrived before the send worker recorded the SID.
+    #[serde(default)]
+    pub parked: Vec<ParkedCallback>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ParkedCallback {
+    pub status: String,
+    pub error_code: Option<String>,
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -3,16 +3,51 @@
 pub mod inbound;
 pub mod items;
 pub mod keys;
+pub mod outbound;
+
+use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 
 use crate::phone::{Channel, E164};
 use crate::twilio::MessageSid;
 pub use inbound::{InboundRecord, WriteOutcome};
-pub use items::{Consent, ConsentChange, Conversation, Direction, Message, SidGuard};
+pub use items::{
+    Consent, ConsentChange, Conversation, Direction, Message, ParkedCallback, SidGuard,
+    StatusChange,
+};
+pub use outbound::{
+    Claim, CreateOutcome, Idempotency, IdempotencyRecord, NewOutbound, StatusOutcome,
+};
+
+/// Concurrent transactions on one item can be cancelled with `TransactionConflict`; it is safe
+/// to try again a few times before reporting a failure (and so a retry by our caller).
+const CONFLICT_ATTEMPTS: u32 = 4;
+const CONFLICT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// How a transaction failed.
+#[derive(Debug)]
+pub(crate) enum TxError {
+    /// The condition of the item at this index failed; nothing was written.
+    ConditionFailed(usize),
+    Failed(StoreError),
+}
+
+impl From<TxError> for StoreError {
+    fn from(e: TxError) -> Self {
+        match e {
+            TxError::ConditionFailed(i) => StoreError::Cancelled {
+                operation: "TransactWriteItems",
+                reasons: format!("ConditionalCheckFailed on item {i}"),
+            },
+            TxError::Failed(e) => e,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -68,6 +103,34 @@ impl Store {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Runs a transaction, retrying conflicts with other transactions a few times.
+    pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxError> {
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            match result.map_err(classify) {
+                Ok(_) => return Ok(()),
+                Err(Cancel::Conflict) if attempt < CONFLICT_ATTEMPTS => {
+                    tokio::time::sleep(CONFLICT_BACKOFF * attempt).await;
+                    attempt += 1;
+                }
+                Err(Cancel::Conflict) => {
+                    return Err(TxError::Failed(StoreError::Cancelled {
+                        operation: "TransactWriteItems",
+                        reasons: "TransactionConflict".into(),
+                    }))
+                }
+                Err(Cancel::Condition(i)) => return Err(TxError::ConditionFailed(i)),
+                Err(Cancel::Other(e)) => return Err(TxError::Failed(e)),
+            }
+        }
     }
 
     /// Cheap reachability probe: describes the table.
@@ -141,4 +204,37 @@ impl Store {
             .map_err(|e| aws_error("Query", &e))?;
         serde_dynamo::from_items(out.items.unwrap_or_default()).map_err(StoreError::from)
     }
+}
+
+enum Cancel {
+    Condition(usize),
+    Conflict,
+    Other(StoreError),
+}
+
+fn classify<R>(err: SdkError<TransactWriteItemsError, R>) -> Cancel {
+    if let SdkError::ServiceError(service) = &err {
+        match service.err() {
+            TransactWriteItemsError::TransactionCanceledException(cancel) => {
+                let codes: Vec<&str> = cancel
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().unwrap_or("None"))
+                    .collect();
+                if let Some(i) = codes.iter().position(|c| *c == "ConditionalCheckFailed") {
+                    return Cancel::Condition(i);
+                }
+                if codes.contains(&"TransactionConflict") {
+                    return Cancel::Conflict;
+                }
+                return Cancel::Other(StoreError::Cancelled {
+                    operation: "TransactWriteItems",
+                    reasons: codes.join(","),
+                });
+            }
+            TransactWriteItemsError::TransactionInProgressException(_) => return Cancel::Conflict,
+            _ => {}
+        }
+    }
+    Cancel::Other(aws_error("TransactWriteItems", &err))
 }

@@ -1,5 +1,6 @@
 //! Twilio at the boundary: request validation, webhook payloads and identifiers.
 
+pub mod client;
 pub mod form;
 pub mod inbound;
 pub mod sid;

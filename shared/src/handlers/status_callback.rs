@@ -1,0 +1,125 @@
+//! `POST /webhook/twilio/status`: Twilio's delivery status callbacks. Verified like every
+//! webhook; the status only moves forward, every callback lands in the history, duplicates
+//! change nothing, and a callback that beats the send worker is parked, never dropped.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use tracing::{field, info, info_span, Instrument};
+
+use super::{request_id, webhook, InitError};
+use crate::config::{AwsConfig, WebhookConfig};
+use crate::delivery::DeliveryStatus;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::phone::Address;
+use crate::secrets::SecretStore;
+use crate::store::{StatusOutcome, Store};
+use crate::twilio::{AccountSid, MessageSid};
+
+pub const ROUTE: &str = super::send_worker::STATUS_ROUTE;
+const FUNCTION: &str = "status-callback";
+const UNSUBSCRIBED: &str = "21610";
+
+pub struct StatusCallbackHandler {
+    store: Store,
+    secrets: Arc<SecretStore>,
+    config: WebhookConfig,
+}
+
+impl StatusCallbackHandler {
+    pub fn new(store: Store, secrets: Arc<SecretStore>, config: WebhookConfig) -> Self {
+        Self {
+            store,
+            secrets,
+            config,
+        }
+    }
+
+    pub async fn from_env() -> Result<Self, InitError> {
+        let aws = AwsConfig::from_env()?;
+        let config = WebhookConfig::from_env()?;
+        let sdk = crate::aws::sdk_config().await;
+        let secrets =
+            SecretStore::load(aws_sdk_secretsmanager::Client::new(&sdk), aws.secret_id).await?;
+        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
+        Ok(Self::new(store, Arc::new(secrets), config))
+    }
+
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let span = info_span!("status_callback", request_id = %request_id(&req), message_sid = field::Empty);
+        async {
+            self.process(&req)
+                .await
+                .unwrap_or_else(ApiError::into_response)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn process(&self, req: &Request) -> Result<Response<Body>, ApiError> {
+        let verified = webhook::verify(req, ROUTE, &self.config, &self.secrets).await?;
+        let form = &verified.form;
+        let invalid = |field: &str| {
+            ApiError::bad_request(
+                "invalid_webhook",
+                format!("the webhook's `{field}` parameter is missing or invalid"),
+            )
+        };
+        let sid = form
+            .get("MessageSid")
+            .or_else(|| form.get("SmsSid"))
+            .and_then(|s| MessageSid::parse(s).ok())
+            .ok_or_else(|| invalid("MessageSid"))?;
+        let account = form
+            .get("AccountSid")
+            .and_then(|s| AccountSid::parse(s).ok())
+            .ok_or_else(|| invalid("AccountSid"))?;
+        if account != self.secrets.current().twilio_account_sid {
+            return Err(ApiError::forbidden(
+                "account_mismatch",
+                "the webhook is for another Twilio account",
+            ));
+        }
+        let status_text = form
+            .get("MessageStatus")
+            .or_else(|| form.get("SmsStatus"))
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid("MessageStatus"))?;
+        let status = DeliveryStatus::parse(status_text);
+        let error_code = form.get("ErrorCode").filter(|c| !c.is_empty());
+        tracing::Span::current().record("message_sid", sid.as_str());
+
+        let now = crate::time::now_rfc3339();
+        let outcome = self
+            .store
+            .apply_status(&sid, status, error_code, &now)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.into()))?;
+        info!(status = status.as_str(), error_code, outcome = ?outcome, "status callback");
+        if error_code == Some(UNSUBSCRIBED) {
+            if let Some(to) = form.get("To").and_then(|t| Address::parse(t).ok()) {
+                self.store
+                    .record_opt_out(&to.e164, "TWILIO_21610", sid.as_str(), &now)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(e.into()))?;
+            }
+        }
+        let metrics = Metrics::new(FUNCTION).dimension("status", status.as_str());
+        match outcome {
+            StatusOutcome::Duplicate => metrics.count("DuplicateCallbacks", 1).emit(),
+            StatusOutcome::Parked => metrics.count("ParkedCallbacks", 1).emit(),
+            StatusOutcome::Applied { .. } => match error_code {
+                Some(code) => metrics
+                    .dimension("error_code", code)
+                    .count("StatusCallbacks", 1)
+                    .emit(),
+                None => metrics.count("StatusCallbacks", 1).emit(),
+            },
+        }
+        let mut response = Response::new(Body::Empty);
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        Ok(response)
+    }
+}

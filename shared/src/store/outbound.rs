@@ -1,0 +1,584 @@
+//! Outbound messages: the intent is written before Twilio is called, the send worker claims it
+//! with a conditional update, and Twilio's status only ever moves forward.
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use serde::{Deserialize, Serialize};
+use serde_dynamo::to_attribute_value;
+
+use super::inbound::{consent_update, put};
+use super::items::{ConsentChange, Direction, Message, ParkedCallback, SidGuard, StatusChange};
+use super::{aws_error, keys, s, Store, StoreError, TxError};
+use crate::delivery::DeliveryStatus;
+use crate::language::Language;
+use crate::phone::{Address, E164};
+use crate::segments::Segments;
+use crate::twilio::MessageSid;
+
+/// How often optimistic updates of one message's status are retried under contention.
+const STATUS_ATTEMPTS: usize = 8;
+
+pub struct NewOutbound<'a> {
+    pub message_id: String,
+    pub conversation_id: String,
+    pub to: &'a Address,
+    pub body: &'a str,
+    pub media_urls: &'a [String],
+    pub workflow_type: Option<&'a str>,
+    pub workflow_id: Option<&'a str>,
+    pub segments: Segments,
+    pub created_at: String,
+    pub idempotency: Option<Idempotency<'a>>,
+}
+
+/// What an `Idempotency-Key` stores: the request's hash and the response it got.
+pub struct Idempotency<'a> {
+    pub key: &'a str,
+    pub request_hash: String,
+    pub response: String,
+    /// Epoch seconds; DynamoDB's TTL removes the record after it.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub pk: String,
+    pub sk: String,
+    pub request_hash: String,
+    pub response: String,
+    pub message_pk: String,
+    pub message_sk: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created,
+    /// The idempotency key was used before; nothing was written.
+    Replay(IdempotencyRecord),
+}
+
+/// The result of a claim attempt by the send worker.
+#[derive(Debug)]
+pub enum Claim {
+    /// Ours to send. `previous` is the item before the claim: a previous attempt that may
+    /// have reached Twilio shows as `ambiguous` or as a stale `sending` claim.
+    Claimed { previous: Box<Message> },
+    /// Another worker holds it, or it is already done.
+    NotClaimable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusOutcome {
+    Applied {
+        advanced: bool,
+    },
+    Duplicate,
+    /// No message has this SID yet; the callback is kept on the SID guard until one does.
+    Parked,
+}
+
+fn idem_pk(key: &str) -> String {
+    format!("IDEM#{key}")
+}
+
+impl Store {
+    pub async fn message(&self, pk: &str, sk: &str) -> Result<Option<Message>, StoreError> {
+        self.get(pk.to_owned(), sk).await
+    }
+
+    pub async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.get(idem_pk(key), "IDEM").await
+    }
+
+    /// Writes the outbound message (status `queued`), its conversation and, with a key, the
+    /// idempotency record — in one transaction, so a replayed key creates nothing.
+    pub async fn create_outbound(&self, n: &NewOutbound<'_>) -> Result<CreateOutcome, StoreError> {
+        let pk = keys::conversation_pk(n.to.channel, &n.to.e164);
+        let sk = keys::message_sk(&n.message_id);
+        let mut items = Vec::new();
+        if let Some(idem) = &n.idempotency {
+            let record = IdempotencyRecord {
+                pk: idem_pk(idem.key),
+                sk: "IDEM".into(),
+                request_hash: idem.request_hash.clone(),
+                response: idem.response.clone(),
+                message_pk: pk.clone(),
+                message_sk: sk.clone(),
+                expires_at: idem.expires_at,
+            };
+            items.push(put(&self.table, serde_dynamo::to_item(&record)?)?);
+        }
+        let message = Message {
+            pk: pk.clone(),
+            sk,
+            gsi1pk: keys::message_gsi1pk(&n.message_id),
+            gsi1sk: "MSG".into(),
+            message_id: n.message_id.clone(),
+            direction: Direction::Outbound,
+            channel: n.to.channel,
+            body: n.body.to_owned(),
+            twilio_sid: None,
+            account_sid: None,
+            from_e164: None,
+            from_original: String::new(),
+            to_e164: n.to.e164.clone(),
+            to_original: n.to.original.clone(),
+            num_media: n.media_urls.len() as u32,
+            media_urls: n.media_urls.to_vec(),
+            media_content_types: Vec::new(),
+            language: Language::Unknown,
+            language_confidence: 0.0,
+            keyword: None,
+            status: "queued".into(),
+            created_at: n.created_at.clone(),
+            raw_payload: None,
+            delivery_status: None,
+            status_history: vec![StatusChange {
+                status: "queued".into(),
+                at: n.created_at.clone(),
+                error_code: None,
+                source: "api".into(),
+            }],
+            error_code: None,
+            error_message: None,
+            attempts: 0,
+            claimed_at: None,
+            ambiguous: false,
+            segments: Some(n.segments.count),
+            encoding: Some(n.segments.encoding.as_str().into()),
+            workflow_type: n.workflow_type.map(str::to_owned),
+            workflow_id: n.workflow_id.map(str::to_owned),
+            callbacks_seen: Vec::new(),
+            status_version: 0,
+        };
+        items.push(put(&self.table, serde_dynamo::to_item(&message)?)?);
+        items.push(
+            TransactWriteItem::builder()
+                .update(outbound_conversation_update(&self.table, pk, n)?)
+                .build(),
+        );
+        match self.transact(items).await {
+            Ok(()) => Ok(CreateOutcome::Created),
+            Err(TxError::ConditionFailed(0)) if n.idempotency.is_some() => {
+                let key = n.idempotency.as_ref().map(|i| i.key).unwrap_or_default();
+                match self.idempotency(key).await? {
+                    Some(record) => Ok(CreateOutcome::Replay(record)),
+                    None => Err(StoreError::Cancelled {
+                        operation: "TransactWriteItems",
+                        reasons: "idempotency record vanished".into(),
+                    }),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Claims a queued message for sending (or a `sending` one whose claim is older than
+    /// `stale_before`, left by a worker that died mid-send).
+    pub async fn claim(
+        &self,
+        pk: &str,
+        sk: &str,
+        now: &str,
+        stale_before: &str,
+    ) -> Result<Claim, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .condition_expression(
+                "#status = :queued OR (#status = :sending AND claimed_at < :stale)",
+            )
+            .update_expression(
+                "SET #status = :sending, claimed_at = :now, \
+                 attempts = if_not_exists(attempts, :zero) + :one",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":queued", s("queued"))
+            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":stale", s(stale_before))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let previous: Message = serde_dynamo::from_item(out.attributes.unwrap_or_default())?;
+                Ok(Claim::Claimed { previous: Box::new(previous) })
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Claim::NotClaimable)
+            }
+            Err(e) => Err(aws_error("UpdateItem", &e)),
+        }
+    }
+
+    /// Records Twilio's acceptance: the SID and status on the message and the SID guard
+    /// pointing to it, atomically; then merges any status callbacks parked before this.
+    pub async fn record_submitted(
+        &self,
+        message: &Message,
+        sid: &MessageSid,
+        status: DeliveryStatus,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let entry = StatusChange {
+            status: status.as_str().into(),
+            at: now.into(),
+            error_code: None,
+            source: "worker".into(),
+        };
+        let update_message = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(&message.pk))
+            .key("sk", s(&message.sk))
+            .condition_expression("#status = :sending")
+            .update_expression(
+                "SET #status = :submitted, twilio_sid = :sid, submitted_at = :now, \
+                 ambiguous = :false, \
+                 delivery_status = if_not_exists(delivery_status, :delivery), \
+                 status_history = list_append(if_not_exists(status_history, :empty), :entry)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":submitted", s("submitted"))
+            .expression_attribute_values(":sid", s(sid.as_str()))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":delivery", s(status.as_str()))
+            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+            .expression_attribute_values(
+                ":entry",
+                AttributeValue::L(vec![to_attribute_value(&entry)?]),
+            )
+            .build()?;
+        let point_guard = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(keys::sid_pk(sid)))
+            .key("sk", s(keys::SID_SK))
+            .condition_expression("attribute_not_exists(message_id) OR message_id = :id")
+            .update_expression(
+                "SET message_pk = :pk, message_sk = :sk, message_id = :id, direction = :outbound, \
+                 created_at = if_not_exists(created_at, :now)",
+            )
+            .expression_attribute_values(":pk", s(&message.pk))
+            .expression_attribute_values(":sk", s(&message.sk))
+            .expression_attribute_values(":id", s(&message.message_id))
+            .expression_attribute_values(":outbound", s("outbound"))
+            .expression_attribute_values(":now", s(now))
+            .build()?;
+        self.transact(vec![
+            TransactWriteItem::builder().update(update_message).build(),
+            TransactWriteItem::builder().update(point_guard).build(),
+        ])
+        .await?;
+
+        // Callbacks can no longer park (the guard now names the message): merge those that did.
+        let Some(guard) = self.sid_guard(sid).await? else {
+            return Ok(());
+        };
+        if guard.parked.is_empty() {
+            return Ok(());
+        }
+        for parked in &guard.parked {
+            let status = DeliveryStatus::parse(&parked.status);
+            self.apply_to_message(
+                &message.pk,
+                &message.sk,
+                status,
+                parked.error_code.as_deref(),
+                &parked.at,
+            )
+            .await?;
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::sid_pk(sid)))
+            .key("sk", s(keys::SID_SK))
+            .update_expression("REMOVE parked")
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", &e))?;
+        Ok(())
+    }
+
+    /// Gives a claimed message back to the queue after a transient failure.
+    pub async fn release(
+        &self,
+        message: &Message,
+        error: &str,
+        ambiguous: bool,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&message.pk))
+            .key("sk", s(&message.sk))
+            .condition_expression("#status = :sending")
+            .update_expression("SET #status = :queued, last_error = :error, ambiguous = :ambiguous")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":queued", s("queued"))
+            .expression_attribute_values(":error", s(error))
+            .expression_attribute_values(":ambiguous", AttributeValue::Bool(ambiguous))
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", &e))?;
+        Ok(())
+    }
+
+    /// Ends a claimed message: `failed` (with Twilio's code) or `canceled` (never sent).
+    pub async fn finish_unsent(
+        &self,
+        message: &Message,
+        outcome: DeliveryStatus,
+        error_code: &str,
+        error_message: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let entry = StatusChange {
+            status: outcome.as_str().into(),
+            at: now.into(),
+            error_code: Some(error_code.into()),
+            source: "worker".into(),
+        };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&message.pk))
+            .key("sk", s(&message.sk))
+            .condition_expression("#status = :sending")
+            .update_expression(
+                "SET #status = :outcome, delivery_status = :outcome, error_code = :code, \
+                 error_message = :message, finished_at = :now, \
+                 status_history = list_append(if_not_exists(status_history, :empty), :entry)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":outcome", s(outcome.as_str()))
+            .expression_attribute_values(":code", s(error_code))
+            .expression_attribute_values(":message", s(error_message))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+            .expression_attribute_values(
+                ":entry",
+                AttributeValue::L(vec![to_attribute_value(&entry)?]),
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", &e))?;
+        Ok(())
+    }
+
+    /// Records an opt-out learnt from Twilio (error 21610) rather than from a keyword.
+    pub async fn record_opt_out(
+        &self,
+        phone: &E164,
+        reason: &str,
+        message_id: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let change = ConsentChange {
+            opted_out: true,
+            keyword: reason.into(),
+            at: now.into(),
+            message_id: message_id.into(),
+        };
+        let update = consent_update(&self.table, phone, &change)?;
+        self.transact(vec![TransactWriteItem::builder().update(update).build()])
+            .await
+            .map_err(StoreError::from)
+    }
+
+    /// Applies a status callback for `sid`: to its message when the SID is recorded, else
+    /// parked on the SID guard until the send worker records it.
+    pub async fn apply_status(
+        &self,
+        sid: &MessageSid,
+        status: DeliveryStatus,
+        error_code: Option<&str>,
+        at: &str,
+    ) -> Result<StatusOutcome, StoreError> {
+        for _ in 0..STATUS_ATTEMPTS {
+            let guard: Option<SidGuard> = self.sid_guard(sid).await?;
+            if let Some((pk, sk)) = guard
+                .as_ref()
+                .and_then(|g| g.message_pk.clone().zip(g.message_sk.clone()))
+            {
+                return self
+                    .apply_to_message(&pk, &sk, status, error_code, at)
+                    .await;
+            }
+            let parked = ParkedCallback {
+                status: status.as_str().into(),
+                error_code: error_code.map(str::to_owned),
+                at: at.into(),
+            };
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(keys::sid_pk(sid)))
+                .key("sk", s(keys::SID_SK))
+                .condition_expression("attribute_not_exists(message_id)")
+                .update_expression(
+                    "SET parked = list_append(if_not_exists(parked, :empty), :entry), \
+                     created_at = if_not_exists(created_at, :at)",
+                )
+                .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+                .expression_attribute_values(
+                    ":entry",
+                    AttributeValue::L(vec![to_attribute_value(&parked)?]),
+                )
+                .expression_attribute_values(":at", s(at))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(StatusOutcome::Parked),
+                // The worker recorded the SID meanwhile: go round and apply it directly.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(aws_error("UpdateItem", &e)),
+            }
+        }
+        Err(StoreError::Cancelled {
+            operation: "UpdateItem",
+            reasons: "status callback contention".into(),
+        })
+    }
+
+    async fn apply_to_message(
+        &self,
+        pk: &str,
+        sk: &str,
+        status: DeliveryStatus,
+        error_code: Option<&str>,
+        at: &str,
+    ) -> Result<StatusOutcome, StoreError> {
+        let seen_key = format!("{}|{}", status.as_str(), error_code.unwrap_or(""));
+        for _ in 0..STATUS_ATTEMPTS {
+            let Some(message) = self.message(pk, sk).await? else {
+                return Err(StoreError::Cancelled {
+                    operation: "GetItem",
+                    reasons: "the SID guard points to a missing message".into(),
+                });
+            };
+            if message.callbacks_seen.contains(&seen_key) {
+                return Ok(StatusOutcome::Duplicate);
+            }
+            let current = message.delivery_status.unwrap_or(DeliveryStatus::Unknown);
+            let advanced = current.advances_to(status);
+            let entry = StatusChange {
+                status: status.as_str().into(),
+                at: at.into(),
+                error_code: error_code.map(str::to_owned),
+                source: "callback".into(),
+            };
+            let mut expression = String::from(
+                "SET status_history = list_append(if_not_exists(status_history, :empty), :entry), \
+                 last_callback_at = :at, status_version = :next",
+            );
+            let mut update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+                .expression_attribute_values(
+                    ":entry",
+                    AttributeValue::L(vec![to_attribute_value(&entry)?]),
+                )
+                .expression_attribute_values(":at", s(at))
+                .expression_attribute_values(
+                    ":next",
+                    AttributeValue::N((message.status_version + 1).to_string()),
+                )
+                .expression_attribute_values(":seen", AttributeValue::Ss(vec![seen_key.clone()]));
+            if advanced {
+                expression.push_str(", delivery_status = :status");
+                update = update.expression_attribute_values(":status", s(status.as_str()));
+                if let Some(code) = error_code {
+                    expression.push_str(", error_code = :code");
+                    update = update.expression_attribute_values(":code", s(code));
+                }
+            }
+            expression.push_str(" ADD callbacks_seen :seen");
+            // Items written before versioning (inbound ones) have no attribute: that is version 0.
+            update = update
+                .condition_expression(
+                    "attribute_not_exists(status_version) OR status_version = :version",
+                )
+                .expression_attribute_values(
+                    ":version",
+                    AttributeValue::N(message.status_version.to_string()),
+                );
+            let touch_conversation = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s(keys::META))
+                .update_expression("SET last_activity_at = :at")
+                .expression_attribute_values(":at", s(at))
+                .build()?;
+            match self
+                .transact(vec![
+                    TransactWriteItem::builder()
+                        .update(update.update_expression(expression).build()?)
+                        .build(),
+                    TransactWriteItem::builder()
+                        .update(touch_conversation)
+                        .build(),
+                ])
+                .await
+            {
+                Ok(()) => return Ok(StatusOutcome::Applied { advanced }),
+                Err(TxError::ConditionFailed(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Cancelled {
+            operation: "TransactWriteItems",
+            reasons: "status update contention".into(),
+        })
+    }
+}
+
+fn outbound_conversation_update(
+    table: &str,
+    pk: String,
+    n: &NewOutbound<'_>,
+) -> Result<Update, StoreError> {
+    let mut expression = String::from(
+        "SET entity = :entity, channel = :channel, phone = :phone, \
+         conversation_id = if_not_exists(conversation_id, :cid), \
+         created_at = if_not_exists(created_at, :now), \
+         last_message_at = :now, last_outbound_at = :now",
+    );
+    let mut update = Update::builder()
+        .table_name(table)
+        .key("pk", s(pk))
+        .key("sk", s(keys::META))
+        .expression_attribute_values(":entity", s("conversation"))
+        .expression_attribute_values(":channel", s(n.to.channel.as_str()))
+        .expression_attribute_values(":phone", s(n.to.e164.as_str()))
+        .expression_attribute_values(":cid", s(&n.conversation_id))
+        .expression_attribute_values(":now", s(&n.created_at))
+        .expression_attribute_values(":one", AttributeValue::N("1".into()));
+    if let Some(t) = n.workflow_type {
+        expression.push_str(", workflow_type = :wtype");
+        update = update.expression_attribute_values(":wtype", s(t));
+    }
+    if let Some(id) = n.workflow_id {
+        expression.push_str(", workflow_id = :wid");
+        update = update.expression_attribute_values(":wid", s(id));
+    }
+    expression.push_str(" ADD message_count :one, outbound_count :one");
+    Ok(update.update_expression(expression).build()?)
+}

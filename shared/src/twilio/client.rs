@@ -1,0 +1,266 @@
+//! The Twilio Messages API, as much of it as sending needs: create, and a lookup to reconcile
+//! an attempt whose answer was lost.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::secrets::Secrets;
+
+/// Who a message is sent from: a number, or a Messaging Service that picks one.
+#[derive(Debug, Clone)]
+pub enum Sender {
+    Number(String),
+    MessagingService(String),
+}
+
+pub struct CreateMessage<'a> {
+    pub to: &'a str,
+    pub body: &'a str,
+    pub media_urls: &'a [String],
+    pub status_callback: &'a str,
+}
+
+/// The fields of Twilio's message resource that Parley reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TwilioMessage {
+    pub sid: String,
+    pub status: String,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub date_created: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    code: Option<i64>,
+    message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageList {
+    #[serde(default)]
+    messages: Vec<TwilioMessage>,
+}
+
+/// What a failed call means for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Twilio refused the message itself (invalid number, opted out, …): never retry.
+    Permanent,
+    /// Twilio is busy or unreachable and did not take the message: retry with backoff.
+    Transient,
+    /// The request may have reached Twilio and been accepted: look it up before retrying.
+    Ambiguous,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TwilioError {
+    /// `message` is Twilio's text, which can quote the number: store it, never log it.
+    #[error("Twilio answered HTTP {status} with error {code:?}")]
+    Api {
+        status: u16,
+        code: Option<i64>,
+        message: String,
+    },
+    #[error("could not connect to Twilio")]
+    Connect,
+    #[error("Twilio did not answer in time")]
+    Timeout,
+    #[error("the request to Twilio failed after it was sent")]
+    Interrupted,
+    #[error("Twilio's answer could not be read")]
+    Decode,
+}
+
+impl TwilioError {
+    pub fn failure(&self) -> Failure {
+        match self {
+            TwilioError::Api { status, .. } if *status == 429 || *status >= 500 => {
+                Failure::Transient
+            }
+            TwilioError::Api { .. } => Failure::Permanent,
+            TwilioError::Connect => Failure::Transient,
+            TwilioError::Timeout | TwilioError::Interrupted | TwilioError::Decode => {
+                Failure::Ambiguous
+            }
+        }
+    }
+
+    /// Twilio's error code, or a short name of the transport failure, for storage and logs.
+    pub fn code(&self) -> String {
+        match self {
+            TwilioError::Api {
+                code: Some(code), ..
+            } => code.to_string(),
+            TwilioError::Api { status, .. } => format!("http_{status}"),
+            TwilioError::Connect => "connect".into(),
+            TwilioError::Timeout => "timeout".into(),
+            TwilioError::Interrupted => "interrupted".into(),
+            TwilioError::Decode => "decode".into(),
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            TwilioError::Api { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+fn transport(e: reqwest::Error) -> TwilioError {
+    if e.is_connect() {
+        TwilioError::Connect
+    } else if e.is_timeout() {
+        TwilioError::Timeout
+    } else {
+        TwilioError::Interrupted
+    }
+}
+
+pub struct TwilioClient {
+    http: reqwest::Client,
+    api_base: String,
+    sender: Sender,
+}
+
+impl TwilioClient {
+    /// `timeout` bounds each whole call; connecting gets at most two seconds of it.
+    pub fn new(api_base: &str, sender: Sender, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .timeout(timeout)
+            .build()?;
+        Ok(Self {
+            http,
+            api_base: api_base.trim_end_matches('/').to_owned(),
+            sender,
+        })
+    }
+
+    fn messages_url(&self, secrets: &Secrets) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            self.api_base,
+            secrets.twilio_account_sid.as_str()
+        )
+    }
+
+    pub async fn create(
+        &self,
+        secrets: &Secrets,
+        message: &CreateMessage<'_>,
+    ) -> Result<TwilioMessage, TwilioError> {
+        let mut form: Vec<(&str, &str)> = vec![
+            ("To", message.to),
+            ("Body", message.body),
+            ("StatusCallback", message.status_callback),
+        ];
+        match &self.sender {
+            Sender::Number(n) => form.push(("From", n)),
+            Sender::MessagingService(s) => form.push(("MessagingServiceSid", s)),
+        }
+        form.extend(message.media_urls.iter().map(|u| ("MediaUrl", u.as_str())));
+        let response = self
+            .http
+            .post(self.messages_url(secrets))
+            .basic_auth(
+                secrets.twilio_account_sid.as_str(),
+                Some(&secrets.twilio_auth_token),
+            )
+            .form(&form)
+            .send()
+            .await
+            .map_err(transport)?;
+        read(response).await
+    }
+
+    /// A message Twilio already accepted for `to` with this `body`, created at or after
+    /// `since`: how an attempt whose answer was lost is recognised instead of sent twice.
+    pub async fn find_accepted(
+        &self,
+        secrets: &Secrets,
+        to: &str,
+        body: &str,
+        since: OffsetDateTime,
+    ) -> Result<Option<TwilioMessage>, TwilioError> {
+        let day = since.date();
+        let date = format!(
+            "{:04}-{:02}-{:02}",
+            day.year(),
+            u8::from(day.month()),
+            day.day()
+        );
+        let response = self
+            .http
+            .get(self.messages_url(secrets))
+            .basic_auth(
+                secrets.twilio_account_sid.as_str(),
+                Some(&secrets.twilio_auth_token),
+            )
+            .query(&[
+                ("To", to),
+                ("DateSent>", date.as_str()),
+                ("PageSize", "100"),
+            ])
+            .send()
+            .await
+            .map_err(transport)?;
+        let list: MessageList = read(response).await?;
+        Ok(list.messages.into_iter().find(|m| {
+            m.body.as_deref() == Some(body)
+                && m.date_created
+                    .as_deref()
+                    .and_then(|d| {
+                        OffsetDateTime::parse(d, &time::format_description::well_known::Rfc2822)
+                            .ok()
+                    })
+                    .is_some_and(|created| created >= since)
+        }))
+    }
+}
+
+async fn read<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<T, TwilioError> {
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(transport)?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|_| TwilioError::Decode);
+    }
+    let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+    Err(TwilioError::Api {
+        status: status.as_u16(),
+        code: body.as_ref().and_then(|b| b.code),
+        message: body.and_then(|b| b.message).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_classified_as_twilio_documents_them() {
+        let api = |status, code| TwilioError::Api {
+            status,
+            code,
+            message: String::new(),
+        };
+        assert_eq!(api(400, Some(21211)).failure(), Failure::Permanent);
+        assert_eq!(api(400, Some(21610)).failure(), Failure::Permanent);
+        assert_eq!(api(400, Some(21614)).failure(), Failure::Permanent);
+        assert_eq!(api(429, Some(20429)).failure(), Failure::Transient);
+        assert_eq!(api(500, None).failure(), Failure::Transient);
+        assert_eq!(api(503, None).failure(), Failure::Transient);
+        assert_eq!(TwilioError::Connect.failure(), Failure::Transient);
+        assert_eq!(TwilioError::Timeout.failure(), Failure::Ambiguous);
+        assert_eq!(api(400, Some(21211)).code(), "21211");
+        assert_eq!(api(502, None).code(), "http_502");
+    }
+}
