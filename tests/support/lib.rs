@@ -323,3 +323,141 @@ async fn read(resp: reqwest::Response) -> Reply {
         body,
     }
 }
+
+/// Waits until `check` returns `Some`, polling every 100 ms, or panics after `seconds`.
+pub async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {seconds} s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+impl Stack {
+    pub fn sandbox(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            self.env
+                .get("LOCAL_TWILIO_PORT")
+                .expect("LOCAL_TWILIO_PORT")
+        )
+    }
+
+    /// `POST /sms/send` with the dev API key (and an optional Idempotency-Key).
+    pub async fn send(&self, request: &serde_json::Value, idempotency_key: Option<&str>) -> Reply {
+        let mut req = self
+            .http
+            .post(format!(
+                "{}{}",
+                self.gateway,
+                parley::handlers::send_sms::ROUTE
+            ))
+            .bearer_auth(&self.api_key)
+            .json(request);
+        if let Some(key) = idempotency_key {
+            req = req.header("idempotency-key", key);
+        }
+        read(req.send().await.expect("gateway reachable")).await
+    }
+
+    pub async fn send_raw(&self, body: &str, api_key: Option<&str>) -> Reply {
+        let mut req = self
+            .http
+            .post(format!(
+                "{}{}",
+                self.gateway,
+                parley::handlers::send_sms::ROUTE
+            ))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(key) = api_key {
+            req = req.bearer_auth(key);
+        }
+        read(req.send().await.expect("gateway reachable")).await
+    }
+
+    /// The messages the sandbox holds for `to`, each with its `create_calls`.
+    pub async fn sandbox_messages(&self, to: &str) -> Vec<serde_json::Value> {
+        let resp = self
+            .http
+            .get(format!("{}/_sandbox/messages", self.sandbox()))
+            .query(&[("to", to)])
+            .send()
+            .await
+            .expect("sandbox reachable");
+        let json: serde_json::Value = resp.json().await.expect("sandbox JSON");
+        json["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The sandbox's messages for `to` with this exact body.
+    pub async fn sandbox_messages_with(&self, to: &str, body: &str) -> Vec<serde_json::Value> {
+        self.sandbox_messages(to)
+            .await
+            .into_iter()
+            .filter(|m| m["body"] == body)
+            .collect()
+    }
+
+    pub async fn sandbox_calls(&self, to: &str) -> Vec<serde_json::Value> {
+        let resp = self
+            .http
+            .get(format!("{}/_sandbox/calls", self.sandbox()))
+            .query(&[("to", to)])
+            .send()
+            .await
+            .expect("sandbox reachable");
+        let json: serde_json::Value = resp.json().await.expect("sandbox JSON");
+        json["calls"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn sandbox_control(&self, path: &str, body: serde_json::Value) {
+        let resp = self
+            .http
+            .post(format!("{}/_sandbox/{path}", self.sandbox()))
+            .json(&body)
+            .send()
+            .await
+            .expect("sandbox reachable");
+        assert!(
+            resp.status().is_success(),
+            "sandbox {path}: {}",
+            resp.status()
+        );
+    }
+
+    /// The stored message a send answered with.
+    pub async fn outbound(&self, to: &str, message_id: &str) -> Option<parley::store::Message> {
+        let address = parley::phone::Address::parse(to).expect("valid number");
+        let pk = parley::store::keys::conversation_pk(address.channel, &address.e164);
+        self.store
+            .message(&pk, &parley::store::keys::message_sk(message_id))
+            .await
+            .expect("store reachable")
+    }
+
+    pub async fn queue_url(&self, logical_id: &str) -> String {
+        let prefix = self
+            .env
+            .get("LOCAL_QUEUE_PREFIX")
+            .expect("LOCAL_QUEUE_PREFIX");
+        let client = aws_sdk_sqs::Client::new(&self.sdk);
+        client
+            .get_queue_url()
+            .queue_name(parley_local::bootstrap::queue_name(prefix, logical_id))
+            .send()
+            .await
+            .expect("queue exists")
+            .queue_url
+            .expect("queue URL")
+    }
+}

@@ -273,12 +273,46 @@ fn idempotency_key(req: &Request) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// serde_json maps keep keys sorted, so equal requests hash equal whatever their key order.
+/// SHA-256 of the request in canonical form (object keys sorted at every depth), so equal
+/// requests hash equal whatever their key order. serde_json's map order cannot be relied on:
+/// a dependency in the workspace turns on `preserve_order`.
 fn hash(request: &Value) -> String {
-    Sha256::digest(request.to_string().as_bytes())
+    let mut canonical = String::new();
+    write_canonical(request, &mut canonical);
+    Sha256::digest(canonical.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 fn validate(request: &Value) -> Result<Valid, ApiError> {
@@ -435,5 +469,8 @@ mod tests {
             hash(&a),
             hash(&json!({"to": "+14155552671", "body": "hi!"}))
         );
+        let nested_a: Value = serde_json::from_str(r#"{"m":[{"x":1,"y":2}],"to":"1"}"#).unwrap();
+        let nested_b: Value = serde_json::from_str(r#"{"to":"1","m":[{"y":2,"x":1}]}"#).unwrap();
+        assert_eq!(hash(&nested_a), hash(&nested_b));
     }
 }

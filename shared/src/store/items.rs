@@ -97,6 +97,9 @@ pub struct Conversation {
     pub phone: E164,
     pub created_at: String,
     pub last_message_at: String,
+    /// The latest activity of any kind, status callbacks included.
+    #[serde(default)]
+    pub last_activity_at: Option<String>,
     #[serde(default)]
     pub message_count: u64,
     #[serde(default)]

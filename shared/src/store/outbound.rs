@@ -207,8 +207,11 @@ impl Store {
             .await;
         match result {
             Ok(out) => {
-                let previous: Message = serde_dynamo::from_item(out.attributes.unwrap_or_default())?;
-                Ok(Claim::Claimed { previous: Box::new(previous) })
+                let previous: Message =
+                    serde_dynamo::from_item(out.attributes.unwrap_or_default())?;
+                Ok(Claim::Claimed {
+                    previous: Box::new(previous),
+                })
             }
             Err(e)
                 if e.as_service_error()
@@ -222,6 +225,8 @@ impl Store {
 
     /// Records Twilio's acceptance: the SID and status on the message and the SID guard
     /// pointing to it, atomically; then merges any status callbacks parked before this.
+    /// Setting `delivery_status` outright is safe: until this transaction points the guard at
+    /// the message, callbacks can only park, and parked ones are merged (ranked) afterwards.
     pub async fn record_submitted(
         &self,
         message: &Message,
@@ -243,7 +248,7 @@ impl Store {
             .update_expression(
                 "SET #status = :submitted, twilio_sid = :sid, submitted_at = :now, \
                  ambiguous = :false, \
-                 delivery_status = if_not_exists(delivery_status, :delivery), \
+                 delivery_status = :delivery, \
                  status_history = list_append(if_not_exists(status_history, :empty), :entry)",
             )
             .expression_attribute_names("#status", "status")
