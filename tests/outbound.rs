@@ -321,7 +321,7 @@ async fn twilio_21610_fails_the_message_and_opts_the_number_out() {
         &unique_body("A message to an unsubscribed number"),
     )
     .await;
-    let m = settled(&stack, to, &id, DeliveryStatus::Failed, 20).await;
+    let m = settled(&stack, to, &id, DeliveryStatus::Failed, 40).await;
     assert_eq!(m.error_code.as_deref(), Some("21610"));
     let consent = stack
         .store
@@ -346,7 +346,7 @@ async fn exhausted_retries_fail_the_message_and_the_job_lands_in_the_dead_letter
         )
         .await;
     let (id, _) = send(&stack, &to, &unique_body("This one will never get through")).await;
-    let m = settled(&stack, &to, &id, DeliveryStatus::Failed, 60).await;
+    let m = settled(&stack, &to, &id, DeliveryStatus::Failed, 90).await;
     assert_eq!(
         (m.status.as_str(), m.error_code.as_deref(), m.attempts),
         ("failed", Some("20500"), 5)

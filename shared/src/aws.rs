@@ -8,13 +8,21 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 
 /// Bounded so a sick dependency turns into a quick 5xx (and a Twilio retry), not a Lambda
-/// timeout.
+/// timeout: 2 s an attempt and 5 s in all by default. `AWS_ATTEMPT_TIMEOUT_MS` and
+/// `AWS_OPERATION_TIMEOUT_MS` override them (the local emulator under a loaded test run is
+/// far slower than DynamoDB).
 pub fn loader() -> ConfigLoader {
+    let millis = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::from_millis(default), Duration::from_millis)
+    };
     aws_config::defaults(BehaviorVersion::latest()).timeout_config(
         TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(1))
-            .operation_attempt_timeout(Duration::from_secs(2))
-            .operation_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(millis("AWS_ATTEMPT_TIMEOUT_MS", 2_000))
+            .operation_timeout(millis("AWS_OPERATION_TIMEOUT_MS", 5_000))
             .build(),
     )
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use parley::handlers::conversations::ConversationsHandler;
 use parley::handlers::health::HealthHandler;
 use parley::handlers::inbound_sms::InboundSmsHandler;
 use parley::handlers::send_sms::SendSmsHandler;
@@ -48,6 +49,13 @@ pub async fn http_functions() -> Result<HashMap<String, HttpFunction>, String> {
         (
             "SendSmsFunction".to_owned(),
             function!(HttpFunction, SendSmsHandler::from_env().await.map_err(err)?),
+        ),
+        (
+            "ConversationsFunction".to_owned(),
+            function!(
+                HttpFunction,
+                ConversationsHandler::from_env().await.map_err(err)?
+            ),
         ),
         (
             "HealthFunction".to_owned(),

@@ -79,11 +79,7 @@ fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
 
 /// API Gateway hands path parameters to functions decoded.
 fn percent_decode(segment: &str) -> String {
-    let form_safe = segment.replace('+', "%2B");
-    parley::twilio::Form::parse(format!("v={form_safe}").as_bytes())
-        .ok()
-        .and_then(|f| f.get("v").map(str::to_owned))
-        .unwrap_or_else(|| segment.to_owned())
+    parley::twilio::form::percent_decode(segment).unwrap_or_else(|_| segment.to_owned())
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> axum::response::Response {

@@ -2,6 +2,7 @@
 //! only the domain, the store and Twilio validation. The function binaries and the local
 //! gateway run exactly this code.
 
+pub mod conversations;
 pub mod health;
 pub mod inbound_sms;
 pub mod send_sms;

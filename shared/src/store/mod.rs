@@ -106,6 +106,10 @@ impl Store {
     }
 
     /// Runs a transaction, retrying conflicts with other transactions a few times.
+    ///
+    /// Each call carries a `ClientRequestToken`: when an attempt times out after DynamoDB
+    /// applied it, the SDK's retry of the same request then succeeds without applying it
+    /// again, instead of failing on the transaction's own conditions.
     pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxError> {
         let mut attempt = 1;
         loop {
@@ -113,6 +117,7 @@ impl Store {
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
+                .client_request_token(ulid::Ulid::new().to_string())
                 .send()
                 .await;
             match result.map_err(classify) {
@@ -180,6 +185,65 @@ impl Store {
 
     pub async fn sid_guard(&self, sid: &MessageSid) -> Result<Option<SidGuard>, StoreError> {
         self.get(keys::sid_pk(sid), keys::SID_SK).await
+    }
+
+    /// One page of a conversation's messages, newest first, after `after` (the `sk` of the
+    /// last message of the previous page); also the `sk` to continue from, if more remain.
+    pub async fn messages_page(
+        &self,
+        channel: Channel,
+        phone: &E164,
+        limit: i32,
+        after: Option<&str>,
+    ) -> Result<(Vec<Message>, Option<String>), StoreError> {
+        let pk = keys::conversation_pk(channel, phone);
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk.clone()))
+            .expression_attribute_values(":prefix", s(keys::MESSAGE_PREFIX))
+            .scan_index_forward(false)
+            .limit(limit);
+        if let Some(sk) = after {
+            query = query
+                .exclusive_start_key("pk", s(pk))
+                .exclusive_start_key("sk", s(sk));
+        }
+        let out = query.send().await.map_err(|e| aws_error("Query", &e))?;
+        let next = out
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|k| k.get("sk"))
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        let messages = serde_dynamo::from_items(out.items.unwrap_or_default())?;
+        Ok((messages, next))
+    }
+
+    /// A message by its id, through the message-id index.
+    pub async fn message_by_id(&self, message_id: &str) -> Result<Option<Message>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :id")
+            .expression_attribute_values(":id", s(keys::message_gsi1pk(message_id)))
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| aws_error("Query", &e))?;
+        match out.items.unwrap_or_default().into_iter().next() {
+            // The index is eventually consistent and projects everything; read the item itself
+            // for the latest status.
+            Some(item) => {
+                let m: Message = serde_dynamo::from_item(item)?;
+                self.message(&m.pk, &m.sk).await
+            }
+            None => Ok(None),
+        }
     }
 
     /// A conversation's messages, newest first, `limit` at most (one page).

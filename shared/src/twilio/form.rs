@@ -25,7 +25,7 @@ impl Form {
                     Some(i) => (&part[..i], &part[i + 1..]),
                     None => (part, &[][..]),
                 };
-                Ok((decode(key)?, decode(value)?))
+                Ok((decode(key, true)?, decode(value, true)?))
             })
             .collect::<Result<_, FormError>>()?;
         Ok(Self { pairs })
@@ -61,12 +61,17 @@ impl std::fmt::Debug for Form {
     }
 }
 
-fn decode(raw: &[u8]) -> Result<String, FormError> {
+/// Percent-decoding as in a URL path, where `+` is itself (a phone number's plus).
+pub fn percent_decode(raw: &str) -> Result<String, FormError> {
+    decode(raw.as_bytes(), false)
+}
+
+fn decode(raw: &[u8], plus_is_space: bool) -> Result<String, FormError> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
         match raw[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => {
                 let hex = raw.get(i + 1..i + 3).ok_or(FormError::BadPercentEncoding)?;
                 let byte = std::str::from_utf8(hex)
@@ -125,6 +130,16 @@ mod tests {
             Form::parse(b"Body=\xff").unwrap_err(),
             FormError::InvalidUtf8
         );
+    }
+
+    #[test]
+    fn path_decoding_keeps_plus() {
+        assert_eq!(
+            percent_decode("+1%20(415)%20555-2671").unwrap(),
+            "+1 (415) 555-2671"
+        );
+        assert_eq!(percent_decode("%2B14155552671").unwrap(), "+14155552671");
+        assert!(percent_decode("%zz").is_err());
     }
 
     #[test]

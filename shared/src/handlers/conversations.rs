@@ -1,0 +1,263 @@
+//! `GET /conversations/{phone_number}` and `GET /messages/{message_id}`: the read side for
+//! integrating services. Any written form of a number finds its conversation; pages are
+//! newest first behind opaque cursors that are signed and bound to their conversation, so a
+//! forged, altered or foreign cursor is a 400, never a confusing page.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use tracing::{info_span, Instrument};
+
+use super::{request_id, InitError};
+use crate::auth::authorize;
+use crate::config::AwsConfig;
+use crate::error::ApiError;
+use crate::http::{header_str, json_response};
+use crate::phone::Address;
+use crate::secrets::SecretStore;
+use crate::store::{keys, Conversation, Message, Store};
+
+pub const CONVERSATION_ROUTE: &str = "/conversations/{phone_number}";
+pub const MESSAGE_ROUTE: &str = "/messages/{message_id}";
+pub const DEFAULT_LIMIT: i32 = 20;
+pub const MAX_LIMIT: i32 = 100;
+
+pub struct ConversationsHandler {
+    store: Store,
+    secrets: Arc<SecretStore>,
+}
+
+impl ConversationsHandler {
+    pub fn new(store: Store, secrets: Arc<SecretStore>) -> Self {
+        Self { store, secrets }
+    }
+
+    pub async fn from_env() -> Result<Self, InitError> {
+        let aws = AwsConfig::from_env()?;
+        let sdk = crate::aws::sdk_config().await;
+        let secrets =
+            SecretStore::load(aws_sdk_secretsmanager::Client::new(&sdk), aws.secret_id).await?;
+        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
+        Ok(Self::new(store, Arc::new(secrets)))
+    }
+
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let span = info_span!("conversations", request_id = %request_id(&req));
+        async {
+            self.process(&req)
+                .await
+                .unwrap_or_else(ApiError::into_response)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn process(&self, req: &Request) -> Result<Response<Body>, ApiError> {
+        authorize(
+            header_str(req, "authorization"),
+            &self.secrets.current().api_keys,
+        )?;
+        let params = req.path_parameters();
+        if let Some(phone) = params.first("phone_number") {
+            return self.conversation(req, phone).await;
+        }
+        if let Some(id) = params.first("message_id") {
+            return self.message(id).await;
+        }
+        Err(ApiError::NotFound {
+            code: "not_found",
+            message: "no such resource".into(),
+        })
+    }
+
+    async fn conversation(&self, req: &Request, phone: &str) -> Result<Response<Body>, ApiError> {
+        // Decoded again when still encoded (`%2B1415…`): callers and proxies differ on it.
+        let decoded = match phone.contains('%') {
+            true => crate::twilio::form::percent_decode(phone)
+                .map_err(|e| ApiError::bad_request("invalid_phone_number", e.to_string()))?,
+            false => phone.to_owned(),
+        };
+        let address = Address::parse(&decoded)
+            .map_err(|e| ApiError::bad_request("invalid_phone_number", e.to_string()))?;
+        let query = req.query_string_parameters();
+        let limit = match query.first("limit") {
+            None => DEFAULT_LIMIT,
+            Some(l) => l
+                .parse::<i32>()
+                .ok()
+                .filter(|l| (1..=MAX_LIMIT).contains(l))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_limit",
+                        format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
+                    )
+                })?,
+        };
+        let pk = keys::conversation_pk(address.channel, &address.e164);
+        let key = self.secrets.current().log_hmac_key.clone();
+        let after = query
+            .first("cursor")
+            .map(|c| open_cursor(&key, &pk, c))
+            .transpose()?;
+
+        let unavailable = |e: crate::store::StoreError| ApiError::Unavailable(e.into());
+        let conversation = self
+            .store
+            .conversation(address.channel, &address.e164)
+            .await
+            .map_err(unavailable)?;
+        let Some(conversation) = conversation else {
+            return Err(ApiError::NotFound {
+                code: "conversation_not_found",
+                message: "there is no conversation with this number".into(),
+            });
+        };
+        let consent = self
+            .store
+            .consent(&address.e164)
+            .await
+            .map_err(unavailable)?;
+        let (messages, next) = self
+            .store
+            .messages_page(address.channel, &address.e164, limit, after.as_deref())
+            .await
+            .map_err(unavailable)?;
+        let body = json!({
+            "conversation": conversation_json(&conversation, consent.as_ref()),
+            "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
+            "next_cursor": next.map(|sk| seal_cursor(&key, &pk, &sk)),
+        });
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
+    async fn message(&self, id: &str) -> Result<Response<Body>, ApiError> {
+        if ulid::Ulid::from_string(id).is_err() {
+            return Err(ApiError::bad_request(
+                "invalid_message_id",
+                "message ids are 26-character ULIDs",
+            ));
+        }
+        let message = self
+            .store
+            .message_by_id(id)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.into()))?
+            .ok_or_else(|| ApiError::NotFound {
+                code: "message_not_found",
+                message: "there is no message with this id".into(),
+            })?;
+        let mut body = message_json(&message);
+        body["status_history"] = json!(message.status_history);
+        body["error_message"] = json!(message.error_message);
+        body["attempts"] = json!(message.attempts);
+        Ok(json_response(StatusCode::OK, &body))
+    }
+}
+
+fn conversation_json(c: &Conversation, consent: Option<&crate::store::Consent>) -> Value {
+    json!({
+        "conversation_id": c.conversation_id,
+        "channel": c.channel,
+        "phone_number": c.phone.as_str(),
+        "tenant_id": c.tenant_id,
+        "workflow_type": c.workflow_type,
+        "workflow_id": c.workflow_id,
+        "language": c.language,
+        "language_confidence": c.language_confidence,
+        "created_at": c.created_at,
+        "last_message_at": c.last_message_at,
+        "last_activity_at": c.last_activity_at,
+        "message_count": c.message_count,
+        "inbound_count": c.inbound_count,
+        "outbound_count": c.outbound_count,
+        "consent": consent.map(|c| json!({
+            "opted_out": c.opted_out,
+            "keyword": c.keyword,
+            "updated_at": c.updated_at,
+        })),
+    })
+}
+
+fn message_json(m: &Message) -> Value {
+    json!({
+        "message_id": m.message_id,
+        "direction": m.direction,
+        "channel": m.channel,
+        "body": m.body,
+        "media_urls": m.media_urls,
+        "twilio_sid": m.twilio_sid,
+        "status": m.status,
+        "delivery_status": m.delivery_status,
+        "error_code": m.error_code,
+        "language": m.language,
+        "created_at": m.created_at,
+    })
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn tag(key: &str, pk: &str, sk: &str) -> Vec<u8> {
+    let mut mac =
+        HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(pk.as_bytes());
+    mac.update(b"\n");
+    mac.update(sk.as_bytes());
+    mac.finalize().into_bytes()[..16].to_vec()
+}
+
+/// `base64url(sk).base64url(hmac(pk, sk))`: opaque, and bound to the conversation it pages.
+fn seal_cursor(key: &str, pk: &str, sk: &str) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!("{}.{}", b64.encode(sk), b64.encode(tag(key, pk, sk)))
+}
+
+fn open_cursor(key: &str, pk: &str, cursor: &str) -> Result<String, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "the cursor is not one this conversation issued",
+        )
+    };
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (sk, mac) = cursor.split_once('.').ok_or_else(invalid)?;
+    let sk = String::from_utf8(b64.decode(sk).map_err(|_| invalid())?).map_err(|_| invalid())?;
+    let mac = b64.decode(mac).map_err(|_| invalid())?;
+    if !sk.starts_with(keys::MESSAGE_PREFIX) || !bool::from(tag(key, pk, &sk).ct_eq(&mac)) {
+        return Err(invalid());
+    }
+    Ok(sk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_tampering_and_other_conversations() {
+        let sealed = seal_cursor("k", "CONV#sms#+1", "MSG#01ABC");
+        assert_eq!(
+            open_cursor("k", "CONV#sms#+1", &sealed).unwrap(),
+            "MSG#01ABC"
+        );
+        assert!(
+            open_cursor("k", "CONV#sms#+2", &sealed).is_err(),
+            "bound to its conversation"
+        );
+        assert!(open_cursor("other-key", "CONV#sms#+1", &sealed).is_err());
+        let forged = format!(
+            "{}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("MSG#01ZZZ"),
+            sealed.split_once('.').unwrap().1
+        );
+        assert!(open_cursor("k", "CONV#sms#+1", &forged).is_err());
+        for junk in ["", ".", "abc", "!!!.???", "TVNHIzAx"] {
+            assert!(open_cursor("k", "CONV#sms#+1", junk).is_err(), "{junk}");
+        }
+    }
+}
