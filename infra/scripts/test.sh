@@ -8,6 +8,7 @@ cd "$(dirname "$0")/../.."
 export LOCAL_GATEWAY_PORT="${TEST_GATEWAY_PORT:-3100}"
 export LOCAL_AWS_PORT="${TEST_AWS_PORT:-4600}"
 export LOCAL_TWILIO_PORT="${TEST_TWILIO_PORT:-3101}"
+export LOCAL_MONITOR_PORT="${TEST_MONITOR_PORT:-3102}"
 out="$PWD/target/e2e"
 mkdir -p "$out"
 rm -f "$out"/*.log "$out"/sensitive.txt

@@ -122,6 +122,51 @@ fn normalize(text: &str) -> String {
         .to_lowercase()
 }
 
+/// A tenant's language preference and the signal it rests on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preference {
+    pub language: Language,
+    pub confidence: f64,
+    pub at: String,
+    pub message_id: String,
+}
+
+/// How much stronger an earlier signal must be to outweigh a more recent one.
+pub const CLEARLY_STRONGER: f64 = 0.3;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Keep the current preference; why, for the logs.
+    Keep(&'static str),
+    /// Store the new signal as the preference; `changed` when the language differs.
+    Adopt { changed: bool, reason: &'static str },
+}
+
+/// The preference follows the most recent signal, unless that signal is unsure or an older
+/// one was clearly stronger (a long sentence in Spanish outweighs a later "ok").
+pub fn decide(current: Option<&Preference>, signal: Detection) -> Decision {
+    if signal.language == Language::Unknown {
+        return Decision::Keep("the new message's language is unknown");
+    }
+    match current {
+        None => Decision::Adopt {
+            changed: true,
+            reason: "first signal",
+        },
+        Some(p) if p.language == signal.language => Decision::Adopt {
+            changed: false,
+            reason: "confirmed by the new message",
+        },
+        Some(p) if p.confidence - signal.confidence >= CLEARLY_STRONGER => {
+            Decision::Keep("an earlier signal was clearly stronger")
+        }
+        Some(_) => Decision::Adopt {
+            changed: true,
+            reason: "the most recent signal wins",
+        },
+    }
+}
+
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -182,6 +227,47 @@ mod tests {
                 "{text}: {d:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_preference_follows_recent_signals_unless_an_older_one_was_clearly_stronger() {
+        let pref = |language, confidence| Preference {
+            language,
+            confidence,
+            at: "t".into(),
+            message_id: "m".into(),
+        };
+        let signal = |language, confidence| Detection {
+            language,
+            confidence,
+        };
+        assert!(matches!(
+            decide(None, signal(Language::Es, 0.5)),
+            Decision::Adopt { changed: true, .. }
+        ));
+        assert!(matches!(
+            decide(
+                Some(&pref(Language::En, 0.9)),
+                signal(Language::Unknown, 0.0)
+            ),
+            Decision::Keep(_)
+        ));
+        assert!(matches!(
+            decide(Some(&pref(Language::En, 0.6)), signal(Language::Es, 0.9)),
+            Decision::Adopt { changed: true, .. }
+        ));
+        assert!(matches!(
+            decide(Some(&pref(Language::Es, 0.95)), signal(Language::Pt, 0.4)),
+            Decision::Keep(_)
+        ));
+        assert!(matches!(
+            decide(Some(&pref(Language::Es, 0.95)), signal(Language::Pt, 0.8)),
+            Decision::Adopt { changed: true, .. }
+        ));
+        assert!(matches!(
+            decide(Some(&pref(Language::Es, 0.5)), signal(Language::Es, 0.9)),
+            Decision::Adopt { changed: false, .. }
+        ));
     }
 
     #[test]

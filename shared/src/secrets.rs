@@ -24,6 +24,9 @@ pub struct Secrets {
     pub api_keys: Vec<String>,
     /// Key for the HMAC pseudonyms that stand for phone numbers in logs.
     pub log_hmac_key: String,
+    /// Bearer key for the Collections Monitor API.
+    #[serde(default)]
+    pub monitor_api_key: Option<String>,
 }
 
 impl Secrets {

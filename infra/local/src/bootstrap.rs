@@ -15,6 +15,10 @@ use crate::template::{QueueDef, TableProperties, Template};
 pub struct Resources {
     /// Queue logical id → (URL, ARN).
     pub queues: HashMap<String, (String, String)>,
+    /// Event bus logical id → name.
+    pub buses: HashMap<String, String>,
+    /// The table's stream.
+    pub table_stream_arn: Option<String>,
 }
 
 pub async fn bootstrap(
@@ -28,9 +32,33 @@ pub async fn bootstrap(
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
     put_secret(&secrets, env.require("SECRET_ID")?, &dev_secret(env)?).await?;
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let queues =
-        create_queues(&sqs, &template.queues(), env.require("LOCAL_QUEUE_PREFIX")?).await?;
-    Ok(Resources { queues })
+    let prefix = env.require("LOCAL_QUEUE_PREFIX")?;
+    let queues = create_queues(&sqs, &template.queues(), prefix).await?;
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    let mut buses = HashMap::new();
+    for id in template.event_buses() {
+        let name = format!("{prefix}{id}");
+        events
+            .create_event_bus()
+            .name(&name)
+            .send()
+            .await
+            .map_err(|e| format!("CreateEventBus: {}", aws_sdk_eventbridge::Error::from(e)))?;
+        buses.insert(id, name);
+    }
+    let table_stream_arn = dynamodb
+        .describe_table()
+        .table_name(env.require("TABLE_NAME")?)
+        .send()
+        .await
+        .map_err(|e| format!("DescribeTable: {}", aws_sdk_dynamodb::Error::from(e)))?
+        .table
+        .and_then(|t| t.latest_stream_arn);
+    Ok(Resources {
+        queues,
+        buses,
+        table_stream_arn,
+    })
 }
 
 /// The local name of a template queue.
@@ -151,6 +179,7 @@ pub fn dev_secret(env: &LocalEnv) -> Result<String, String> {
         "twilio_auth_token_previous": env.get("LOCAL_TWILIO_AUTH_TOKEN_PREVIOUS"),
         "api_keys": [env.require("LOCAL_API_KEY")?],
         "log_hmac_key": env.require("LOCAL_LOG_HMAC_KEY")?,
+        "monitor_api_key": env.require("LOCAL_MONITOR_API_KEY")?,
     })
     .to_string())
 }

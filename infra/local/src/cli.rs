@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use parley::twilio::signature;
 use parley_local::env::{repo_root, LocalEnv};
-use parley_local::event_sources::SqsPoller;
+use parley_local::event_sources::{SqsPoller, StreamPoller};
 use parley_local::gateway::Gateway;
 use parley_local::template::Template;
 use parley_local::{audit, bootstrap, emulator, functions};
@@ -24,11 +24,30 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
         let sdk = parley::aws::sdk_config().await;
         let resources = bootstrap::bootstrap(&sdk, &template, env).await?;
         // `!Ref SendQueue` in a function's environment is the local queue's URL.
+        // …and `!Ref EventBus` the local bus's name.
         for (var, target) in template.env_refs() {
-            if let (Some((url, _)), None) = (resources.queues.get(&target), env.get(&var)) {
-                std::env::set_var(var, url);
+            let local = resources
+                .queues
+                .get(&target)
+                .map(|(url, _)| url.clone())
+                .or_else(|| resources.buses.get(&target).cloned());
+            if let (Some(value), None) = (local, env.get(&var)) {
+                std::env::set_var(var, value);
             }
         }
+
+        let monitor_port = env.port("LOCAL_MONITOR_PORT")?;
+        let monitor_listener = tokio::net::TcpListener::bind(("127.0.0.1", monitor_port))
+            .await
+            .map_err(|e| {
+                format!("cannot listen on {monitor_port}: {e} (set LOCAL_MONITOR_PORT)")
+            })?;
+        let _monitor = monitor_stub::spawn(
+            monitor_listener,
+            monitor_stub::MonitorConfig::new(env.require("LOCAL_MONITOR_API_KEY")?),
+        )
+        .await
+        .map_err(|e| format!("Collections Monitor stub: {e}"))?;
 
         let twilio_port = env.port("LOCAL_TWILIO_PORT")?;
         let twilio_listener = tokio::net::TcpListener::bind(("127.0.0.1", twilio_port))
@@ -72,6 +91,26 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
                 queue_url,
                 queue_arn,
                 batch_size: source.batch_size,
+                region: env.get("AWS_REGION").unwrap_or("us-east-1").to_owned(),
+                function,
+            };
+            pollers.push(tokio::spawn(poller.run()));
+        }
+
+        for (function, table, batch_size, max_retries) in template.stream_sources() {
+            let function = functions::stream_functions()
+                .await?
+                .remove(&function)
+                .ok_or_else(|| format!("the local stack cannot run {function}"))?;
+            let stream_arn = resources
+                .table_stream_arn
+                .clone()
+                .ok_or_else(|| format!("the {table} table has no stream"))?;
+            let poller = StreamPoller {
+                client: aws_sdk_dynamodbstreams::Client::new(&sdk),
+                stream_arn,
+                batch_size,
+                max_retries,
                 region: env.get("AWS_REGION").unwrap_or("us-east-1").to_owned(),
                 function,
             };

@@ -96,3 +96,153 @@ impl SqsPoller {
         Ok(messages.len())
     }
 }
+
+pub type StreamFunction = Arc<
+    dyn Fn(
+            aws_lambda_events::event::dynamodb::Event,
+        ) -> BoxFuture<'static, aws_lambda_events::event::streams::DynamoDbEventResponse>
+        + Send
+        + Sync,
+>;
+
+/// Lambda's DynamoDB stream source, locally: reads each shard from its start, invokes the
+/// function with batches, and on a reported failure retries from the failed record (up to
+/// `max_retries`, then the batch is logged as sent to the on-failure destination and skipped).
+pub struct StreamPoller {
+    pub client: aws_sdk_dynamodbstreams::Client,
+    pub stream_arn: String,
+    pub batch_size: i32,
+    pub max_retries: u32,
+    pub region: String,
+    pub function: StreamFunction,
+}
+
+impl StreamPoller {
+    pub async fn run(self) {
+        tracing::info!(stream = %self.stream_arn, "stream event source started");
+        let mut shards: HashMap<String, Option<String>> = HashMap::new();
+        loop {
+            if let Err(e) = self.discover(&mut shards).await {
+                tracing::warn!(error = %e, "stream describe failed");
+            }
+            let mut idle = true;
+            for (shard, iterator) in shards.iter_mut() {
+                let Some(it) = iterator.clone() else { continue };
+                match self.poll_shard(&it).await {
+                    Ok((next, n)) => {
+                        idle &= n == 0;
+                        *iterator = next;
+                    }
+                    Err(e) => tracing::warn!(error = %e, shard = %shard, "stream read failed"),
+                }
+            }
+            if idle {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    async fn discover(&self, shards: &mut HashMap<String, Option<String>>) -> Result<(), String> {
+        let out = self
+            .client
+            .describe_stream()
+            .stream_arn(&self.stream_arn)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_dynamodbstreams::Error::from(e).to_string())?;
+        for shard in out
+            .stream_description
+            .and_then(|d| d.shards)
+            .unwrap_or_default()
+        {
+            let Some(id) = shard.shard_id else { continue };
+            if shards.contains_key(&id) {
+                continue;
+            }
+            let it = self
+                .client
+                .get_shard_iterator()
+                .stream_arn(&self.stream_arn)
+                .shard_id(&id)
+                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .map_err(|e| aws_sdk_dynamodbstreams::Error::from(e).to_string())?
+                .shard_iterator;
+            shards.insert(id, it);
+        }
+        Ok(())
+    }
+
+    /// Delivers one batch of a shard; returns the next iterator and how many records it held.
+    async fn poll_shard(&self, iterator: &str) -> Result<(Option<String>, usize), String> {
+        let out = self
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(self.batch_size)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_dynamodbstreams::Error::from(e).to_string())?;
+        let records: Vec<_> = out
+            .records
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| self.to_event_record(r))
+            .collect();
+        let n = records.len();
+        let mut pending = records;
+        let mut retries = 0;
+        while !pending.is_empty() {
+            let mut event = aws_lambda_events::event::dynamodb::Event::default();
+            event.records = pending.clone();
+            let response = (self.function)(event).await;
+            let Some(failed) = response
+                .batch_item_failures
+                .first()
+                .and_then(|f| f.item_identifier.clone())
+            else {
+                break;
+            };
+            retries += 1;
+            if retries > self.max_retries {
+                tracing::error!(sequence_number = %failed, "stream records exhausted their retries (on-failure destination)");
+                break;
+            }
+            // Retry from the failed record on, as Lambda does.
+            let from = pending
+                .iter()
+                .position(|r| r.change.sequence_number.as_deref() == Some(failed.as_str()))
+                .unwrap_or(0);
+            pending.drain(..from);
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        Ok((out.next_shard_iterator, n))
+    }
+
+    fn to_event_record(
+        &self,
+        r: aws_sdk_dynamodbstreams::types::Record,
+    ) -> aws_lambda_events::event::dynamodb::EventRecord {
+        let mut record = aws_lambda_events::event::dynamodb::EventRecord::default();
+        record.aws_region = self.region.clone();
+        record.event_id = r.event_id.unwrap_or_default();
+        record.event_name = r
+            .event_name
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default();
+        record.event_source = Some("aws:dynamodb".into());
+        record.event_version = r.event_version;
+        record.event_source_arn = Some(self.stream_arn.clone());
+        if let Some(change) = r.dynamodb {
+            record.change.keys = serde_dynamo::Item::from(change.keys.unwrap_or_default());
+            record.change.new_image =
+                serde_dynamo::Item::from(change.new_image.unwrap_or_default());
+            record.change.old_image =
+                serde_dynamo::Item::from(change.old_image.unwrap_or_default());
+            record.change.sequence_number = change.sequence_number;
+            record.change.size_bytes = change.size_bytes.unwrap_or_default();
+        }
+        record
+    }
+}

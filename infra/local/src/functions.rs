@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use parley::handlers::conversations::ConversationsHandler;
 use parley::handlers::health::HealthHandler;
+use parley::handlers::inbound_processor::InboundProcessor;
 use parley::handlers::inbound_sms::InboundSmsHandler;
 use parley::handlers::send_sms::SendSmsHandler;
 use parley::handlers::send_worker::SendWorker;
 use parley::handlers::status_callback::StatusCallbackHandler;
 use parley::handlers::InitError;
 
-use crate::event_sources::SqsFunction;
+use crate::event_sources::{SqsFunction, StreamFunction};
 use crate::gateway::HttpFunction;
 
 macro_rules! function {
@@ -70,4 +71,14 @@ pub async fn sqs_functions() -> Result<HashMap<String, SqsFunction>, String> {
         "SendWorkerFunction".to_owned(),
         function!(SqsFunction, SendWorker::from_env().await.map_err(err)?),
     )]))
+}
+
+/// Builds every stream-triggered function from the environment.
+pub async fn stream_functions() -> Result<HashMap<String, StreamFunction>, String> {
+    let processor = Arc::new(InboundProcessor::from_env().await.map_err(err)?);
+    let f: StreamFunction = Arc::new(move |event| {
+        let processor = processor.clone();
+        Box::pin(async move { processor.handle_stream(event).await })
+    });
+    Ok(HashMap::from([("InboundProcessorFunction".to_owned(), f)]))
 }

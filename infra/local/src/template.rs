@@ -169,6 +169,39 @@ impl Template {
         sources
     }
 
+    /// DynamoDB stream sources: (function, table logical id, batch size, maximum retries).
+    pub fn stream_sources(&self) -> Vec<(String, String, i32, u32)> {
+        let mut sources = Vec::new();
+        for (id, r) in self.resources_of_type("AWS::Serverless::Function") {
+            for event in r["Properties"]["Events"]
+                .as_mapping()
+                .into_iter()
+                .flat_map(|m| m.values())
+            {
+                if event["Type"].as_str() != Some("DynamoDB") {
+                    continue;
+                }
+                let props = &event["Properties"];
+                if let Some(table) = referenced(&props["Stream"]) {
+                    sources.push((
+                        id.to_owned(),
+                        table,
+                        props["BatchSize"].as_i64().unwrap_or(100) as i32,
+                        props["MaximumRetryAttempts"].as_i64().unwrap_or(3) as u32,
+                    ));
+                }
+            }
+        }
+        sources
+    }
+
+    /// Logical ids of the template's event buses.
+    pub fn event_buses(&self) -> Vec<String> {
+        self.resources_of_type("AWS::Events::EventBus")
+            .map(|(id, _)| id.to_owned())
+            .collect()
+    }
+
     /// Environment variables of every function whose value is `!Ref <resource>`, as
     /// (variable, resource logical id): locally, they point at the local resources.
     pub fn env_refs(&self) -> Vec<(String, String)> {

@@ -4,6 +4,7 @@
 
 pub mod conversations;
 pub mod health;
+pub mod inbound_processor;
 pub mod inbound_sms;
 pub mod send_sms;
 pub mod send_worker;

@@ -4,6 +4,7 @@ pub mod inbound;
 pub mod items;
 pub mod keys;
 pub mod outbound;
+pub mod tenants;
 
 use std::time::Duration;
 

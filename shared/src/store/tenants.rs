@@ -1,0 +1,177 @@
+//! What Parley remembers about tenants: which tenant a number belongs to (and the form that
+//! matched), the tenant's most recently used number, and their language preference.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+
+use super::{aws_error, keys, s, Conversation, Store, StoreError};
+use crate::language::Preference;
+use crate::phone::{Channel, E164};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhoneTenant {
+    pub tenant_id: String,
+    /// The form of the number the Collections Monitor matched.
+    pub matched_variant: String,
+    pub updated_at: String,
+}
+
+fn phone_pk(phone: &E164) -> String {
+    format!("PHONE#{}", phone.as_str())
+}
+
+fn tenant_pk(tenant_id: &str) -> String {
+    format!("TENANT#{tenant_id}")
+}
+
+impl Store {
+    pub async fn phone_tenant(&self, phone: &E164) -> Result<Option<PhoneTenant>, StoreError> {
+        self.get(phone_pk(phone), "TENANT").await
+    }
+
+    pub async fn put_phone_tenant(
+        &self,
+        phone: &E164,
+        mapping: &PhoneTenant,
+    ) -> Result<(), StoreError> {
+        let mut item: std::collections::HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(mapping)?;
+        item.insert("pk".into(), s(phone_pk(phone)));
+        item.insert("sk".into(), s("TENANT"));
+        item.insert("entity".into(), s("phone_tenant"));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| aws_error("PutItem", &e))?;
+        Ok(())
+    }
+
+    /// Links a conversation to its tenant (idempotent) and records the tenant's latest number.
+    pub async fn link_tenant(
+        &self,
+        channel: Channel,
+        phone: &E164,
+        tenant_id: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::conversation_pk(channel, phone)))
+            .key("sk", s(keys::META))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression(
+                "SET tenant_id = :tenant, tenant_linked_at = if_not_exists(tenant_linked_at, :now) \
+                 REMOVE tenant_lookup_pending",
+            )
+            .expression_attribute_values(":tenant", s(tenant_id))
+            .expression_attribute_values(":now", s(now))
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", &e))?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(tenant_pk(tenant_id)))
+            .key("sk", s("PROFILE"))
+            .update_expression(
+                "SET entity = :entity, tenant_id = :tenant, last_used_phone = :phone, \
+                 last_used_channel = :channel, last_used_at = :now",
+            )
+            .expression_attribute_values(":entity", s("tenant"))
+            .expression_attribute_values(":tenant", s(tenant_id))
+            .expression_attribute_values(":phone", s(phone.as_str()))
+            .expression_attribute_values(":channel", s(channel.as_str()))
+            .expression_attribute_values(":now", s(now))
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", &e))?;
+        Ok(())
+    }
+
+    /// The tenant's most recently used number, for later sends.
+    pub async fn tenant_last_phone(&self, tenant_id: &str) -> Result<Option<E164>, StoreError> {
+        #[derive(Deserialize)]
+        struct Profile {
+            last_used_phone: Option<E164>,
+        }
+        let profile: Option<Profile> = self.get(tenant_pk(tenant_id), "PROFILE").await?;
+        Ok(profile.and_then(|p| p.last_used_phone))
+    }
+
+    /// Marks a conversation whose lookup failed for the monitor's sake; reconciliation retries it.
+    pub async fn mark_lookup_pending(
+        &self,
+        channel: Channel,
+        phone: &E164,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::conversation_pk(channel, phone)))
+            .key("sk", s(keys::META))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET tenant_lookup_pending = :true")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateItem", &e))?;
+        Ok(())
+    }
+
+    pub async fn language_preference(
+        &self,
+        tenant_id: &str,
+    ) -> Result<Option<Preference>, StoreError> {
+        self.get(tenant_pk(tenant_id), "LANGUAGE").await
+    }
+
+    pub async fn put_language_preference(
+        &self,
+        tenant_id: &str,
+        preference: &Preference,
+    ) -> Result<(), StoreError> {
+        let mut item: std::collections::HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(preference)?;
+        item.insert("pk".into(), s(tenant_pk(tenant_id)));
+        item.insert("sk".into(), s("LANGUAGE"));
+        item.insert("entity".into(), s("language_preference"));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| aws_error("PutItem", &e))?;
+        Ok(())
+    }
+
+    /// Conversations not linked to a tenant yet (reconciliation). A full scan: fine at the
+    /// expected volume; a sparse index on unlinked conversations is the step after.
+    pub async fn unlinked_conversations(&self) -> Result<Vec<Conversation>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("entity = :conversation AND attribute_not_exists(tenant_id)")
+                .expression_attribute_values(":conversation", s("conversation"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| aws_error("Scan", &e))?;
+            found.extend(serde_dynamo::from_items::<_, Conversation>(
+                out.items.unwrap_or_default(),
+            )?);
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(found),
+            }
+        }
+    }
+}
