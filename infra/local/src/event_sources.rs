@@ -121,17 +121,35 @@ impl StreamPoller {
     pub async fn run(self) {
         tracing::info!(stream = %self.stream_arn, "stream event source started");
         let mut shards: HashMap<String, Option<String>> = HashMap::new();
+        let mut last_seen: HashMap<String, String> = HashMap::new();
+        let mut discovered = tokio::time::Instant::now() - std::time::Duration::from_secs(60);
         loop {
-            if let Err(e) = self.discover(&mut shards).await {
-                tracing::warn!(error = %e, "stream describe failed");
+            // New shards are rare: look for them every few seconds, not on every read.
+            if discovered.elapsed() > std::time::Duration::from_secs(5) {
+                if let Err(e) = self.discover(&mut shards).await {
+                    tracing::warn!(error = %e, "stream describe failed");
+                }
+                discovered = tokio::time::Instant::now();
             }
             let mut idle = true;
             for (shard, iterator) in shards.iter_mut() {
                 let Some(it) = iterator.clone() else { continue };
                 match self.poll_shard(&it).await {
-                    Ok((next, n)) => {
-                        idle &= n == 0;
-                        *iterator = next;
+                    Ok((next, last)) => {
+                        idle &= last.is_none();
+                        match last {
+                            Some(seq) => {
+                                last_seen.insert(shard.clone(), seq);
+                                *iterator = next;
+                            }
+                            // moto replaces a table's stream shard when it rolls a failed
+                            // transaction back, stranding open iterators: after an empty read,
+                            // continue from a fresh iterator past the last record seen.
+                            None => match self.iterator_after(shard, last_seen.get(shard)).await {
+                                Ok(fresh) => *iterator = fresh,
+                                Err(_) => *iterator = next,
+                            },
+                        }
                     }
                     Err(e) => tracing::warn!(error = %e, shard = %shard, "stream read failed"),
                 }
@@ -174,8 +192,31 @@ impl StreamPoller {
         Ok(())
     }
 
-    /// Delivers one batch of a shard; returns the next iterator and how many records it held.
-    async fn poll_shard(&self, iterator: &str) -> Result<(Option<String>, usize), String> {
+    async fn iterator_after(
+        &self,
+        shard: &str,
+        sequence: Option<&String>,
+    ) -> Result<Option<String>, String> {
+        let kind = match sequence {
+            Some(_) => aws_sdk_dynamodbstreams::types::ShardIteratorType::AfterSequenceNumber,
+            None => aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon,
+        };
+        Ok(self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&self.stream_arn)
+            .shard_id(shard)
+            .shard_iterator_type(kind)
+            .set_sequence_number(sequence.cloned())
+            .send()
+            .await
+            .map_err(|e| aws_sdk_dynamodbstreams::Error::from(e).to_string())?
+            .shard_iterator)
+    }
+
+    /// Delivers one batch of a shard; returns the next iterator and the sequence number of
+    /// the batch's last record (`None` when the read was empty).
+    async fn poll_shard(&self, iterator: &str) -> Result<(Option<String>, Option<String>), String> {
         let out = self
             .client
             .get_records()
@@ -190,7 +231,9 @@ impl StreamPoller {
             .into_iter()
             .map(|r| self.to_event_record(r))
             .collect();
-        let n = records.len();
+        let last = records
+            .last()
+            .and_then(|r| r.change.sequence_number.clone());
         let mut pending = records;
         let mut retries = 0;
         while !pending.is_empty() {
@@ -217,7 +260,7 @@ impl StreamPoller {
             pending.drain(..from);
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
-        Ok((out.next_shard_iterator, n))
+        Ok((out.next_shard_iterator, last))
     }
 
     fn to_event_record(

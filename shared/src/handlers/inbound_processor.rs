@@ -28,6 +28,8 @@ const FUNCTION: &str = "inbound-processor";
 /// Lookups retried in the call before the conversation is left to reconciliation.
 const LOOKUP_ATTEMPTS: u32 = 3;
 const LOOKUP_BACKOFF: Duration = Duration::from_millis(200);
+/// A record that takes longer than this is failed and retried rather than holding the shard.
+const RECORD_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The function's input: stream batches, or the scheduled reconciliation.
 #[derive(Debug, Deserialize)]
@@ -115,19 +117,39 @@ impl InboundProcessor {
         }
     }
 
-    /// Records that fail are reported by sequence number, so Lambda retries (and bisects) them.
+    /// Records of one item are processed in order, different items concurrently. The earliest
+    /// failure is reported by sequence number: Lambda retries from it (and bisects), and every
+    /// step is idempotent, so records after it that did succeed may safely run again.
     pub async fn handle_stream(&self, event: Event) -> DynamoDbEventResponse {
-        let mut response = DynamoDbEventResponse::default();
-        for record in &event.records {
-            let span = info_span!("inbound_processor", event_id = %record.event_id);
-            if let Err(e) = self.process(record).instrument(span).await {
-                warn!(error = %e, "stream record failed; it will be retried");
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = record.change.sequence_number.clone();
-                response.batch_item_failures.push(failure);
-                // Lambda retries from the first failure: later records would be redone anyway.
-                break;
+        let mut groups: Vec<(String, Vec<(usize, &EventRecord)>)> = Vec::new();
+        for (i, record) in event.records.iter().enumerate() {
+            let key = serde_dynamo::from_item::<_, Keys>(record.change.keys.clone())
+                .map(|k| format!("{}\n{}", k.pk, k.sk))
+                .unwrap_or_default();
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, records)) => records.push((i, record)),
+                None => groups.push((key, vec![(i, record)])),
             }
+        }
+        let failures = futures::future::join_all(groups.iter().map(|(_, records)| async move {
+            for (i, record) in records {
+                let span = info_span!("inbound_processor", event_id = %record.event_id);
+                let outcome = tokio::time::timeout(RECORD_TIMEOUT, self.process(record).instrument(span))
+                    .await
+                    .unwrap_or_else(|_| Err("timed out".into()));
+                if let Err(e) = outcome {
+                    warn!(error = %e, kind = %record_kind(record), "stream record failed; it will be retried");
+                    return Some(*i);
+                }
+            }
+            None
+        }))
+        .await;
+        let mut response = DynamoDbEventResponse::default();
+        if let Some(first) = failures.into_iter().flatten().min() {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = event.records[first].change.sequence_number.clone();
+            response.batch_item_failures.push(failure);
         }
         response
     }
@@ -136,6 +158,11 @@ impl InboundProcessor {
         let keys: Keys =
             serde_dynamo::from_item(record.change.keys.clone()).map_err(|e| e.to_string())?;
         let image = &record.change.new_image;
+        // An image of keys alone carries nothing to act on (moto emits one before the full
+        // INSERT when UpdateItem creates an item; DynamoDB does not).
+        if image.len() <= 2 {
+            return Ok(());
+        }
         match (
             record.event_name.as_str(),
             keys.pk.split('#').next(),
@@ -461,6 +488,22 @@ impl InboundProcessor {
         );
         Ok(report)
     }
+}
+
+/// `INSERT CONSENT#/STATE`: what a record is about, without the number in its key.
+fn record_kind(record: &EventRecord) -> String {
+    let keys: Option<Keys> = serde_dynamo::from_item(record.change.keys.clone()).ok();
+    let (pk, sk) = keys.map_or((String::new(), String::new()), |k| {
+        (
+            k.pk.split('#').next().unwrap_or("").to_owned(),
+            k.sk.split('#').next().unwrap_or("").to_owned(),
+        )
+    });
+    format!(
+        "{} {pk}/{sk} ({} attributes)",
+        record.event_name,
+        record.change.new_image.len()
+    )
 }
 
 /// Which form matched, for the mapping (never the number itself in logs).
