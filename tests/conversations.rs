@@ -257,3 +257,33 @@ async fn a_message_is_read_by_id_with_its_status_history() {
         .collect();
     assert!(history.contains(&"delivered".to_owned()), "{history:?}");
 }
+
+#[tokio::test]
+async fn the_sample_event_reads_a_thread() {
+    use parley::handlers::conversations::ConversationsHandler;
+    use parley::store::InboundRecord;
+    let stack = stack().await;
+    let store = stack.own_table("conversations-event").await;
+    let raw = InboundForm::new(&stack, "+14155552671", "Hello").encode();
+    let sms = parley::twilio::InboundSms::from_form(&parley::twilio::Form::parse(raw.as_bytes()).unwrap()).unwrap();
+    store
+        .record_inbound(&InboundRecord {
+            sms: &sms,
+            raw_payload: &raw,
+            message_id: ulid::Ulid::new().to_string(),
+            new_conversation_id: ulid::Ulid::new().to_string(),
+            received_at: parley::time::now_rfc3339(),
+            detection: parley::language::detect("Hello"),
+            keyword: None,
+        })
+        .await
+        .unwrap();
+    let (_, secrets) = stack.own_secrets("t", None).await;
+    let handler = ConversationsHandler::new(store, secrets);
+    let req = lambda_http::request::from_str(include_str!("../events/conversations.json")).unwrap();
+    let (parts, body) = parley_local::apigw::response_parts(handler.handle(req).await);
+    assert_eq!(parts.status.as_u16(), 200, "{}", String::from_utf8_lossy(&body));
+    let json: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["messages"][0]["body"], "Hello");
+    assert_eq!(json["conversation"]["phone_number"], "+14155552671");
+}
