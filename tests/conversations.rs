@@ -265,7 +265,10 @@ async fn the_sample_event_reads_a_thread() {
     let stack = stack().await;
     let store = stack.own_table("conversations-event").await;
     let raw = InboundForm::new(&stack, "+14155552671", "Hello").encode();
-    let sms = parley::twilio::InboundSms::from_form(&parley::twilio::Form::parse(raw.as_bytes()).unwrap()).unwrap();
+    let sms = parley::twilio::InboundSms::from_form(
+        &parley::twilio::Form::parse(raw.as_bytes()).unwrap(),
+    )
+    .unwrap();
     store
         .record_inbound(&InboundRecord {
             sms: &sms,
@@ -282,7 +285,12 @@ async fn the_sample_event_reads_a_thread() {
     let handler = ConversationsHandler::new(store, secrets);
     let req = lambda_http::request::from_str(include_str!("../events/conversations.json")).unwrap();
     let (parts, body) = parley_local::apigw::response_parts(handler.handle(req).await);
-    assert_eq!(parts.status.as_u16(), 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        parts.status.as_u16(),
+        200,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let json: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["messages"][0]["body"], "Hello");
     assert_eq!(json["conversation"]["phone_number"], "+14155552671");

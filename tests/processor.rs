@@ -414,7 +414,10 @@ async fn the_sample_stream_event_links_a_fixture_tenant() {
     let store = stack.own_table("processor-event").await;
     // The conversation the sample message belongs to (fixture tenant t-1001's number).
     let raw = InboundForm::new(&stack, "+14155550101", "Hola").encode();
-    let sms = parley::twilio::InboundSms::from_form(&parley::twilio::Form::parse(raw.as_bytes()).unwrap()).unwrap();
+    let sms = parley::twilio::InboundSms::from_form(
+        &parley::twilio::Form::parse(raw.as_bytes()).unwrap(),
+    )
+    .unwrap();
     store
         .record_inbound(&InboundRecord {
             sms: &sms,
@@ -429,14 +432,35 @@ async fn the_sample_stream_event_links_a_fixture_tenant() {
         .unwrap();
     let processor = parley::handlers::inbound_processor::InboundProcessor::new(
         store.clone(),
-        parley::monitor::MonitorClient::new(&stack.monitor(), stack.env.get("LOCAL_MONITOR_API_KEY").unwrap(), Duration::from_secs(3)).unwrap(),
-        parley::events::EventPublisher::new(aws_sdk_eventbridge::Client::new(&stack.sdk), format!("{}EventBus", stack.env.get("LOCAL_QUEUE_PREFIX").unwrap())),
+        parley::monitor::MonitorClient::new(
+            &stack.monitor(),
+            stack.env.get("LOCAL_MONITOR_API_KEY").unwrap(),
+            Duration::from_secs(3),
+        )
+        .unwrap(),
+        parley::events::EventPublisher::new(
+            aws_sdk_eventbridge::Client::new(&stack.sdk),
+            format!("{}EventBus", stack.env.get("LOCAL_QUEUE_PREFIX").unwrap()),
+        ),
         "test-pseudonym-key",
     );
-    let event: aws_lambda_events::event::dynamodb::Event = serde_json::from_str(include_str!("../events/inbound-processor.json")).unwrap();
+    let event: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_str(include_str!("../events/inbound-processor.json")).unwrap();
     let response = processor.handle_stream(event).await;
     assert!(response.batch_item_failures.is_empty());
-    let conversation = store.conversation(Channel::Sms, &E164::parse("+14155550101").unwrap()).await.unwrap().unwrap();
+    let conversation = store
+        .conversation(Channel::Sms, &E164::parse("+14155550101").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(conversation.tenant_id.as_deref(), Some("t-1001"));
-    assert_eq!(store.language_preference("t-1001").await.unwrap().unwrap().language, parley::language::Language::Es);
+    assert_eq!(
+        store
+            .language_preference("t-1001")
+            .await
+            .unwrap()
+            .unwrap()
+            .language,
+        parley::language::Language::Es
+    );
 }

@@ -14,9 +14,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tracing::{info_span, Instrument};
 
-use super::{request_id, InitError};
+use super::{request_id, ColdStart, InitError};
 use crate::auth::authorize;
-use crate::config::AwsConfig;
 use crate::error::ApiError;
 use crate::http::{header_str, json_response};
 use crate::phone::Address;
@@ -39,12 +38,8 @@ impl ConversationsHandler {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let aws = AwsConfig::from_env()?;
-        let sdk = crate::aws::sdk_config().await;
-        let secrets =
-            SecretStore::load(aws_sdk_secretsmanager::Client::new(&sdk), aws.secret_id).await?;
-        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
-        Ok(Self::new(store, Arc::new(secrets)))
+        let cold = ColdStart::load().await?;
+        Ok(Self::new(cold.store, cold.secrets))
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {

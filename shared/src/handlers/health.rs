@@ -10,9 +10,8 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use tracing::{info_span, Instrument};
 
-use super::{request_id, InitError};
+use super::{request_id, ColdStart, InitError};
 use crate::auth::authorize;
-use crate::config::AwsConfig;
 use crate::http::{header_str, json_response};
 use crate::secrets::SecretStore;
 use crate::store::Store;
@@ -65,16 +64,15 @@ impl HealthHandler {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let aws = AwsConfig::from_env()?;
-        let sdk = crate::aws::sdk_config().await;
-        let secrets_client = aws_sdk_secretsmanager::Client::new(&sdk);
-        let secrets = SecretStore::load(secrets_client.clone(), aws.secret_id.clone()).await?;
-        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
+        let cold = ColdStart::load().await?;
+        let probes = crate::aws::probe_loader().load().await;
+        let store = Store::new(aws_sdk_dynamodb::Client::new(&probes), cold.store.table());
+        let secrets_client = aws_sdk_secretsmanager::Client::new(&probes);
         Ok(Self::new(
             store,
-            Arc::new(secrets),
+            cold.secrets,
             secrets_client,
-            aws.secret_id,
+            cold.secret_id,
         ))
     }
 

@@ -11,15 +11,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::{info, info_span, warn, Instrument};
 
-use super::InitError;
-use crate::config::{required, AwsConfig};
+use super::{ColdStart, InitError};
+use crate::config::required;
 use crate::delivery::DeliveryStatus;
 use crate::events::{DomainEvent, EventPublisher};
 use crate::language::{self, Decision, Detection, Preference};
 use crate::metrics::Metrics;
 use crate::monitor::{self, MonitorClient, MonitorError, Tenant};
 use crate::phone::E164;
-use crate::secrets::SecretStore;
 use crate::store::tenants::PhoneTenant;
 use crate::store::{Consent, Direction, Message, Store, StoreError};
 use crate::telemetry::Pseudonymizer;
@@ -83,13 +82,10 @@ impl InboundProcessor {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let aws = AwsConfig::from_env()?;
         let monitor_url = required("MONITOR_API_URL")?;
         let bus = required("EVENT_BUS_NAME")?;
-        let sdk = crate::aws::sdk_config().await;
-        let secrets =
-            SecretStore::load(aws_sdk_secretsmanager::Client::new(&sdk), aws.secret_id).await?;
-        let current = secrets.current();
+        let cold = ColdStart::load().await?;
+        let current = cold.secrets.current();
         let monitor = MonitorClient::new(
             &monitor_url,
             current.monitor_api_key.as_deref().unwrap_or(""),
@@ -99,9 +95,13 @@ impl InboundProcessor {
             name: "MONITOR_API_URL",
             reason: e.to_string(),
         })?;
-        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
-        let events = EventPublisher::new(aws_sdk_eventbridge::Client::new(&sdk), bus);
-        Ok(Self::new(store, monitor, events, &current.log_hmac_key))
+        let events = EventPublisher::new(aws_sdk_eventbridge::Client::new(&cold.sdk), bus);
+        Ok(Self::new(
+            cold.store,
+            monitor,
+            events,
+            &current.log_hmac_key,
+        ))
     }
 
     pub async fn handle(&self, input: ProcessorInput) -> serde_json::Value {

@@ -7,8 +7,8 @@ use std::time::Instant;
 use lambda_http::{Body, Request, Response};
 use tracing::{field, info, info_span, Instrument};
 
-use super::{request_id, webhook, InitError};
-use crate::config::{AwsConfig, Replies, WebhookConfig};
+use super::{request_id, webhook, ColdStart, InitError};
+use crate::config::{Replies, WebhookConfig};
 use crate::consent::Keyword;
 use crate::error::ApiError;
 use crate::http::{twiml, xml_escape};
@@ -41,13 +41,9 @@ impl InboundSmsHandler {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let aws = AwsConfig::from_env()?;
         let config = WebhookConfig::from_env()?;
-        let sdk = crate::aws::sdk_config().await;
-        let secrets =
-            SecretStore::load(aws_sdk_secretsmanager::Client::new(&sdk), aws.secret_id).await?;
-        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
-        Ok(Self::new(store, Arc::new(secrets), config))
+        let cold = ColdStart::load().await?;
+        Ok(Self::new(cold.store, cold.secrets, config))
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {

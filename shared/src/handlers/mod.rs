@@ -23,6 +23,34 @@ pub enum InitError {
     Secrets(#[from] SecretsError),
 }
 
+/// What every function builds once per cold start: the AWS configuration, the secrets (read
+/// once, refreshed on demand) and the store.
+pub struct ColdStart {
+    pub sdk: aws_config::SdkConfig,
+    pub secrets: std::sync::Arc<crate::secrets::SecretStore>,
+    pub store: crate::store::Store,
+    pub secret_id: String,
+}
+
+impl ColdStart {
+    pub async fn load() -> Result<Self, InitError> {
+        let aws = crate::config::AwsConfig::from_env()?;
+        let sdk = crate::aws::sdk_config().await;
+        let secrets = crate::secrets::SecretStore::load(
+            aws_sdk_secretsmanager::Client::new(&sdk),
+            aws.secret_id.clone(),
+        )
+        .await?;
+        let store = crate::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
+        Ok(Self {
+            sdk,
+            secrets: std::sync::Arc::new(secrets),
+            store,
+            secret_id: aws.secret_id,
+        })
+    }
+}
+
 /// The Lambda request id, for log correlation.
 pub fn request_id(req: &lambda_http::Request) -> String {
     use lambda_http::RequestExt;

@@ -11,9 +11,9 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use tracing::{field, info, info_span, Instrument};
 
-use super::{request_id, InitError};
+use super::{request_id, ColdStart, InitError};
 use crate::auth::authorize;
-use crate::config::{required, AwsConfig};
+use crate::config::required;
 use crate::error::ApiError;
 use crate::http::{body_bytes, header_str, json_response};
 use crate::metrics::Metrics;
@@ -76,18 +76,10 @@ impl SendSmsHandler {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let aws = AwsConfig::from_env()?;
         let queue_url = required("SEND_QUEUE_URL")?;
-        let sdk = crate::aws::sdk_config().await;
-        let secrets =
-            SecretStore::load(aws_sdk_secretsmanager::Client::new(&sdk), aws.secret_id).await?;
-        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
-        Ok(Self::new(
-            store,
-            Arc::new(secrets),
-            aws_sdk_sqs::Client::new(&sdk),
-            queue_url,
-        ))
+        let cold = ColdStart::load().await?;
+        let sqs = aws_sdk_sqs::Client::new(&cold.sdk);
+        Ok(Self::new(cold.store, cold.secrets, sqs, queue_url))
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {

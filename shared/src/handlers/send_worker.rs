@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use super::send_sms::SendJob;
-use super::InitError;
-use crate::config::{optional, required, AwsConfig, ConfigError};
+use super::{ColdStart, InitError};
+use crate::config::{optional, required, ConfigError};
 use crate::delivery::DeliveryStatus;
 use crate::metrics::Metrics;
 use crate::rate::RateLimiter;
@@ -105,7 +105,6 @@ impl SendWorker {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let aws = AwsConfig::from_env()?;
         let config = WorkerConfig::from_env()?;
         let queue_url = required("SEND_QUEUE_URL")?;
         let sender = match (
@@ -129,16 +128,14 @@ impl SendWorker {
                 name: "TWILIO_API_BASE",
                 reason: e.to_string(),
             })?;
-        let sdk = crate::aws::sdk_config().await;
-        let secrets =
-            SecretStore::load(aws_sdk_secretsmanager::Client::new(&sdk), aws.secret_id).await?;
-        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
+        let cold = ColdStart::load().await?;
+        let sqs = aws_sdk_sqs::Client::new(&cold.sdk);
         Ok(Self::new(
-            store,
-            aws_sdk_sqs::Client::new(&sdk),
+            cold.store,
+            sqs,
             queue_url,
             twilio,
-            Arc::new(secrets),
+            cold.secrets,
             config,
         ))
     }

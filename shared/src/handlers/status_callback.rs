@@ -8,8 +8,8 @@ use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use tracing::{field, info, info_span, Instrument};
 
-use super::{request_id, webhook, InitError};
-use crate::config::{AwsConfig, WebhookConfig};
+use super::{request_id, webhook, ColdStart, InitError};
+use crate::config::WebhookConfig;
 use crate::delivery::DeliveryStatus;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -38,13 +38,9 @@ impl StatusCallbackHandler {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let aws = AwsConfig::from_env()?;
         let config = WebhookConfig::from_env()?;
-        let sdk = crate::aws::sdk_config().await;
-        let secrets =
-            SecretStore::load(aws_sdk_secretsmanager::Client::new(&sdk), aws.secret_id).await?;
-        let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
-        Ok(Self::new(store, Arc::new(secrets), config))
+        let cold = ColdStart::load().await?;
+        Ok(Self::new(cold.store, cold.secrets, config))
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
