@@ -42,6 +42,14 @@ lint-template: $(CFN_LINT)
 e2e: $(MOTO_SERVER)
 	infra/scripts/test.sh
 
+## bench: handler CPU per request, DynamoDB requests per message, inbound-sms cold start (docs/benchmarks.md)
+BENCH_TARGET_DIR ?= target/bench
+bench: $(MOTO_SERVER)
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release -p inbound-sms
+	RUST_LOG=off CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench inbound
+	RUST_LOG=info BENCH_ONLY=handler CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench inbound
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench cold_start
+
 ## sign: print a signature, e.g. make sign URL=http://127.0.0.1:3000/webhook/twilio/sms PARAMS="From=+14155552671 Body=Hi"
 sign:
 	@cargo run -q -p parley-local -- sign "$(URL)" $(PARAMS)
