@@ -6,7 +6,7 @@ SAM := $(VENV)/lint/bin/sam
 CFN_LINT := $(VENV)/lint/bin/cfn-lint
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test deps check fmt clippy lint-template e2e bench sign clean
+.PHONY: run test deps check fmt clippy lint-template e2e bench bench-send sign clean
 
 ## run: install what is missing, then start the emulator, resources and gateway (Ctrl-C stops)
 run: $(MOTO_SERVER)
@@ -49,6 +49,18 @@ bench: $(MOTO_SERVER)
 	RUST_LOG=off CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench inbound
 	RUST_LOG=info BENCH_ONLY=handler CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench inbound
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench cold_start
+
+## bench-send: send pipeline throughput, unpaced and with a sender rate, on the emulator and the Twilio sandbox (docs/benchmarks.md)
+# The first run uses the emulator as the local stack does; the second is the diagnostic one
+# without moto's whole-table copy per transaction. Reports go to stderr, the worker's stdout
+# (EMF lines) to $(BENCH_TARGET_DIR)/send-bench-*.out. Extra options: SEND_BENCH_ARGS.
+SEND_BENCH := $(BENCH_TARGET_DIR)/release/parley-send-bench
+bench-send: $(MOTO_SERVER)
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release -p parley-send-bench
+	status=0; \
+	$(SEND_BENCH) --messages 100 --paced-messages 100 $(SEND_BENCH_ARGS) >$(BENCH_TARGET_DIR)/send-bench-standard.out || status=1; \
+	$(SEND_BENCH) --emulator no-tx-backup --messages 2500 --paced-messages 400 $(SEND_BENCH_ARGS) >$(BENCH_TARGET_DIR)/send-bench-no-tx-backup.out || status=1; \
+	exit $$status
 
 ## sign: print a signature, e.g. make sign URL=http://127.0.0.1:3000/webhook/twilio/sms PARAMS="From=+14155552671 Body=Hi"
 sign:

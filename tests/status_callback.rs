@@ -5,7 +5,7 @@ use std::time::Duration;
 use parley::delivery::DeliveryStatus;
 use parley::phone::Address;
 use parley::segments;
-use parley::store::{keys, Claim, Message, NewOutbound};
+use parley::store::{keys, ClaimOrder, Message, NewOutbound};
 use parley::twilio::MessageSid;
 use parley_e2e::*;
 use serde_json::Value;
@@ -34,10 +34,17 @@ async fn claimed(stack: &Stack) -> (Message, MessageSid, String) {
     let pk = keys::conversation_pk(address.channel, &address.e164);
     let sk = keys::message_sk(&id);
     let now = parley::time::now_rfc3339();
-    let Claim::Claimed { previous } = stack.store.claim(&pk, &sk, &now, "0").await.unwrap() else {
-        panic!("claim");
+    let message = stack.store.message(&pk, &sk).await.unwrap().unwrap();
+    let order = ClaimOrder {
+        message: &message,
+        require_consent: true,
     };
-    (*previous, MessageSid::parse(&unique_sid()).unwrap(), to)
+    stack
+        .store
+        .claim_batch(&[order], &now, "0")
+        .await
+        .expect("claimed");
+    (message, MessageSid::parse(&unique_sid()).unwrap(), to)
 }
 
 async fn submitted(stack: &Stack) -> (Message, MessageSid, String) {

@@ -4,6 +4,7 @@ pub mod inbound;
 pub mod items;
 pub mod keys;
 pub mod outbound;
+pub mod sending;
 pub mod tenants;
 
 use std::time::Duration;
@@ -21,9 +22,8 @@ pub use items::{
     Consent, ConsentChange, Conversation, Direction, Message, ParkedCallback, SidGuard,
     StatusChange,
 };
-pub use outbound::{
-    Claim, CreateOutcome, Idempotency, IdempotencyRecord, NewOutbound, StatusOutcome,
-};
+pub use outbound::{CreateOutcome, Idempotency, IdempotencyRecord, NewOutbound, StatusOutcome};
+pub use sending::{Accepted, ClaimOrder, MessageKey, SendState};
 
 /// Concurrent transactions on one item can be cancelled with `TransactionConflict`; it is safe
 /// to try again a few times before reporting a failure (and so a retry by our caller).
@@ -32,7 +32,7 @@ const CONFLICT_BACKOFF: Duration = Duration::from_millis(20);
 
 /// How a transaction failed.
 #[derive(Debug)]
-pub(crate) enum TxError {
+pub enum TxError {
     /// The condition of the item at this index failed; nothing was written.
     ConditionFailed(usize),
     Failed(StoreError),

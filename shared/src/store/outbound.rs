@@ -1,13 +1,13 @@
 //! Outbound messages: the intent is written before Twilio is called, the send worker claims it
-//! with a conditional update, and Twilio's status only ever moves forward.
+//! (see `sending`), and Twilio's status only ever moves forward.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::to_attribute_value;
 
 use super::inbound::{consent_update, put};
 use super::items::{ConsentChange, Direction, Message, ParkedCallback, SidGuard, StatusChange};
-use super::{aws_error, keys, s, Store, StoreError, TxError};
+use super::{aws_error, keys, s, sending, Store, StoreError, TxError};
 use crate::delivery::DeliveryStatus;
 use crate::language::Language;
 use crate::phone::{Address, E164};
@@ -55,16 +55,6 @@ pub enum CreateOutcome {
     Created,
     /// The idempotency key was used before; nothing was written.
     Replay(IdempotencyRecord),
-}
-
-/// The result of a claim attempt by the send worker.
-#[derive(Debug)]
-pub enum Claim {
-    /// Ours to send. `previous` is the item before the claim: a previous attempt that may
-    /// have reached Twilio shows as `ambiguous` or as a stale `sending` claim.
-    Claimed { previous: Box<Message> },
-    /// Another worker holds it, or it is already done.
-    NotClaimable,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,56 +163,6 @@ impl Store {
         }
     }
 
-    /// Claims a queued message for sending (or a `sending` one whose claim is older than
-    /// `stale_before`, left by a worker that died mid-send).
-    pub async fn claim(
-        &self,
-        pk: &str,
-        sk: &str,
-        now: &str,
-        stale_before: &str,
-    ) -> Result<Claim, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s(sk))
-            .condition_expression(
-                "#status = :queued OR (#status = :sending AND claimed_at < :stale)",
-            )
-            .update_expression(
-                "SET #status = :sending, claimed_at = :now, \
-                 attempts = if_not_exists(attempts, :zero) + :one",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":queued", s("queued"))
-            .expression_attribute_values(":sending", s("sending"))
-            .expression_attribute_values(":stale", s(stale_before))
-            .expression_attribute_values(":now", s(now))
-            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let previous: Message =
-                    serde_dynamo::from_item(out.attributes.unwrap_or_default())?;
-                Ok(Claim::Claimed {
-                    previous: Box::new(previous),
-                })
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Claim::NotClaimable)
-            }
-            Err(e) => Err(aws_error("UpdateItem", &e)),
-        }
-    }
-
     /// Records Twilio's acceptance: the SID and status on the message and the SID guard
     /// pointing to it, atomically; then merges any status callbacks parked before this.
     /// Setting `delivery_status` outright is safe: until this transaction points the guard at
@@ -234,51 +174,9 @@ impl Store {
         status: DeliveryStatus,
         now: &str,
     ) -> Result<(), StoreError> {
-        let entry = StatusChange {
-            status: status.as_str().into(),
-            at: now.into(),
-            error_code: None,
-            source: "worker".into(),
-        };
-        let update_message = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(&message.pk))
-            .key("sk", s(&message.sk))
-            .condition_expression("#status = :sending")
-            .update_expression(
-                "SET #status = :submitted, twilio_sid = :sid, submitted_at = :now, \
-                 ambiguous = :false, \
-                 delivery_status = :delivery, \
-                 status_history = list_append(if_not_exists(status_history, :empty), :entry)",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":sending", s("sending"))
-            .expression_attribute_values(":submitted", s("submitted"))
-            .expression_attribute_values(":sid", s(sid.as_str()))
-            .expression_attribute_values(":now", s(now))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":delivery", s(status.as_str()))
-            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
-            .expression_attribute_values(
-                ":entry",
-                AttributeValue::L(vec![to_attribute_value(&entry)?]),
-            )
-            .build()?;
-        let point_guard = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(keys::sid_pk(sid)))
-            .key("sk", s(keys::SID_SK))
-            .condition_expression("attribute_not_exists(message_id) OR message_id = :id")
-            .update_expression(
-                "SET message_pk = :pk, message_sk = :sk, message_id = :id, direction = :outbound, \
-                 created_at = if_not_exists(created_at, :now)",
-            )
-            .expression_attribute_values(":pk", s(&message.pk))
-            .expression_attribute_values(":sk", s(&message.sk))
-            .expression_attribute_values(":id", s(&message.message_id))
-            .expression_attribute_values(":outbound", s("outbound"))
-            .expression_attribute_values(":now", s(now))
-            .build()?;
+        let update_message =
+            sending::submitted_update(&self.table, message, sid, status, now)?.build()?;
+        let point_guard = sending::guard_update(&self.table, message, sid, now, false).build()?;
         self.transact(vec![
             TransactWriteItem::builder().update(update_message).build(),
             TransactWriteItem::builder().update(point_guard).build(),

@@ -1,0 +1,267 @@
+//! One claimed message's attempt: reconcile an earlier attempt at Twilio if there may have been
+//! one, wait for a send slot, call Twilio, and classify what came back. Twilio's acceptance is
+//! recorded by the caller, for the whole batch at once.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tracing::{error, info, warn};
+
+use super::{Disposition, SendWorker, FUNCTION};
+use crate::delivery::DeliveryStatus;
+use crate::metrics::Metrics;
+use crate::store::{Message, StoreError};
+use crate::twilio::client::{CreateMessage, Failure, TwilioError};
+use crate::twilio::MessageSid;
+
+/// Twilio's "unsubscribed recipient" error: also an opt-out.
+const UNSUBSCRIBED: i64 = 21610;
+
+pub(super) enum Attempt {
+    /// Twilio has the message: to be recorded.
+    Accepted {
+        message: Box<Message>,
+        sid: MessageSid,
+        status: DeliveryStatus,
+    },
+    Settled(Disposition),
+}
+
+impl SendWorker {
+    /// Sends a message claimed as `message` (its state before the claim).
+    pub(super) async fn attempt(&self, message: Message) -> Attempt {
+        let attempt = message.attempts + 1;
+        match self.try_attempt(&message, attempt).await {
+            Ok(Some((sid, status))) => Attempt::Accepted {
+                message: Box::new(message),
+                sid,
+                status,
+            },
+            Ok(None) => Attempt::Settled(Disposition::Done),
+            Err(Interrupted::Retry(delay)) => Attempt::Settled(Disposition::Retry(Some(delay))),
+            Err(Interrupted::Store { error, at_twilio }) => {
+                error!(error = %crate::error::chain(&error), "the store failed mid-send");
+                Attempt::Settled(self.give_back(&message, "store_error", at_twilio).await)
+            }
+        }
+    }
+
+    /// Cancels a claimed message whose recipient opted out after it was queued.
+    pub(super) async fn cancel_opted_out(&self, message: Message) -> Disposition {
+        info!("recipient opted out before sending; canceled");
+        let result = self
+            .store
+            .finish_unsent(
+                &message,
+                DeliveryStatus::Canceled,
+                "opted_out",
+                "the recipient opted out",
+                &crate::time::now_rfc3339(),
+            )
+            .await;
+        match result {
+            Ok(()) => {
+                Metrics::new(FUNCTION).count("CanceledOptedOut", 1).emit();
+                Disposition::Done
+            }
+            Err(e) => {
+                error!(error = %crate::error::chain(&e), "could not cancel");
+                self.give_back(&message, "store_error", false).await
+            }
+        }
+    }
+
+    /// Gives a claimed message back to the queue after the store failed mid-send: released to
+    /// `queued` (marked ambiguous if Twilio may have it, so the next attempt looks first), and
+    /// retried. If even that fails, the claim stands until its lease runs out: the job comes
+    /// back after it, and the next worker takes the message over and looks at Twilio first.
+    pub(super) async fn give_back(
+        &self,
+        message: &Message,
+        reason: &str,
+        at_twilio: bool,
+    ) -> Disposition {
+        match self.store.release(message, reason, at_twilio).await {
+            Ok(()) => Disposition::Retry(Some(self.config.retry_base)),
+            Err(e) => {
+                error!(error = %crate::error::chain(&e), "could not release the claim; retried after the lease");
+                Disposition::Retry(Some(self.config.claim_lease + Duration::from_secs(1)))
+            }
+        }
+    }
+
+    /// `Ok(Some(..))`: accepted by Twilio, to record; `Ok(None)`: finished here.
+    async fn try_attempt(
+        &self,
+        message: &Message,
+        attempt: u32,
+    ) -> Result<Option<(MessageSid, DeliveryStatus)>, Interrupted> {
+        let secrets = self.secrets.current();
+        let to = super::recipient(message);
+
+        // A previous attempt may have been accepted by Twilio without us hearing back.
+        if message.ambiguous || message.status == "sending" {
+            let since = message
+                .claimed_at
+                .as_deref()
+                .and_then(|t| {
+                    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+                })
+                .unwrap_or_else(OffsetDateTime::now_utc)
+                - Duration::from_secs(5);
+            match self
+                .twilio
+                .find_accepted(&secrets, &to, &message.body, since)
+                .await
+            {
+                Ok(Some(found)) => {
+                    info!("earlier attempt found at Twilio; recorded without sending again");
+                    return self.accepted(message, &found.sid, &found.status).await;
+                }
+                Ok(None) => info!("no earlier attempt at Twilio; sending"),
+                Err(e) => return self.retry_or_fail(message, attempt, &e).await,
+            }
+        }
+
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire().await;
+        }
+        let request = CreateMessage {
+            to: &to,
+            body: &message.body,
+            media_urls: &message.media_urls,
+            status_callback: &self.config.status_callback_url,
+        };
+        match self.twilio.create(&secrets, &request).await {
+            Ok(created) => self.accepted(message, &created.sid, &created.status).await,
+            Err(e) if e.failure() == Failure::Permanent => {
+                self.fail_permanently(message, &e).await?;
+                Ok(None)
+            }
+            Err(e) => self.retry_or_fail(message, attempt, &e).await,
+        }
+    }
+
+    async fn accepted(
+        &self,
+        message: &Message,
+        sid: &str,
+        status: &str,
+    ) -> Result<Option<(MessageSid, DeliveryStatus)>, Interrupted> {
+        match MessageSid::parse(sid) {
+            Ok(sid) => Ok(Some((sid, DeliveryStatus::parse(status)))),
+            Err(_) => {
+                error!("Twilio returned a malformed SID");
+                self.store
+                    .release(message, "malformed_sid", true)
+                    .await
+                    .map_err(Interrupted::at_twilio)?;
+                Err(Interrupted::Retry(self.config.retry_base))
+            }
+        }
+    }
+
+    async fn fail_permanently(
+        &self,
+        message: &Message,
+        e: &TwilioError,
+    ) -> Result<(), Interrupted> {
+        let code = e.code();
+        warn!(error_code = %code, "Twilio refused the message; failed without retry");
+        let now = crate::time::now_rfc3339();
+        self.store
+            .finish_unsent(message, DeliveryStatus::Failed, &code, &e.message(), &now)
+            .await
+            .map_err(Interrupted::not_at_twilio)?;
+        if matches!(
+            e,
+            TwilioError::Api {
+                code: Some(UNSUBSCRIBED),
+                ..
+            }
+        ) {
+            // The message is already failed: a lost opt-out here is logged, not retried.
+            if let Err(e) = self
+                .store
+                .record_opt_out(&message.to_e164, "TWILIO_21610", &message.message_id, &now)
+                .await
+            {
+                error!(error = %crate::error::chain(&e), "could not record Twilio's opt-out");
+            }
+        }
+        Metrics::new(FUNCTION)
+            .dimension("error_code", code)
+            .count("Failed", 1)
+            .emit();
+        Ok(())
+    }
+
+    async fn retry_or_fail(
+        &self,
+        message: &Message,
+        attempt: u32,
+        e: &TwilioError,
+    ) -> Result<Option<(MessageSid, DeliveryStatus)>, Interrupted> {
+        let code = e.code();
+        let ambiguous = e.failure() == Failure::Ambiguous;
+        if attempt >= self.config.max_attempts {
+            warn!(error_code = %code, "retries exhausted; failed, and the job goes to the dead-letter queue");
+            self.store
+                .finish_unsent(
+                    message,
+                    DeliveryStatus::Failed,
+                    &code,
+                    &e.message(),
+                    &crate::time::now_rfc3339(),
+                )
+                .await
+                .map_err(|error| Interrupted::Store {
+                    error,
+                    at_twilio: ambiguous,
+                })?;
+            Metrics::new(FUNCTION)
+                .dimension("error_code", code)
+                .count("Failed", 1)
+                .emit();
+            // Visible again at once: the next receive exceeds maxReceiveCount and SQS redrives it.
+            return Err(Interrupted::Retry(Duration::ZERO));
+        }
+        let delay = super::backoff(self.config.retry_base, self.config.retry_cap, attempt);
+        warn!(error_code = %code, ambiguous, delay_ms = delay.as_millis() as u64, "transient failure; will retry");
+        self.store
+            .release(message, &code, ambiguous)
+            .await
+            .map_err(|error| Interrupted::Store {
+                error,
+                at_twilio: ambiguous,
+            })?;
+        Metrics::new(FUNCTION).count("Retries", 1).emit();
+        Err(Interrupted::Retry(delay))
+    }
+}
+
+/// Why an attempt ended without a result to record.
+enum Interrupted {
+    Retry(Duration),
+    /// A store call failed after the claim; `at_twilio`: Twilio may have the message.
+    Store {
+        error: StoreError,
+        at_twilio: bool,
+    },
+}
+
+impl Interrupted {
+    fn at_twilio(error: StoreError) -> Self {
+        Self::Store {
+            error,
+            at_twilio: true,
+        }
+    }
+
+    fn not_at_twilio(error: StoreError) -> Self {
+        Self::Store {
+            error,
+            at_twilio: false,
+        }
+    }
+}

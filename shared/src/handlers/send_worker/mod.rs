@@ -1,0 +1,348 @@
+//! The send worker: SQS batches of [`SendJob`]s. A batch is read in one request and claimed
+//! in one transaction that also re-checks consent (a redelivered job or a second worker never
+//! sends twice); an attempt whose answer was lost is reconciled at Twilio before sending again;
+//! Twilio's acceptances are recorded in one transaction; failures are retried with backoff
+//! through the message's visibility, or failed at once when Twilio refuses the message itself.
+//! A job whose message is claimed is never dropped: it comes back when the claim expires.
+
+mod attempt;
+mod claim;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use tracing::{error, info, info_span, warn, Instrument};
+
+use self::attempt::Attempt;
+use self::claim::Claimed;
+use super::send_sms::SendJob;
+use super::{ColdStart, InitError};
+use crate::config::{optional, required, ConfigError};
+use crate::metrics::Metrics;
+use crate::rate::RateLimiter;
+use crate::secrets::SecretStore;
+use crate::store::sending::MAX_BATCH;
+use crate::store::{Accepted, Message, Store, TxError};
+use crate::telemetry::Pseudonymizer;
+use crate::twilio::client::{Sender, TwilioClient};
+
+const FUNCTION: &str = "send-worker";
+pub const STATUS_ROUTE: &str = "/webhook/twilio/status";
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub status_callback_url: String,
+    /// Must equal the queue's `maxReceiveCount`, so the last failure is also the one SQS
+    /// moves to the dead-letter queue.
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// A `sending` claim older than this belongs to a worker that died; it may be taken over.
+    pub claim_lease: Duration,
+    pub rate_per_second: f64,
+}
+
+impl WorkerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let number = |name: &'static str, default: f64| -> Result<f64, ConfigError> {
+            optional(name).map_or(Ok(default), |v| {
+                v.parse().map_err(|_| ConfigError::Invalid {
+                    name,
+                    reason: "not a number".into(),
+                })
+            })
+        };
+        let base = required("PUBLIC_BASE_URL")?;
+        Ok(Self {
+            status_callback_url: format!("{}{STATUS_ROUTE}", base.trim_end_matches('/')),
+            max_attempts: number("SEND_MAX_ATTEMPTS", 5.0)? as u32,
+            retry_base: Duration::from_secs_f64(number("SEND_RETRY_BASE_SECONDS", 2.0)?),
+            retry_cap: Duration::from_secs(300),
+            claim_lease: Duration::from_secs_f64(number("SEND_CLAIM_LEASE_SECONDS", 60.0)?),
+            rate_per_second: number("SEND_RATE_PER_SECOND", 0.0)?,
+        })
+    }
+}
+
+pub struct SendWorker {
+    store: Store,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    twilio: TwilioClient,
+    secrets: Arc<SecretStore>,
+    config: WorkerConfig,
+    limiter: Option<RateLimiter>,
+    pseudonyms: Pseudonymizer,
+}
+
+/// What to do with one SQS record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disposition {
+    Done,
+    /// Leave it on the queue, visible again after `delay` (None: the queue's own timeout).
+    Retry(Option<Duration>),
+}
+
+impl SendWorker {
+    pub fn new(
+        store: Store,
+        sqs: aws_sdk_sqs::Client,
+        queue_url: String,
+        twilio: TwilioClient,
+        secrets: Arc<SecretStore>,
+        config: WorkerConfig,
+    ) -> Self {
+        let pseudonyms = Pseudonymizer::new(&secrets.current().log_hmac_key);
+        let limiter = RateLimiter::per_second(config.rate_per_second);
+        Self {
+            store,
+            sqs,
+            queue_url,
+            twilio,
+            secrets,
+            config,
+            limiter,
+            pseudonyms,
+        }
+    }
+
+    pub async fn from_env() -> Result<Self, InitError> {
+        let config = WorkerConfig::from_env()?;
+        let queue_url = required("SEND_QUEUE_URL")?;
+        let sender = match (
+            optional("TWILIO_MESSAGING_SERVICE_SID"),
+            optional("TWILIO_FROM_NUMBER"),
+        ) {
+            (Some(service), _) => Sender::MessagingService(service),
+            (None, Some(number)) => Sender::Number(number),
+            (None, None) => return Err(ConfigError::Missing("TWILIO_FROM_NUMBER").into()),
+        };
+        let timeout_ms: u64 = optional("TWILIO_TIMEOUT_MS")
+            .map_or(Ok(10_000), |v| v.parse())
+            .map_err(|_| ConfigError::Invalid {
+                name: "TWILIO_TIMEOUT_MS",
+                reason: "not a number".into(),
+            })?;
+        let api_base =
+            optional("TWILIO_API_BASE").unwrap_or_else(|| "https://api.twilio.com".into());
+        let twilio = TwilioClient::new(&api_base, sender, Duration::from_millis(timeout_ms))
+            .map_err(|e| ConfigError::Invalid {
+                name: "TWILIO_API_BASE",
+                reason: e.to_string(),
+            })?;
+        let cold = ColdStart::load().await?;
+        let sqs = aws_sdk_sqs::Client::new(&cold.sdk);
+        Ok(Self::new(
+            cold.store,
+            sqs,
+            queue_url,
+            twilio,
+            cold.secrets,
+            config,
+        ))
+    }
+
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut dispositions: Vec<Option<Disposition>> = vec![None; event.records.len()];
+        let mut jobs: Vec<(usize, SendJob)> = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, record) in event.records.iter().enumerate() {
+            match record
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<SendJob>(b).ok())
+            {
+                // One copy of a job is enough: the others are done when it is.
+                Some(job) if !seen.insert((job.pk.clone(), job.sk.clone())) => {
+                    info!(message_id = %job.message_id, "the same job twice in one batch; one kept");
+                    dispositions[i] = Some(Disposition::Done);
+                }
+                Some(job) => jobs.push((i, job)),
+                None => {
+                    // Never succeeds: left for the dead-letter queue, where someone can look at it.
+                    error!(
+                        sqs_message_id = record.message_id.as_deref().unwrap_or(""),
+                        "malformed send job"
+                    );
+                    dispositions[i] = Some(Disposition::Retry(None));
+                }
+            }
+        }
+        let batches = jobs.chunks(MAX_BATCH).map(|chunk| async move {
+            let jobs: Vec<&SendJob> = chunk.iter().map(|(_, job)| job).collect();
+            let done = self.send_batch(&jobs).await;
+            chunk.iter().map(|(i, _)| *i).zip(done).collect::<Vec<_>>()
+        });
+        for (i, disposition) in futures::future::join_all(batches)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            dispositions[i] = Some(disposition);
+        }
+
+        let mut response = SqsBatchResponse::default();
+        for (record, disposition) in event.records.iter().zip(dispositions) {
+            if let Some(Disposition::Retry(delay)) = disposition {
+                if let (Some(delay), Some(handle)) = (delay, record.receipt_handle.as_deref()) {
+                    self.delay_visibility(handle, delay).await;
+                }
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = record.message_id.clone().unwrap_or_default();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    /// Claims, sends and records up to [`MAX_BATCH`] distinct jobs; a disposition for each.
+    async fn send_batch(&self, jobs: &[&SendJob]) -> Vec<Disposition> {
+        let claimed = self.claim(jobs).await;
+        let attempts = futures::future::join_all(claimed.into_iter().map(|c| async move {
+            match c {
+                Claimed::Ours(message) => {
+                    let span = self.span(&message);
+                    self.attempt(message).instrument(span).await
+                }
+                Claimed::OptedOut(message) => {
+                    let span = self.span(&message);
+                    Attempt::Settled(self.cancel_opted_out(message).instrument(span).await)
+                }
+                Claimed::Settled(disposition) => Attempt::Settled(disposition),
+            }
+        }))
+        .await;
+        self.record(attempts).await
+    }
+
+    /// Records every message Twilio accepted: the whole batch in one transaction, or one by
+    /// one when that is refused (a parked callback to merge, a claim taken over).
+    async fn record(&self, attempts: Vec<Attempt>) -> Vec<Disposition> {
+        let now = crate::time::now_rfc3339();
+        let accepted: Vec<Accepted> = attempts
+            .iter()
+            .filter_map(|a| match a {
+                Attempt::Accepted {
+                    message,
+                    sid,
+                    status,
+                } => Some(Accepted {
+                    message,
+                    sid,
+                    status: *status,
+                }),
+                Attempt::Settled(_) => None,
+            })
+            .collect();
+        let together = accepted.is_empty()
+            || self
+                .store
+                .record_submitted_batch(&accepted, &now)
+                .await
+                .inspect_err(|e| {
+                    if let TxError::Failed(e) = e {
+                        warn!(error = %crate::error::chain(e), "could not record the batch; one by one");
+                    }
+                })
+                .is_ok();
+        if !accepted.is_empty() {
+            Metrics::new(FUNCTION)
+                .count("Sent", accepted.len() as u64)
+                .emit();
+        }
+        drop(accepted);
+        let mut dispositions = Vec::with_capacity(attempts.len());
+        for attempt in attempts {
+            let disposition = match attempt {
+                Attempt::Settled(d) => d,
+                Attempt::Accepted {
+                    message,
+                    sid,
+                    status,
+                } => {
+                    let span = self.span(&message);
+                    async {
+                        if together {
+                            info!(twilio_sid = %sid, "message submitted to Twilio");
+                            return Disposition::Done;
+                        }
+                        match self.store.record_submitted(&message, &sid, status, &now).await {
+                            Ok(()) => {
+                                info!(twilio_sid = %sid, "message submitted to Twilio");
+                                Disposition::Done
+                            }
+                            Err(e) => {
+                                error!(twilio_sid = %sid, error = %crate::error::chain(&e), "could not record Twilio's acceptance");
+                                self.give_back(&message, "store_error", true).await
+                            }
+                        }
+                    }
+                    .instrument(span)
+                    .await
+                }
+            };
+            dispositions.push(disposition);
+        }
+        dispositions
+    }
+
+    fn span(&self, message: &Message) -> tracing::Span {
+        let phone = self.pseudonyms.pseudonym(&message.to_e164);
+        info_span!("send", message_id = %message.message_id, phone = %phone, attempt = message.attempts + 1)
+    }
+
+    async fn delay_visibility(&self, receipt_handle: &str, delay: Duration) {
+        let seconds = delay.as_secs_f64().ceil() as i32;
+        let result = self
+            .sqs
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await;
+        if let Err(e) = result {
+            // The queue's own visibility timeout still brings the job back.
+            warn!(error = %aws_sdk_sqs::Error::from(e), "could not set the retry delay");
+        }
+    }
+}
+
+/// The number as Twilio wants it: E.164, prefixed on WhatsApp.
+fn recipient(message: &Message) -> String {
+    match message.channel {
+        crate::phone::Channel::Sms => message.to_e164.as_str().to_owned(),
+        crate::phone::Channel::Whatsapp => format!("whatsapp:{}", message.to_e164.as_str()),
+    }
+}
+
+/// Exponential backoff with equal jitter: half the step fixed, half random.
+pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let step = base
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(cap);
+    let jitter = (ulid::Ulid::new().random() % 1000) as f64 / 1000.0;
+    step / 2 + step.mul_f64(jitter / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_within_jitter_and_cap() {
+        let base = Duration::from_secs(2);
+        let cap = Duration::from_secs(60);
+        for attempt in 1..=10 {
+            let step = (base * (1 << (attempt - 1))).min(cap);
+            let d = backoff(base, cap, attempt);
+            assert!(
+                d >= step / 2 && d <= step,
+                "attempt {attempt}: {d:?} not in [{:?}, {step:?}]",
+                step / 2
+            );
+        }
+    }
+}
