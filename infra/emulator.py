@@ -1,4 +1,4 @@
-"""The AWS emulator for the local stack: moto's server, closer to DynamoDB in three ways.
+"""The AWS emulator for the local stack: moto's server, closer to DynamoDB in three ways and faster in a fourth.
 
 1. moto applies TransactWriteItems without a lock, so concurrent conditional writes can all
    pass their checks (50 concurrent duplicate webhooks stored 6 messages). Real DynamoDB
@@ -16,6 +16,9 @@
    copy is a no-op; a transaction first copies only the items it names, and notes the length
    of each stream it may write to.
 
+4. SQS ReceiveMessage reads the queue's retention period directly; moto recomputed every
+   queue attribute, counting all its messages, for each message received. Speed only.
+
 Usage: python infra/emulator.py -H 127.0.0.1 -p 4566
 """
 
@@ -28,6 +31,8 @@ import time
 import types
 
 import moto.dynamodb.models as dynamodb_models
+import moto.sqs.models as sqs_models
+from moto.core.utils import unix_time
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
@@ -112,6 +117,16 @@ dynamodb_models.copy = types.SimpleNamespace(
     **{**vars(copy), "deepcopy": _deepcopy_except_tables}
 )
 dynamodb_models.DynamoDBBackend.transact_write_items = _transact_write_items_with_undo_log
+
+
+def _retained(self, queue_name, message):
+    """moto's check computes every queue attribute (counting all messages) for each message a
+    ReceiveMessage returns, which made a receive cost ~1 ms per message on the queue."""
+    queue = self.get_queue(queue_name)
+    return int(queue.message_retention_period) + message.sent_timestamp / 1000 > unix_time()
+
+
+sqs_models.SQSBackend.is_message_valid_based_on_retention_period = _retained
 
 
 class SerialisedDynamoDb:

@@ -13,11 +13,10 @@
 //! Options: `--messages N` (2500), `--pollers P` (2), `--paced-messages N` (400), `--rate R`
 //! (20, per worker), `--paced-pollers P` (1), `--calibration N` (200; 0 skips it),
 //! `--only unpaced|paced|calibration`, `--callback-delay-ms MS` (3600000: the sandbox's status
-//! callbacks come after the run, so they do not compete with it), `--backlog B|all` (200: at
-//! most B jobs wait on the queue, the rest are enqueued during the run as jobs are handled;
-//! `all` enqueues every job before the run, which moto's O(queue depth) ReceiveMessage cannot
-//! take beyond a few hundred jobs), `--emulator standard|no-tx-backup` (standard; the other is
-//! a diagnostic without moto's whole-table copy per transaction), `--timeout-s S`.
+//! callbacks come after the run, so they do not compete with it), `--backlog B|all` (30: at
+//! most B jobs wait on the queue, the rest are enqueued during the run as jobs are handled; a
+//! small backlog keeps the emulator's work down; `all` enqueues every job before the run),
+//! `--timeout-s S`.
 //!
 //! `make bench-send` builds it in release mode and runs it; figures are in docs/benchmarks.md.
 
@@ -51,7 +50,6 @@ struct Args {
     calibration: usize,
     only: Option<String>,
     callback_delay: Duration,
-    emulator: stack::Variant,
     timeout: Option<Duration>,
     backlog: Option<usize>,
 }
@@ -67,9 +65,8 @@ impl Default for Args {
             calibration: 200,
             only: None,
             callback_delay: Duration::from_secs(3600),
-            emulator: stack::Variant::Standard,
             timeout: None,
-            backlog: Some(200),
+            backlog: Some(30),
         }
     }
 }
@@ -117,11 +114,6 @@ impl Args {
                             )?,
                         };
                 }
-                "--emulator" => {
-                    let v = value()?;
-                    args.emulator = stack::Variant::parse(&v)
-                        .ok_or_else(|| format!("--emulator: standard or no-tx-backup, not {v}"))?;
-                }
                 "-h" | "--help" => return Err(usage()),
                 other => return Err(format!("unknown option {other}\n{}", usage())),
             }
@@ -143,7 +135,7 @@ impl Args {
 fn usage() -> String {
     "usage: parley-send-bench [--messages N] [--pollers P] [--paced-messages N] [--rate R] \
      [--paced-pollers P] [--calibration N] [--only unpaced|paced|calibration] \
-     [--callback-delay-ms MS] [--emulator standard|no-tx-backup] [--timeout-s S] [--backlog B]"
+     [--callback-delay-ms MS] [--timeout-s S] [--backlog B|all]"
         .into()
 }
 
@@ -166,7 +158,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let emulator = match stack::Emulator::start(&stack::python(&env), args.emulator).await {
+    let emulator = match stack::Emulator::start(&stack::python(&env)).await {
         Ok(e) => e,
         Err(e) => {
             eprintln!("could not start the emulator: {e}");
@@ -231,8 +223,8 @@ async fn run(args: &Args, env: &LocalEnv, emulator: &stack::Emulator) -> Result<
         problems.extend(report_paced(&outcome));
     }
     if args.runs("calibration") && args.calibration > 0 {
-        // On an empty table, then on the unpaced run's table: the emulator's transactions copy
-        // the whole table, so their cost grows with it.
+        // On an empty table, then on the unpaced run's table, to show whether a request's cost
+        // grows with the table.
         let fresh = calibrate::run(&stack, "send-bench-calibration", 0, 800, args.calibration);
         report_calibration(&fresh.await?);
         if let Some((table, existing)) = unpaced_table {
@@ -287,7 +279,7 @@ fn report_machine(args: &Args) {
         "machine: {cores} CPUs ({}); worker, pollers and sandbox in this process, moto in its own",
         cpu_model()
     );
-    eprintln!("emulator: {}", args.emulator.describe());
+    eprintln!("emulator: infra/emulator.py (moto, DynamoDB requests one at a time)");
     eprintln!(
         "sandbox status callbacks delayed {:?} (not part of the send pipeline)",
         args.callback_delay
@@ -436,8 +428,9 @@ fn report_paced(o: &Outcome) -> Option<String> {
         return Some(problem);
     }
     let configured = o.spec.rate_per_second * o.spec.pollers as f64;
-    let Some((span, measured)) = rate_between(&o.submitted_at) else {
-        return Some("paced: fewer than two submissions to measure a rate".into());
+    // Measured where the sender's throughput applies: create calls arriving at Twilio.
+    let Some((span, measured)) = rate_between(&o.twilio_received_at) else {
+        return Some("paced: fewer than two create calls to measure a rate".into());
     };
     let deviation = deviation_percent(measured, configured);
     eprintln!(
@@ -445,17 +438,17 @@ fn report_paced(o: &Outcome) -> Option<String> {
         o.spec.rate_per_second, o.spec.pollers
     );
     eprintln!(
-        "measured: {measured:.2}/s = (N − 1) / ({span:.3} s from the first to the last submitted_at); deviation {deviation:+.2} %"
+        "measured: {measured:.2}/s = (N − 1) / ({span:.3} s from the first to the last create call at the sandbox); deviation {deviation:+.2} %"
     );
     let whole = o.spec.messages as f64 / o.elapsed.as_secs_f64();
     eprintln!(
         "  whole run N / elapsed: {whole:.2}/s ({:+.2} %), includes the first batch's receive and claims",
         deviation_percent(whole, configured)
     );
-    let gaps = stats::gaps(&o.submitted_at);
+    let gaps = stats::gaps(&o.twilio_received_at);
     let g = Summary::of(&gaps);
     eprintln!(
-        "  intervals between consecutive submissions: mean {} ms, p50 {} ms, p90 {} ms, p99 {} ms, max {} ms (slot {:.2} ms)",
+        "  intervals between consecutive create calls: mean {} ms, p50 {} ms, p90 {} ms, p99 {} ms, max {} ms (slot {:.2} ms)",
         ms(g.mean),
         ms(g.p50),
         ms(g.p90),
@@ -540,11 +533,7 @@ mod tests {
         assert!(parse("--only everything").is_err());
         assert!(parse("--pollers").is_err());
         assert!(parse("--bogus 1").is_err());
-        assert_eq!(
-            parse("--emulator no-tx-backup").unwrap().emulator,
-            stack::Variant::NoTxBackup
-        );
-        assert!(parse("--emulator fast").is_err());
+        assert_eq!(Args::default().backlog, Some(30));
         assert_eq!(parse("--backlog all").unwrap().backlog, None);
         assert_eq!(parse("--backlog 50").unwrap().backlog, Some(50));
         assert!(parse("--backlog 5").is_err());

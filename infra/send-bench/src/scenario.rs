@@ -57,6 +57,9 @@ pub struct Outcome {
     pub statuses: BTreeMap<String, usize>,
     /// `submitted_at` of every submitted message (Unix seconds, millisecond precision).
     pub submitted_at: Vec<f64>,
+    /// When each create call the sandbox answered with a message arrived there (Unix seconds,
+    /// sorted): the rate Twilio sees.
+    pub twilio_received_at: Vec<f64>,
     /// Twilio create calls the sandbox answered with a message, and all create calls.
     pub twilio_created: usize,
     pub twilio_calls: usize,
@@ -380,7 +383,8 @@ pub async fn run(stack: &Stack, spec: Spec) -> Result<Outcome, String> {
             Vec::new(),
         )
     });
-    let (twilio_created, twilio_calls) = sandbox_calls(&sandbox.url()).await?;
+    let (twilio_received_at, twilio_calls) = sandbox_calls(&sandbox.url()).await?;
+    let twilio_created = twilio_received_at.len();
     Ok(Outcome {
         complete: finished.is_some(),
         handled: progress.done.load(Ordering::SeqCst),
@@ -388,6 +392,7 @@ pub async fn run(stack: &Stack, spec: Spec) -> Result<Outcome, String> {
         invocations: progress.invocations.load(Ordering::SeqCst),
         statuses,
         submitted_at,
+        twilio_received_at,
         twilio_created,
         twilio_calls,
         cpu: cpu::usage(cpu_before, cpu_after, cpu_wall),
@@ -435,8 +440,9 @@ async fn stored(table: &str, stack: &Stack) -> Result<(BTreeMap<String, usize>, 
     Ok((statuses, submitted))
 }
 
-/// (create calls answered with a message, all create calls) at the sandbox.
-async fn sandbox_calls(base: &str) -> Result<(usize, usize), String> {
+/// (arrival times of the create calls answered with a message, sorted; all create calls) at
+/// the sandbox.
+async fn sandbox_calls(base: &str) -> Result<(Vec<f64>, usize), String> {
     let calls: Value = reqwest::get(format!("{base}/_sandbox/calls"))
         .await
         .map_err(|e| e.to_string())?
@@ -444,7 +450,12 @@ async fn sandbox_calls(base: &str) -> Result<(usize, usize), String> {
         .await
         .map_err(|e| e.to_string())?;
     let calls = calls["calls"].as_array().cloned().unwrap_or_default();
-    let created = calls.iter().filter(|c| c["outcome"] == "created").count();
+    let mut created: Vec<f64> = calls
+        .iter()
+        .filter(|c| c["outcome"] == "created")
+        .filter_map(|c| c["received_at"].as_f64())
+        .collect();
+    created.sort_by(f64::total_cmp);
     Ok((created, calls.len()))
 }
 

@@ -26,47 +26,14 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Which emulator to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Variant {
-    /// `infra/emulator.py`, as the local stack and the tests run it.
-    Standard,
-    /// Diagnostic: `infra/send-bench/emulator_no_tx_backup.py`, the same without moto's
-    /// whole-table copy before each TransactWriteItems.
-    NoTxBackup,
-}
-
-impl Variant {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "standard" => Some(Self::Standard),
-            "no-tx-backup" => Some(Self::NoTxBackup),
-            _ => None,
-        }
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Standard => "infra/emulator.py (moto, DynamoDB requests one at a time)",
-            Self::NoTxBackup => {
-                "DIAGNOSTIC infra/send-bench/emulator_no_tx_backup.py (infra/emulator.py without \
-                 moto's whole-table copy per TransactWriteItems)"
-            }
-        }
-    }
-}
-
 impl Emulator {
-    pub async fn start(python: &Path, variant: Variant) -> Result<Self, String> {
+    pub async fn start(python: &Path) -> Result<Self, String> {
         let port = free_port()?;
         let log = std::env::temp_dir().join(format!(
             "parley-send-bench-emulator-{}.log",
             std::process::id()
         ));
-        let child = match variant {
-            Variant::Standard => parley_local::emulator::start(python, port, &log).await?,
-            Variant::NoTxBackup => start_script(python, port, &log).await?,
-        };
+        let child = parley_local::emulator::start(python, port, &log).await?;
         Ok(Self { child, port, log })
     }
 
@@ -78,34 +45,6 @@ impl Emulator {
         // kill() also reaps the child.
         let _ = self.child.kill().await;
     }
-}
-
-/// Like `parley_local::emulator::start`, with this crate's diagnostic script.
-async fn start_script(
-    python: &Path,
-    port: u16,
-    log: &Path,
-) -> Result<tokio::process::Child, String> {
-    if !python.exists() {
-        return Err(format!(
-            "{} not found: run `make deps` to install the emulator",
-            python.display()
-        ));
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("emulator_no_tx_backup.py");
-    let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    let child = tokio::process::Command::new(python)
-        .arg(script)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("could not start {}: {e}", python.display()))?;
-    parley_local::emulator::wait_for_port(port, Duration::from_secs(30)).await?;
-    Ok(child)
 }
 
 /// The moto interpreter named by `MOTO_PYTHON` (relative to the repository root).
@@ -122,8 +61,8 @@ pub fn python(env: &LocalEnv) -> PathBuf {
 pub struct Stack {
     /// As the functions configure it (`parley::aws::loader`: 2 s per attempt, 5 s per call).
     pub sdk: SdkConfig,
-    /// For the untimed setup and checks: the emulator's transactions slow down as a table
-    /// grows, and a retried transaction that did apply fails its own condition.
+    /// For the untimed setup and checks: generous timeouts, so that seeding a few thousand
+    /// messages never races the SDK's retries.
     pub setup_sdk: SdkConfig,
     pub template: Template,
     pub secrets: Arc<SecretStore>,

@@ -281,6 +281,7 @@ impl<'a> CallGuard<'a> {
             messaging_service_sid: request.messaging_service_sid.clone(),
             body: request.body.clone(),
             status_callback: request.status_callback.clone(),
+            received_at: time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9,
             outcome: "pending".into(),
             fault: None,
             sid: None,

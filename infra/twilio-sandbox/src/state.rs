@@ -227,6 +227,8 @@ pub(crate) struct Call {
     pub messaging_service_sid: Option<String>,
     pub body: Option<String>,
     pub status_callback: Option<String>,
+    /// When the call arrived: Unix seconds, with the clock's precision (for pacing checks).
+    pub received_at: f64,
     /// `pending` while in flight, `created`, `error:<code>`, or `abandoned` when the client
     /// went away before an injected delay ended (nothing was created).
     pub outcome: String,
