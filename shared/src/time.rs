@@ -16,6 +16,11 @@ pub fn now_rfc3339() -> String {
     format(OffsetDateTime::now_utc())
 }
 
+/// A stored timestamp (any RFC 3339 form) back as a time.
+pub fn parse(at: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,3 +29,32 @@ pub fn consent_pk(phone: &E164) -> String {
     format!("CONSENT#{}", phone.as_str())
 }
 pub const CONSENT_SK: &str = "STATE";
+
+/// The consent item's key for a conversation's key (`CONV#<channel>#<e164>`), as a send job
+/// names only the conversation: the inverse of [`conversation_pk`] followed by [`consent_pk`].
+pub fn consent_pk_of_conversation(conversation_pk: &str) -> Option<String> {
+    let phone = conversation_pk.strip_prefix("CONV#")?.split_once('#')?.1;
+    Some(format!("CONSENT#{phone}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conversation_key_names_its_consent_item() {
+        let phone = crate::phone::Address::parse("+14155552671").unwrap();
+        let pk = conversation_pk(phone.channel, &phone.e164);
+        assert_eq!(
+            consent_pk_of_conversation(&pk),
+            Some(consent_pk(&phone.e164))
+        );
+        let whatsapp = crate::phone::Address::parse("whatsapp:+14155552671").unwrap();
+        let pk = conversation_pk(whatsapp.channel, &whatsapp.e164);
+        assert_eq!(
+            consent_pk_of_conversation(&pk),
+            Some(consent_pk(&phone.e164))
+        );
+        assert_eq!(consent_pk_of_conversation("SID#SM1"), None);
+    }
+}

@@ -62,7 +62,7 @@ impl Store {
         let mut consent_keys = HashSet::new();
         for (pk, sk) in keys {
             wanted.push(key(pk, sk));
-            if let Some(consent) = consent_pk_of(pk) {
+            if let Some(consent) = keys::consent_pk_of_conversation(pk) {
                 if consent_keys.insert(consent.clone()) {
                     wanted.push(key(&consent, keys::CONSENT_SK));
                 }
@@ -280,26 +280,4 @@ fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
 
 fn number(n: u32) -> AttributeValue {
     AttributeValue::N(n.to_string())
-}
-
-/// The consent item of a conversation's number (`CONV#<channel>#<e164>`), which a job names.
-fn consent_pk_of(conversation_pk: &str) -> Option<String> {
-    let phone = conversation_pk.strip_prefix("CONV#")?.split_once('#')?.1;
-    Some(format!("CONSENT#{phone}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_conversation_key_names_its_consent_item() {
-        let phone = crate::phone::Address::parse("+14155552671").unwrap();
-        let pk = keys::conversation_pk(phone.channel, &phone.e164);
-        assert_eq!(consent_pk_of(&pk), Some(keys::consent_pk(&phone.e164)));
-        let whatsapp = crate::phone::Address::parse("whatsapp:+14155552671").unwrap();
-        let pk = keys::conversation_pk(whatsapp.channel, &whatsapp.e164);
-        assert_eq!(consent_pk_of(&pk), Some(keys::consent_pk(&phone.e164)));
-        assert_eq!(consent_pk_of("SID#SM1"), None);
-    }
 }

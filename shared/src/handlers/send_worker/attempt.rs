@@ -104,9 +104,7 @@ impl SendWorker {
             let since = message
                 .claimed_at
                 .as_deref()
-                .and_then(|t| {
-                    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-                })
+                .and_then(crate::time::parse)
                 .unwrap_or_else(OffsetDateTime::now_utc)
                 - Duration::from_secs(5);
             match self

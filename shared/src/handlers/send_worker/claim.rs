@@ -38,9 +38,7 @@ fn standing(message: &Message, now: OffsetDateTime, lease: Duration) -> Standing
     match message.status.as_str() {
         "queued" => Standing::Claimable,
         "sending" => {
-            let claimed = message.claimed_at.as_deref().and_then(|t| {
-                OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-            });
+            let claimed = message.claimed_at.as_deref().and_then(crate::time::parse);
             let expires = claimed.map_or(now, |at| at + lease);
             if expires <= now {
                 Standing::Claimable
