@@ -45,7 +45,7 @@ async fn a_signed_message_is_stored_once_with_its_conversation_and_guard() {
     assert_eq!(m.to_e164.as_str(), TWILIO_NUMBER);
     assert_eq!(m.language, Language::En);
     assert!(m.language_confidence > 0.0);
-    assert_eq!(m.status, "received");
+    assert_eq!(m.status, parley::pipeline::PipelineState::Received);
     assert_eq!(m.num_media, 0);
     assert_eq!(m.keyword, None);
     assert_eq!(

@@ -45,7 +45,7 @@ async fn a_text_is_sent_and_its_callbacks_move_it_to_delivered() {
         .is_some_and(|c| !c.is_empty()));
 
     let m = settled(&stack, &to, &id, DeliveryStatus::Delivered, 20).await;
-    assert_eq!(m.status, "submitted");
+    assert_eq!(m.status, parley::pipeline::PipelineState::Submitted);
     assert!(m.twilio_sid.as_deref().is_some_and(|s| s.starts_with("SM")));
     let history: Vec<_> = m
         .status_history

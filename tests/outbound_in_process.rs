@@ -15,8 +15,11 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_lambda_events::event::sqs::SqsEvent;
 use parley::handlers::send_sms::SendSmsHandler;
 use parley::handlers::send_worker::{SendWorker, WorkerConfig};
+use parley::pending::Policy;
 use parley::phone::Address;
-use parley::segments;
+use parley::pipeline::PipelineState;
+use parley::queue::JobQueue;
+use parley::send::SendService;
 use parley::store::{keys, CreateOutcome, NewOutbound, Store};
 use parley::twilio::client::{Sender, TwilioClient};
 use parley_e2e::*;
@@ -53,24 +56,19 @@ async fn worker_with(stack: &Stack, store: &Store, config: WorkerConfig) -> Send
         secrets,
         config,
     )
+    .with_policy(Arc::new(Policy::always_open()))
 }
 
 /// Writes a queued outbound message directly and returns the job body the API would enqueue.
 async fn queued(store: &Store, to: &str, body: &str, message_id: &str) -> String {
     let address = Address::parse(to).unwrap();
     let outcome = store
-        .create_outbound(&NewOutbound {
-            message_id: message_id.into(),
-            conversation_id: ulid::Ulid::new().to_string(),
-            to: &address,
+        .create_outbound(&NewOutbound::queued(
+            message_id.into(),
+            &address,
             body,
-            media_urls: &[],
-            workflow_type: None,
-            workflow_id: None,
-            segments: segments::count(body),
-            created_at: parley::time::now_rfc3339(),
-            idempotency: None,
-        })
+            parley::time::Timestamp::now(),
+        ))
         .await
         .unwrap();
     assert!(matches!(outcome, CreateOutcome::Created));
@@ -209,10 +207,14 @@ fn with_lease(stack: &Stack, lease: Duration) -> WorkerConfig {
 /// live, and once it has expired takes the message over and sends it exactly once in all.
 async fn recovered_after_the_lease(stack: &Stack, store: &Store, job: &str, to: &str) {
     let live = worker(stack, store).await.handle(event(&[job])).await;
-    assert_eq!(
-        live.batch_item_failures.len(),
-        1,
-        "a job whose message is claimed comes back later"
+    assert!(
+        live.batch_item_failures.is_empty(),
+        "a job whose message is claimed comes back later, as a fresh copy"
+    );
+    assert_ne!(
+        stored(store, job).await.status,
+        PipelineState::Submitted,
+        "not sent under another worker's live claim"
     );
     let expired = worker_with(stack, store, with_lease(stack, Duration::ZERO)).await;
     assert!(expired
@@ -252,17 +254,20 @@ async fn a_claim_applied_but_unanswered_is_not_lost() {
         vec![Fault::lose_answer("TransactWriteItems")],
     );
     let response = worker(&stack, &broken).await.handle(event(&[&job])).await;
-    assert_eq!(response.batch_item_failures.len(), 1, "retried");
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "a store fault is not a delivery attempt: a fresh copy of the job, not a failed receive"
+    );
     assert_eq!(
         stored(&store, &job).await.status,
-        "sending",
+        PipelineState::Sending,
         "the claim was applied"
     );
     assert!(stack.sandbox_calls(&to).await.is_empty());
 
     recovered_after_the_lease(&stack, &store, &job, &to).await;
     let message = stored(&store, &job).await;
-    assert_eq!(message.status, "submitted");
+    assert_eq!(message.status, PipelineState::Submitted);
     assert_eq!(message.attempts, 2);
 }
 
@@ -284,13 +289,16 @@ async fn an_acceptance_the_store_could_not_record_is_found_at_twilio_not_sent_ag
         ],
     );
     let response = worker(&stack, &broken).await.handle(event(&[&job])).await;
-    assert_eq!(response.batch_item_failures.len(), 1, "retried");
-    assert_eq!(stored(&store, &job).await.status, "sending");
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "a store fault is not a delivery attempt: a fresh copy of the job, not a failed receive"
+    );
+    assert_eq!(stored(&store, &job).await.status, PipelineState::Sending);
     assert_eq!(stack.sandbox_calls(&to).await.len(), 1, "Twilio has it");
 
     recovered_after_the_lease(&stack, &store, &job, &to).await;
     let message = stored(&store, &job).await;
-    assert_eq!(message.status, "submitted");
+    assert_eq!(message.status, PipelineState::Submitted);
     let at_twilio = stack.sandbox_messages_with(&to, &body).await;
     assert_eq!(message.twilio_sid.as_deref(), at_twilio[0]["sid"].as_str());
 }
@@ -305,9 +313,12 @@ async fn an_unrecorded_acceptance_given_back_is_looked_up_before_sending() {
 
     let broken = faulty(&stack, &store, vec![Fault::refuse("TransactWriteItems", 1)]);
     let response = worker(&stack, &broken).await.handle(event(&[&job])).await;
-    assert_eq!(response.batch_item_failures.len(), 1, "retried");
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "a store fault is not a delivery attempt: a fresh copy of the job, not a failed receive"
+    );
     let released = stored(&store, &job).await;
-    assert_eq!(released.status, "queued");
+    assert_eq!(released.status, PipelineState::Queued);
     assert!(released.ambiguous, "marked for a look at Twilio first");
 
     let healthy = worker(&stack, &store).await;
@@ -317,7 +328,7 @@ async fn an_unrecorded_acceptance_given_back_is_looked_up_before_sending() {
         .batch_item_failures
         .is_empty());
     assert_eq!(stack.sandbox_calls(&to).await.len(), 1, "not sent twice");
-    assert_eq!(stored(&store, &job).await.status, "submitted");
+    assert_eq!(stored(&store, &job).await.status, PipelineState::Submitted);
 }
 
 #[tokio::test]
@@ -341,7 +352,7 @@ async fn an_opt_out_after_queueing_cancels_the_message_unsent() {
     let response = worker(&stack, &store).await.handle(event(&[&job])).await;
     assert!(response.batch_item_failures.is_empty());
     let message = stored(&store, &job).await;
-    assert_eq!(message.status, "canceled");
+    assert_eq!(message.status, PipelineState::Canceled);
     assert_eq!(message.error_code.as_deref(), Some("opted_out"));
     assert!(stack.sandbox_calls(&to).await.is_empty());
 }
@@ -369,7 +380,7 @@ async fn the_sample_worker_event_sends_its_message() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(message.status, "submitted");
+    assert_eq!(message.status, PipelineState::Submitted);
     assert_eq!(
         stack
             .sandbox_messages_with("+14155552671", &body)
@@ -404,12 +415,12 @@ async fn the_sample_send_event_is_accepted_and_replayed_by_its_idempotency_key()
         .await
         .unwrap();
     let queue_url = queue.queue_url.unwrap();
-    let handler = SendSmsHandler::new(
+    let service = SendService::new(
         store.clone(),
-        Arc::clone(&secrets),
-        sqs.clone(),
-        queue_url.clone(),
+        JobQueue::new(sqs.clone(), queue_url.clone()),
+        Arc::new(Policy::always_open()),
     );
+    let handler = SendSmsHandler::new(service, Arc::clone(&secrets));
 
     let request =
         || lambda_http::request::from_str(include_str!("../events/send-sms.json")).unwrap();

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use parley::delivery::DeliveryStatus;
 use parley::phone::Address;
-use parley::segments;
 use parley::store::{keys, ClaimOrder, Message, NewOutbound};
 use parley::twilio::MessageSid;
 use parley_e2e::*;
@@ -17,18 +16,12 @@ async fn claimed(stack: &Stack) -> (Message, MessageSid, String) {
     let id = ulid::Ulid::new().to_string();
     stack
         .store
-        .create_outbound(&NewOutbound {
-            message_id: id.clone(),
-            conversation_id: ulid::Ulid::new().to_string(),
-            to: &address,
-            body: "status test",
-            media_urls: &[],
-            workflow_type: None,
-            workflow_id: None,
-            segments: segments::count("status test"),
-            created_at: parley::time::now_rfc3339(),
-            idempotency: None,
-        })
+        .create_outbound(&NewOutbound::queued(
+            id.clone(),
+            &address,
+            "status test",
+            parley::time::Timestamp::now(),
+        ))
         .await
         .unwrap();
     let pk = keys::conversation_pk(address.channel, &address.e164);

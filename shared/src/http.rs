@@ -60,3 +60,24 @@ pub fn xml_escape(text: &str) -> String {
     }
     out
 }
+
+/// A `limit` query parameter: `default` when absent, else a whole number from 1 to `max`.
+pub fn page_limit(
+    value: Option<&str>,
+    default: i32,
+    max: i32,
+) -> Result<i32, crate::error::ApiError> {
+    match value {
+        None => Ok(default),
+        Some(l) => l
+            .parse::<i32>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| {
+                crate::error::ApiError::bad_request(
+                    "invalid_limit",
+                    format!("limit must be a whole number from 1 to {max}"),
+                )
+            }),
+    }
+}

@@ -16,6 +16,9 @@ pub struct Tenant {
     pub name: Option<String>,
     #[serde(default)]
     pub preferred_language: Option<Language>,
+    /// IANA time zone of the tenant, when the monitor has one: quiet hours are judged in it.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use parley::twilio::signature;
 use parley_local::env::{repo_root, LocalEnv};
-use parley_local::event_sources::{SqsPoller, StreamPoller};
+use parley_local::event_sources::{SchedulePoller, SqsPoller, StreamPoller};
 use parley_local::gateway::Gateway;
 use parley_local::template::Template;
 use parley_local::{audit, bootstrap, emulator, functions};
@@ -111,6 +111,32 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
                 stream_arn,
                 batch_size,
                 max_retries,
+                region: env.get("AWS_REGION").unwrap_or("us-east-1").to_owned(),
+                function,
+            };
+            pollers.push(tokio::spawn(poller.run()));
+        }
+
+        // Every `Schedule` event the template declares, at its rate or at the local override
+        // `LOCAL_SCHEDULE_<EVENT>_SECONDS` (infra/local.env runs the dispatcher every few seconds).
+        let schedule_functions = functions::schedule_functions().await?;
+        for source in template.schedule_sources() {
+            let function = schedule_functions
+                .get(&source.function)
+                .cloned()
+                .ok_or_else(|| format!("the local stack cannot run {}", source.function))?;
+            let every = env
+                .get(&format!(
+                    "LOCAL_SCHEDULE_{}_SECONDS",
+                    source.event.to_ascii_uppercase()
+                ))
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|s| *s > 0.0)
+                .map_or(source.rate, std::time::Duration::from_secs_f64);
+            let poller = SchedulePoller {
+                name: format!("{}-{}", source.function, source.event),
+                every,
+                input: source.input,
                 region: env.get("AWS_REGION").unwrap_or("us-east-1").to_owned(),
                 function,
             };

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parley::handlers::conversations::ConversationsHandler;
+use parley::handlers::dispatcher::Dispatcher;
 use parley::handlers::health::HealthHandler;
 use parley::handlers::inbound_processor::InboundProcessor;
 use parley::handlers::inbound_sms::InboundSmsHandler;
@@ -12,7 +13,7 @@ use parley::handlers::send_worker::SendWorker;
 use parley::handlers::status_callback::StatusCallbackHandler;
 use parley::handlers::InitError;
 
-use crate::event_sources::{SqsFunction, StreamFunction};
+use crate::event_sources::{ScheduleFunction, SqsFunction, StreamFunction};
 use crate::gateway::HttpFunction;
 
 macro_rules! function {
@@ -81,4 +82,27 @@ pub async fn stream_functions() -> Result<HashMap<String, StreamFunction>, Strin
         Box::pin(async move { processor.handle_stream(event).await })
     });
     Ok(HashMap::from([("InboundProcessorFunction".to_owned(), f)]))
+}
+
+/// Builds every function with a `Schedule` event from the environment.
+pub async fn schedule_functions() -> Result<HashMap<String, ScheduleFunction>, String> {
+    let dispatcher = Arc::new(Dispatcher::from_env().await.map_err(err)?);
+    let processor = Arc::new(InboundProcessor::from_env().await.map_err(err)?);
+    let dispatch: ScheduleFunction = Arc::new(move |event| {
+        let dispatcher = dispatcher.clone();
+        Box::pin(async move { dispatcher.handle(event).await })
+    });
+    let reconcile: ScheduleFunction = Arc::new(move |event| {
+        let processor = processor.clone();
+        Box::pin(async move {
+            match serde_json::from_value(event) {
+                Ok(input) => processor.handle(input).await,
+                Err(e) => serde_json::json!({ "error": e.to_string() }),
+            }
+        })
+    });
+    Ok(HashMap::from([
+        ("DispatcherFunction".to_owned(), dispatch),
+        ("InboundProcessorFunction".to_owned(), reconcile),
+    ]))
 }

@@ -104,6 +104,31 @@ pub struct QueueDef {
     pub redrive: Option<(String, i64)>,
 }
 
+/// A `Schedule` event of a function: EventBridge invokes it at `rate` with `input` (or the
+/// scheduled-event JSON when there is none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSource {
+    pub function: String,
+    /// The event's name in the template (`Dispatch`, `Reconcile`).
+    pub event: String,
+    pub rate: std::time::Duration,
+    pub input: Option<String>,
+}
+
+/// `rate(1 minute)`, `rate(15 minutes)`, `rate(2 hours)`, `rate(1 day)`.
+pub fn parse_rate(expression: &str) -> Option<std::time::Duration> {
+    let inner = expression.trim().strip_prefix("rate(")?.strip_suffix(')')?;
+    let (n, unit) = inner.trim().split_once(' ')?;
+    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+    let seconds = match unit.trim() {
+        "minute" | "minutes" => 60,
+        "hour" | "hours" => 3600,
+        "day" | "days" => 86_400,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(n * seconds))
+}
+
 /// `!GetAtt X.Arn` / `!Ref X` → `X`.
 fn referenced(value: &Value) -> Option<String> {
     match value {
@@ -189,6 +214,35 @@ impl Template {
                         props["BatchSize"].as_i64().unwrap_or(100) as i32,
                         props["MaximumRetryAttempts"].as_i64().unwrap_or(3) as u32,
                     ));
+                }
+            }
+        }
+        sources
+    }
+
+    /// Every `Schedule` event of every function whose expression is a `rate(...)`.
+    pub fn schedule_sources(&self) -> Vec<ScheduleSource> {
+        let mut sources = Vec::new();
+        for (id, r) in self.resources_of_type("AWS::Serverless::Function") {
+            for (name, event) in r["Properties"]["Events"]
+                .as_mapping()
+                .into_iter()
+                .flat_map(|m| m.iter())
+            {
+                if event["Type"].as_str() != Some("Schedule") {
+                    continue;
+                }
+                let props = &event["Properties"];
+                if let (Some(name), Some(rate)) = (
+                    name.as_str(),
+                    props["Schedule"].as_str().and_then(parse_rate),
+                ) {
+                    sources.push(ScheduleSource {
+                        function: id.to_owned(),
+                        event: name.to_owned(),
+                        rate,
+                        input: props["Input"].as_str().map(str::to_owned),
+                    });
                 }
             }
         }
@@ -375,5 +429,27 @@ mod tests {
             t.binary("InboundSmsFunction").as_deref(),
             Some("inbound-sms")
         );
+        let schedules = t.schedule_sources();
+        assert!(schedules
+            .iter()
+            .any(|s| s.function == "DispatcherFunction"
+                && s.rate == std::time::Duration::from_secs(60)));
+        assert!(schedules
+            .iter()
+            .any(|s| s.function == "InboundProcessorFunction" && s.input.is_some()));
+    }
+
+    #[test]
+    fn rates_in_every_unit() {
+        use std::time::Duration;
+        assert_eq!(parse_rate("rate(1 minute)"), Some(Duration::from_secs(60)));
+        assert_eq!(
+            parse_rate("rate(15 minutes)"),
+            Some(Duration::from_secs(900))
+        );
+        assert_eq!(parse_rate("rate(2 hours)"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_rate("rate(1 day)"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_rate("cron(0 9 * * ? *)"), None);
+        assert_eq!(parse_rate("rate(0 minutes)"), None);
     }
 }

@@ -83,18 +83,12 @@ pub async fn queued(store: &Store, to: &str, text: &str) -> Result<String, Strin
     let address = Address::parse(to).map_err(|e| format!("{to}: {e}"))?;
     let message_id = ulid::Ulid::new().to_string();
     let outcome = store
-        .create_outbound(&NewOutbound {
-            message_id: message_id.clone(),
-            conversation_id: ulid::Ulid::new().to_string(),
-            to: &address,
-            body: text,
-            media_urls: &[],
-            workflow_type: None,
-            workflow_id: None,
-            segments: parley::segments::count(text),
-            created_at: parley::time::now_rfc3339(),
-            idempotency: None,
-        })
+        .create_outbound(&NewOutbound::queued(
+            message_id.clone(),
+            &address,
+            text,
+            parley::time::Timestamp::now(),
+        ))
         .await
         .map_err(|e| format!("create_outbound: {}", parley::error::chain(&e)))?;
     if !matches!(outcome, CreateOutcome::Created) {
@@ -280,22 +274,25 @@ pub async fn run(stack: &Stack, spec: Spec) -> Result<Outcome, String> {
             Duration::from_secs(10),
         )
         .map_err(|e| e.to_string())?;
-        let worker = Arc::new(SendWorker::new(
-            Store::new(dynamodb.clone(), &table),
-            sqs.clone(),
-            queue_url.clone(),
-            twilio,
-            stack.secrets.clone(),
-            WorkerConfig {
-                status_callback_url: stack.sink.url.clone(),
-                // As in template.yaml (SEND_MAX_ATTEMPTS = maxReceiveCount).
-                max_attempts: 5,
-                retry_base: Duration::from_secs(2),
-                retry_cap: Duration::from_secs(300),
-                claim_lease: Duration::from_secs(60),
-                rate_per_second: spec.rate_per_second,
-            },
-        ));
+        let worker = Arc::new(
+            SendWorker::new(
+                Store::new(dynamodb.clone(), &table),
+                sqs.clone(),
+                queue_url.clone(),
+                twilio,
+                stack.secrets.clone(),
+                WorkerConfig {
+                    status_callback_url: stack.sink.url.clone(),
+                    // As in template.yaml (SEND_MAX_ATTEMPTS = maxReceiveCount).
+                    max_attempts: 5,
+                    retry_base: Duration::from_secs(2),
+                    retry_cap: Duration::from_secs(300),
+                    claim_lease: Duration::from_secs(60),
+                    rate_per_second: spec.rate_per_second,
+                },
+            )
+            .with_policy(Arc::new(parley::pending::Policy::always_open())),
+        );
         let counter = progress.clone();
         let function: SqsFunction = Arc::new(move |event: SqsEvent| {
             let worker = worker.clone();

@@ -19,6 +19,7 @@ use crate::auth::authorize;
 use crate::error::ApiError;
 use crate::http::{header_str, json_response};
 use crate::phone::Address;
+use crate::queue::JobQueue;
 use crate::secrets::SecretStore;
 use crate::store::{keys, Conversation, Message, Store};
 
@@ -30,16 +31,34 @@ pub const MAX_LIMIT: i32 = 100;
 pub struct ConversationsHandler {
     store: Store,
     secrets: Arc<SecretStore>,
+    /// The send dead-letter queue, for the queue summary's depth.
+    dead_letters: Option<JobQueue>,
 }
 
 impl ConversationsHandler {
     pub fn new(store: Store, secrets: Arc<SecretStore>) -> Self {
-        Self { store, secrets }
+        Self {
+            store,
+            secrets,
+            dead_letters: None,
+        }
+    }
+
+    pub fn with_dead_letters(mut self, queue: JobQueue) -> Self {
+        self.dead_letters = Some(queue);
+        self
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
+        let dlq_url = crate::config::optional("SEND_DLQ_URL");
         let cold = ColdStart::load().await?;
-        Ok(Self::new(cold.store, cold.secrets))
+        let handler = Self::new(cold.store, cold.secrets);
+        Ok(match dlq_url {
+            Some(url) => {
+                handler.with_dead_letters(JobQueue::new(aws_sdk_sqs::Client::new(&cold.sdk), url))
+            }
+            None => handler,
+        })
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
@@ -58,6 +77,23 @@ impl ConversationsHandler {
             header_str(req, "authorization"),
             &self.secrets.current().api_keys,
         )?;
+        match req.raw_http_path().trim_end_matches('/') {
+            super::queue::ROUTE => {
+                let key = self.secrets.current().log_hmac_key.clone();
+                let page = super::queue::list(&self.store, &key, req).await?;
+                return Ok(json_response(StatusCode::OK, &page));
+            }
+            super::queue::SUMMARY_ROUTE => {
+                let summary = super::queue::summary(
+                    &self.store,
+                    self.dead_letters.as_ref(),
+                    crate::time::Timestamp::now(),
+                )
+                .await?;
+                return Ok(json_response(StatusCode::OK, &summary));
+            }
+            _ => {}
+        }
         let params = req.path_parameters();
         if let Some(phone) = params.first("phone_number") {
             return self.conversation(req, phone).await;
@@ -81,19 +117,7 @@ impl ConversationsHandler {
         let address = Address::parse(&decoded)
             .map_err(|e| ApiError::bad_request("invalid_phone_number", e.to_string()))?;
         let query = req.query_string_parameters();
-        let limit = match query.first("limit") {
-            None => DEFAULT_LIMIT,
-            Some(l) => l
-                .parse::<i32>()
-                .ok()
-                .filter(|l| (1..=MAX_LIMIT).contains(l))
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_limit",
-                        format!("limit must be a whole number from 1 to {MAX_LIMIT}"),
-                    )
-                })?,
-        };
+        let limit = crate::http::page_limit(query.first("limit"), DEFAULT_LIMIT, MAX_LIMIT)?;
         let pk = keys::conversation_pk(address.channel, &address.e164);
         let key = self.secrets.current().log_hmac_key.clone();
         let after = query
@@ -188,6 +212,11 @@ fn message_json(m: &Message) -> Value {
         "media_urls": m.media_urls,
         "twilio_sid": m.twilio_sid,
         "status": m.status,
+        "status_reason": m.status_reason,
+        "send_at": m.send_at,
+        "time_zone": m.time_zone,
+        "time_zone_source": m.time_zone_source,
+        "urgent": m.urgent,
         "delivery_status": m.delivery_status,
         "error_code": m.error_code,
         "language": m.language,

@@ -19,6 +19,7 @@ use crate::language::{self, Decision, Detection, Preference};
 use crate::metrics::Metrics;
 use crate::monitor::{self, MonitorClient, MonitorError, Tenant};
 use crate::phone::E164;
+use crate::store::keys::Entity;
 use crate::store::tenants::PhoneTenant;
 use crate::store::{Consent, Direction, Message, Store, StoreError};
 use crate::telemetry::Pseudonymizer;
@@ -60,7 +61,8 @@ struct Keys {
 
 /// What a lookup concluded.
 enum Lookup {
-    Known(String),
+    /// The tenant, and its time zone when the monitor gives one.
+    Known(String, Option<String>),
     Unknown,
     /// The monitor failed even after retries; try again later.
     Unavailable,
@@ -155,20 +157,14 @@ impl InboundProcessor {
     }
 
     async fn process(&self, record: &EventRecord) -> Result<(), String> {
-        let keys: Keys =
-            serde_dynamo::from_item(record.change.keys.clone()).map_err(|e| e.to_string())?;
         let image = &record.change.new_image;
         // An image of keys alone carries nothing to act on (moto emits one before the full
         // INSERT when UpdateItem creates an item; DynamoDB does not).
         if image.len() <= 2 {
             return Ok(());
         }
-        match (
-            record.event_name.as_str(),
-            keys.pk.split('#').next(),
-            keys.sk.split('#').next(),
-        ) {
-            ("INSERT", Some("CONV"), Some("MSG")) => {
+        match (record.event_name.as_str(), entity(image)) {
+            ("INSERT", Some(Entity::Message)) => {
                 let message: Message =
                     serde_dynamo::from_item(image.clone()).map_err(|e| e.to_string())?;
                 if message.direction == Direction::Inbound {
@@ -178,7 +174,7 @@ impl InboundProcessor {
                 }
                 Ok(())
             }
-            ("MODIFY", Some("CONV"), Some("MSG")) => {
+            ("MODIFY", Some(Entity::Message)) => {
                 let new: Message =
                     serde_dynamo::from_item(image.clone()).map_err(|e| e.to_string())?;
                 let old: Option<Message> =
@@ -187,7 +183,7 @@ impl InboundProcessor {
                     .await
                     .map_err(|e| e.to_string())
             }
-            ("INSERT" | "MODIFY", Some("CONSENT"), _) => {
+            ("INSERT" | "MODIFY", Some(Entity::Consent)) => {
                 let new: Consent =
                     serde_dynamo::from_item(image.clone()).map_err(|e| e.to_string())?;
                 let old: Option<Consent> =
@@ -210,8 +206,8 @@ impl InboundProcessor {
         let span = info_span!("inbound", message_id = %message.message_id, phone = %self.pseudonyms.pseudonym(phone));
         async {
             let now = crate::time::now_rfc3339();
-            let tenant_id = match self.resolve(phone, &message.from_original).await? {
-                Lookup::Known(id) => id,
+            let (tenant_id, time_zone) = match self.resolve(phone, &message.from_original).await? {
+                Lookup::Known(id, zone) => (id, zone),
                 Lookup::Unknown => {
                     info!("unknown sender: stored without a tenant, no downstream event");
                     Metrics::new(FUNCTION).count("UnknownSenders", 1).emit();
@@ -226,7 +222,13 @@ impl InboundProcessor {
                 }
             };
             self.store
-                .link_tenant(message.channel, phone, &tenant_id, &now)
+                .link_tenant(
+                    message.channel,
+                    phone,
+                    &tenant_id,
+                    time_zone.as_deref(),
+                    &now,
+                )
                 .await?;
             Metrics::new(FUNCTION).count("KnownSenders", 1).emit();
             self.update_language(&tenant_id, message).await?;
@@ -262,7 +264,7 @@ impl InboundProcessor {
     /// The tenant of a number: the stored mapping, else the monitor tried with each variant.
     async fn resolve(&self, phone: &E164, original: &str) -> Result<Lookup, StoreError> {
         if let Some(mapping) = self.store.phone_tenant(phone).await? {
-            return Ok(Lookup::Known(mapping.tenant_id));
+            return Ok(Lookup::Known(mapping.tenant_id, mapping.time_zone));
         }
         for variant in monitor::variants(phone, original) {
             match self.lookup_with_retries(&variant).await {
@@ -271,10 +273,16 @@ impl InboundProcessor {
                         tenant_id: tenant.tenant_id.clone(),
                         matched_variant: variant_kind(phone, &variant).into(),
                         updated_at: crate::time::now_rfc3339(),
+                        // Only a zone Parley knows is kept: an unknown one would be ignored
+                        // at every send anyway.
+                        time_zone: tenant
+                            .time_zone
+                            .clone()
+                            .filter(|z| crate::schedule::parse_zone(z).is_ok()),
                     };
                     self.store.put_phone_tenant(phone, &mapping).await?;
                     info!(variant = mapping.matched_variant, "tenant found");
-                    return Ok(Lookup::Known(tenant.tenant_id));
+                    return Ok(Lookup::Known(tenant.tenant_id, mapping.time_zone));
                 }
                 Ok(None) => continue,
                 Err(_) => return Ok(Lookup::Unavailable),
@@ -375,11 +383,16 @@ impl InboundProcessor {
         new: &Message,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let before = old.and_then(|m| m.delivery_status);
-        let Some(status) = new
+        let expired = new.status == crate::pipeline::PipelineState::Expired
+            && old.is_some_and(|o| o.status != new.status);
+        let status = match new
             .delivery_status
             .filter(|s| Some(*s) != before && *s != DeliveryStatus::Unknown)
-        else {
-            return Ok(());
+        {
+            Some(status) => status.as_str(),
+            // Parley's own final state when Twilio never saw the message.
+            None if expired => crate::pipeline::PipelineState::Expired.as_str(),
+            None => return Ok(()),
         };
         let tenant_id = self
             .store
@@ -388,13 +401,15 @@ impl InboundProcessor {
             .map(|t| t.tenant_id);
         let event = DomainEvent::new(
             "sms.status_changed",
-            format!("sms.status_changed/{}/{}", new.message_id, status.as_str()),
+            format!("sms.status_changed/{}/{}", new.message_id, status),
             &crate::time::now_rfc3339(),
             json!({
                 "message_id": new.message_id,
                 "tenant_id": tenant_id,
                 "twilio_sid": new.twilio_sid,
                 "status": status,
+                "state": new.status,
+                "reason": new.status_reason,
                 "previous_status": before,
                 "error_code": new.error_code,
                 "workflow_type": new.workflow_type,
@@ -418,6 +433,23 @@ impl InboundProcessor {
         } else {
             "sms.opted_in"
         };
+        if new.opted_out {
+            // Every scheduled, deferred and queued message to the number ends here; each
+            // cancellation is published as a status change from its own stream record.
+            let canceled = crate::send::cancel::cancel_pending_to(
+                &self.store,
+                &new.phone,
+                crate::send::cancel::CancelReason::OptedOut,
+                crate::time::Timestamp::now(),
+            )
+            .await?;
+            if canceled > 0 {
+                info!(canceled, "opted out: pending messages canceled");
+                Metrics::new(FUNCTION)
+                    .count("CanceledOnOptOut", canceled as u64)
+                    .emit();
+            }
+        }
         let tenant_id = self
             .store
             .phone_tenant(&new.phone)
@@ -462,12 +494,13 @@ impl InboundProcessor {
             report.checked += 1;
             let phone = &conversation.phone;
             match self.resolve(phone, phone.as_str()).await? {
-                Lookup::Known(tenant_id) => {
+                Lookup::Known(tenant_id, time_zone) => {
                     self.store
                         .link_tenant(
                             conversation.channel,
                             phone,
                             &tenant_id,
+                            time_zone.as_deref(),
                             &crate::time::now_rfc3339(),
                         )
                         .await?;
@@ -490,17 +523,22 @@ impl InboundProcessor {
     }
 }
 
-/// `INSERT CONSENT#/STATE`: what a record is about, without the number in its key.
+/// What an image is, from its `entity` (every item carries one; see `store::keys`).
+fn entity(image: &serde_dynamo::Item) -> Option<Entity> {
+    #[derive(Deserialize)]
+    struct Kind {
+        entity: Option<Entity>,
+    }
+    serde_dynamo::from_item::<_, Kind>(image.clone())
+        .ok()
+        .and_then(|k| k.entity)
+}
+
+/// `INSERT consent`: what a record is about, without the number in its key.
 fn record_kind(record: &EventRecord) -> String {
-    let keys: Option<Keys> = serde_dynamo::from_item(record.change.keys.clone()).ok();
-    let (pk, sk) = keys.map_or((String::new(), String::new()), |k| {
-        (
-            k.pk.split('#').next().unwrap_or("").to_owned(),
-            k.sk.split('#').next().unwrap_or("").to_owned(),
-        )
-    });
+    let kind = entity(&record.change.new_image).map_or("unknown", Entity::as_str);
     format!(
-        "{} {pk}/{sk} ({} attributes)",
+        "{} {kind} ({} attributes)",
         record.event_name,
         record.change.new_image.len()
     )

@@ -3,9 +3,11 @@
 //! gateway run exactly this code.
 
 pub mod conversations;
+pub mod dispatcher;
 pub mod health;
 pub mod inbound_processor;
 pub mod inbound_sms;
+pub mod queue;
 pub mod send_sms;
 pub mod send_worker;
 pub mod status_callback;

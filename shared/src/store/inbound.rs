@@ -10,6 +10,7 @@ use super::items::{ConsentChange, Direction, Message, SidGuard};
 use super::{keys, s, Store, StoreError, TxError};
 use crate::consent::Keyword;
 use crate::language::{Detection, Language};
+use crate::pipeline::PipelineState;
 use crate::twilio::InboundSms;
 
 /// Everything the write needs, decided before it: ids and time are chosen by the caller so
@@ -54,6 +55,7 @@ impl Store {
         let guard = SidGuard {
             pk: keys::sid_pk(&sms.message_sid),
             sk: keys::SID_SK.into(),
+            entity: keys::Entity::SidGuard,
             message_pk: Some(pk.clone()),
             message_sk: Some(sk.clone()),
             message_id: Some(r.message_id.clone()),
@@ -64,8 +66,11 @@ impl Store {
         let message = Message {
             pk: pk.clone(),
             sk,
+            entity: keys::Entity::Message,
             gsi1pk: keys::message_gsi1pk(&r.message_id),
-            gsi1sk: "MSG".into(),
+            gsi1sk: keys::MESSAGE_GSI1SK.into(),
+            gsi2pk: None,
+            gsi2sk: None,
             message_id: r.message_id.clone(),
             direction: Direction::Inbound,
             channel: sms.channel(),
@@ -86,8 +91,15 @@ impl Store {
             language: r.detection.language,
             language_confidence: r.detection.confidence,
             keyword: r.keyword.map(|k| k.as_str().to_owned()),
-            status: "received".into(),
+            status: PipelineState::Received,
+            status_reason: None,
+            version: 0,
             created_at: r.received_at.clone(),
+            send_at: None,
+            not_after: None,
+            time_zone: None,
+            time_zone_source: None,
+            urgent: false,
             raw_payload: Some(r.raw_payload.to_owned()),
             delivery_status: None,
             status_history: Vec::new(),
@@ -95,6 +107,7 @@ impl Store {
             error_message: None,
             attempts: 0,
             claimed_at: None,
+            sweeps: 0,
             ambiguous: false,
             segments: None,
             encoding: None,
@@ -160,7 +173,7 @@ fn conversation_update(
         .table_name(table)
         .key("pk", s(pk))
         .key("sk", s(keys::META))
-        .expression_attribute_values(":entity", s("conversation"))
+        .expression_attribute_values(":entity", s(keys::Entity::Conversation.as_str()))
         .expression_attribute_values(":channel", s(sms.channel().as_str()))
         .expression_attribute_values(":phone", s(sms.from.e164.as_str()))
         .expression_attribute_values(":cid", s(&r.new_conversation_id))
@@ -195,7 +208,7 @@ pub(crate) fn consent_update(
             "SET entity = :entity, phone = :phone, opted_out = :opted_out, keyword = :keyword, \
              updated_at = :now, history = list_append(if_not_exists(history, :empty), :change)",
         )
-        .expression_attribute_values(":entity", s("consent"))
+        .expression_attribute_values(":entity", s(keys::Entity::Consent.as_str()))
         .expression_attribute_values(":phone", s(phone.as_str()))
         .expression_attribute_values(":opted_out", AttributeValue::Bool(change.opted_out))
         .expression_attribute_values(":keyword", s(&change.keyword))

@@ -2,9 +2,20 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::keys::Entity;
 use crate::delivery::DeliveryStatus;
 use crate::language::Language;
 use crate::phone::{Channel, E164};
+use crate::pipeline::PipelineState;
+use crate::time::Timestamp;
+
+fn message_entity() -> Entity {
+    Entity::Message
+}
+
+fn sid_guard_entity() -> Entity {
+    Entity::SidGuard
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -18,8 +29,16 @@ pub enum Direction {
 pub struct Message {
     pub pk: String,
     pub sk: String,
+    #[serde(default = "message_entity")]
+    pub entity: Entity,
     pub gsi1pk: String,
     pub gsi1sk: String,
+    /// The pending-message index (see `keys::DUE_INDEX`): present only while the message is
+    /// outbound and not final.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi2pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi2sk: Option<String>,
     pub message_id: String,
     pub direction: Direction,
     pub channel: Channel,
@@ -40,8 +59,32 @@ pub struct Message {
     pub language: Language,
     pub language_confidence: f64,
     pub keyword: Option<String>,
-    pub status: String,
+    /// Parley's pipeline state (Twilio's is `delivery_status`).
+    pub status: PipelineState,
+    /// Why it is in its state, when that needs saying: `quiet_hours` (deferred), `opted_out`,
+    /// `api` (canceled), `not_after` (expired), `retry` (queued again after a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// Bumped by every change of `status`: each transition is conditional on it.
+    #[serde(default)]
+    pub version: u64,
     pub created_at: String,
+    /// Outbound: when it is due (resolved, UTC); absent for "now" sends written before
+    /// scheduling existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<Timestamp>,
+    /// Still unsent at this instant: `expired`, never sent late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<Timestamp>,
+    /// The zone(s) quiet hours are judged in (IANA names, comma-separated when the number's
+    /// prefix spans several) and where they came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone_source: Option<crate::schedule::ZoneSource>,
+    /// Bypasses quiet hours.
+    #[serde(default)]
+    pub urgent: bool,
     /// The webhook body exactly as Twilio sent it, for replay and audit.
     pub raw_payload: Option<String>,
     /// Outbound: Twilio's status, moving only forward (see `delivery`).
@@ -57,6 +100,9 @@ pub struct Message {
     pub attempts: u32,
     #[serde(default)]
     pub claimed_at: Option<String>,
+    /// How often the dispatcher's sweep has enqueued it again (its lost-job backoff).
+    #[serde(default)]
+    pub sweeps: u32,
     /// Set when a Twilio call timed out after it may have been accepted: the next attempt
     /// looks the message up at Twilio before sending again.
     #[serde(default)]
@@ -109,6 +155,10 @@ pub struct Conversation {
     pub language: Option<Language>,
     pub language_confidence: Option<f64>,
     pub tenant_id: Option<String>,
+    /// The tenant's time zone (IANA) from the Collections Monitor, when it gives one: second
+    /// in the precedence of quiet hours, after the request's own.
+    #[serde(default)]
+    pub tenant_time_zone: Option<String>,
     pub workflow_type: Option<String>,
     pub workflow_id: Option<String>,
 }
@@ -118,6 +168,8 @@ pub struct Conversation {
 pub struct SidGuard {
     pub pk: String,
     pub sk: String,
+    #[serde(default = "sid_guard_entity")]
+    pub entity: Entity,
     /// Absent while only parked status callbacks exist for this SID.
     pub message_pk: Option<String>,
     pub message_sk: Option<String>,

@@ -1,7 +1,42 @@
-//! The single table's key layout (see docs/architecture.md, "Data").
+//! The single table's key layout (see docs/architecture.md, "Data"): every prefix lives here,
+//! and every item says what it is in `entity`, so nothing has to take a key apart to know.
+
+use serde::{Deserialize, Serialize};
 
 use crate::phone::{Channel, E164};
+use crate::time::Timestamp;
 use crate::twilio::MessageSid;
+
+/// What an item is, written on every item as `entity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entity {
+    Conversation,
+    Message,
+    SidGuard,
+    Consent,
+    Idempotency,
+    PhoneTenant,
+    Tenant,
+    LanguagePreference,
+    DispatchCheckpoint,
+}
+
+impl Entity {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Conversation => "conversation",
+            Self::Message => "message",
+            Self::SidGuard => "sid_guard",
+            Self::Consent => "consent",
+            Self::Idempotency => "idempotency",
+            Self::PhoneTenant => "phone_tenant",
+            Self::Tenant => "tenant",
+            Self::LanguagePreference => "language_preference",
+            Self::DispatchCheckpoint => "dispatch_checkpoint",
+        }
+    }
+}
 
 pub const META: &str = "META";
 pub const MESSAGE_PREFIX: &str = "MSG#";
@@ -19,6 +54,7 @@ pub fn message_sk(message_id: &str) -> String {
 pub fn message_gsi1pk(message_id: &str) -> String {
     format!("MSG#{message_id}")
 }
+pub const MESSAGE_GSI1SK: &str = "MSG";
 
 pub fn sid_pk(sid: &MessageSid) -> String {
     format!("SID#{}", sid.as_str())
@@ -36,6 +72,50 @@ pub fn consent_pk_of_conversation(conversation_pk: &str) -> Option<String> {
     let phone = conversation_pk.strip_prefix("CONV#")?.split_once('#')?.1;
     Some(format!("CONSENT#{phone}"))
 }
+
+pub fn idempotency_pk(key: &str) -> String {
+    format!("IDEM#{key}")
+}
+pub const IDEMPOTENCY_SK: &str = "IDEM";
+
+pub fn phone_tenant_pk(phone: &E164) -> String {
+    format!("PHONE#{}", phone.as_str())
+}
+pub const PHONE_TENANT_SK: &str = "TENANT";
+
+pub fn tenant_pk(tenant_id: &str) -> String {
+    format!("TENANT#{tenant_id}")
+}
+pub const TENANT_PROFILE_SK: &str = "PROFILE";
+pub const TENANT_LANGUAGE_SK: &str = "LANGUAGE";
+
+/// The pending-message index (GSI2): every outbound message that is not final sits in the
+/// bucket of the minute it next needs looking at — released when scheduled or deferred,
+/// checked for a lost job when queued or claimed. Each minute is split over
+/// [`DUE_SHARDS`] partitions so the 09:00 of a busy morning is not one hot partition.
+pub const DUE_INDEX: &str = "gsi2";
+pub const DUE_SHARDS: u32 = 8;
+
+pub fn due_gsi2pk(minute: Timestamp, shard: u32) -> String {
+    format!("DUE#{}#{shard}", minute.minute_key())
+}
+
+/// Sorts a bucket by the instant, then the message.
+pub fn due_gsi2sk(at: Timestamp, message_id: &str) -> String {
+    format!("{at}#{message_id}")
+}
+
+/// A message's shard: ULIDs end in random characters, so the last one spreads them evenly.
+pub fn due_shard(message_id: &str) -> u32 {
+    message_id
+        .bytes()
+        .last()
+        .map_or(0, |b| u32::from(b) % DUE_SHARDS)
+}
+
+/// The dispatcher's progress: the last minute whose buckets it has fully processed.
+pub const DISPATCH_PK: &str = "DISPATCH";
+pub const DISPATCH_SK: &str = "CHECKPOINT";
 
 #[cfg(test)]
 mod tests {
@@ -56,5 +136,17 @@ mod tests {
             Some(consent_pk(&phone.e164))
         );
         assert_eq!(consent_pk_of_conversation("SID#SM1"), None);
+    }
+
+    #[test]
+    fn due_buckets_name_the_minute_and_spread_over_every_shard() {
+        let at = Timestamp::parse("2026-12-01T09:00:42.5Z").unwrap();
+        assert_eq!(due_gsi2pk(at, 3), "DUE#2026-12-01T09:00#3");
+        assert_eq!(due_gsi2sk(at, "01J"), "2026-12-01T09:00:42.500Z#01J");
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            seen.insert(due_shard(&ulid::Ulid::new().to_string()));
+        }
+        assert_eq!(seen.len(), DUE_SHARDS as usize);
     }
 }

@@ -4,6 +4,7 @@ pub mod inbound;
 pub mod items;
 pub mod keys;
 pub mod outbound;
+pub mod pending;
 pub mod sending;
 pub mod tenants;
 
@@ -23,6 +24,7 @@ pub use items::{
     StatusChange,
 };
 pub use outbound::{CreateOutcome, Idempotency, IdempotencyRecord, NewOutbound, StatusOutcome};
+pub use pending::{IndexChange, PageKey, QueueFilter, Transition};
 pub use sending::{Accepted, ClaimOrder, MessageKey, SendState};
 
 /// Concurrent transactions on one item can be cancelled with `TransactionConflict`; it is safe
@@ -112,6 +114,50 @@ impl Store {
     /// applied it, the SDK's retry of the same request then succeeds without applying it
     /// again, instead of failing on the transaction's own conditions.
     pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxError> {
+        match self.transact_reasons(items).await {
+            Ok(()) => Ok(()),
+            Err(Ok(failed)) => Err(TxError::ConditionFailed(failed[0])),
+            Err(Err(e)) => Err(TxError::Failed(e)),
+        }
+    }
+
+    /// Applies as many of `items` as can be: a transaction of all of them, and on cancellation
+    /// again without those whose condition failed. Says which were applied. For independent
+    /// conditional writes batched only to save round trips (the dispatcher's releases).
+    pub(crate) async fn transact_each(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut applied = vec![true; items.len()];
+        let mut remaining: Vec<(usize, TransactWriteItem)> =
+            items.into_iter().enumerate().collect();
+        while !remaining.is_empty() {
+            let batch: Vec<TransactWriteItem> =
+                remaining.iter().map(|(_, item)| item.clone()).collect();
+            match self.transact_reasons(batch).await {
+                Ok(()) => break,
+                Err(Ok(failed)) => {
+                    let mut kept = Vec::with_capacity(remaining.len());
+                    for (position, (index, item)) in remaining.into_iter().enumerate() {
+                        if failed.contains(&position) {
+                            applied[index] = false;
+                        } else {
+                            kept.push((index, item));
+                        }
+                    }
+                    remaining = kept;
+                }
+                Err(Err(e)) => return Err(e),
+            }
+        }
+        Ok(applied)
+    }
+
+    /// A transaction; on cancellation by conditions, the positions whose condition failed.
+    async fn transact_reasons(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), Result<Vec<usize>, StoreError>> {
         let mut attempt = 1;
         loop {
             let result = self
@@ -128,13 +174,13 @@ impl Store {
                     attempt += 1;
                 }
                 Err(Cancel::Conflict) => {
-                    return Err(TxError::Failed(StoreError::Cancelled {
+                    return Err(Err(StoreError::Cancelled {
                         operation: "TransactWriteItems",
                         reasons: "TransactionConflict".into(),
                     }))
                 }
-                Err(Cancel::Condition(i)) => return Err(TxError::ConditionFailed(i)),
-                Err(Cancel::Other(e)) => return Err(TxError::Failed(e)),
+                Err(Cancel::Condition(failed)) => return Err(Ok(failed)),
+                Err(Cancel::Other(e)) => return Err(Err(e)),
             }
         }
     }
@@ -272,7 +318,8 @@ impl Store {
 }
 
 enum Cancel {
-    Condition(usize),
+    /// Every position whose condition failed (at least one).
+    Condition(Vec<usize>),
     Conflict,
     Other(StoreError),
 }
@@ -286,8 +333,14 @@ fn classify<R>(err: SdkError<TransactWriteItemsError, R>) -> Cancel {
                     .iter()
                     .map(|r| r.code().unwrap_or("None"))
                     .collect();
-                if let Some(i) = codes.iter().position(|c| *c == "ConditionalCheckFailed") {
-                    return Cancel::Condition(i);
+                let failed: Vec<usize> = codes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c == "ConditionalCheckFailed")
+                    .map(|(i, _)| i)
+                    .collect();
+                if !failed.is_empty() {
+                    return Cancel::Condition(failed);
                 }
                 if codes.contains(&"TransactionConflict") {
                     return Cancel::Conflict;

@@ -11,7 +11,10 @@ use super::{aws_error, keys, s, sending, Store, StoreError, TxError};
 use crate::delivery::DeliveryStatus;
 use crate::language::Language;
 use crate::phone::{Address, E164};
+use crate::pipeline::PipelineState;
+use crate::schedule::ZoneSource;
 use crate::segments::Segments;
+use crate::time::Timestamp;
 use crate::twilio::MessageSid;
 
 /// How often optimistic updates of one message's status are retried under contention.
@@ -26,8 +29,45 @@ pub struct NewOutbound<'a> {
     pub workflow_type: Option<&'a str>,
     pub workflow_id: Option<&'a str>,
     pub segments: Segments,
-    pub created_at: String,
+    pub created_at: Timestamp,
+    /// `queued`, `scheduled` or `deferred`, as the pending policy decided.
+    pub state: PipelineState,
+    pub reason: Option<&'static str>,
+    pub send_at: Timestamp,
+    pub not_after: Option<Timestamp>,
+    pub time_zone: String,
+    pub time_zone_source: ZoneSource,
+    pub urgent: bool,
+    /// The due-index minute: its release, or when to sweep it if still queued.
+    pub index_minute: Timestamp,
     pub idempotency: Option<Idempotency<'a>>,
+}
+
+impl<'a> NewOutbound<'a> {
+    /// A message to send now, queued, with no key: what tests and benchmarks write directly
+    /// (the send use case decides the rest for real requests).
+    pub fn queued(message_id: String, to: &'a Address, body: &'a str, now: Timestamp) -> Self {
+        Self {
+            message_id,
+            conversation_id: ulid::Ulid::new().to_string(),
+            to,
+            body,
+            media_urls: &[],
+            workflow_type: None,
+            workflow_id: None,
+            segments: crate::segments::count(body),
+            created_at: now,
+            state: PipelineState::Queued,
+            reason: None,
+            send_at: now,
+            not_after: None,
+            time_zone: "UTC".into(),
+            time_zone_source: ZoneSource::Default,
+            urgent: false,
+            index_minute: now.plus(std::time::Duration::from_secs(60)).minute(),
+            idempotency: None,
+        }
+    }
 }
 
 /// What an `Idempotency-Key` stores: the request's hash and the response it got.
@@ -43,11 +83,17 @@ pub struct Idempotency<'a> {
 pub struct IdempotencyRecord {
     pub pk: String,
     pub sk: String,
+    #[serde(default = "idempotency_entity")]
+    pub entity: keys::Entity,
     pub request_hash: String,
     pub response: String,
     pub message_pk: String,
     pub message_sk: String,
     pub expires_at: i64,
+}
+
+fn idempotency_entity() -> keys::Entity {
+    keys::Entity::Idempotency
 }
 
 #[derive(Debug)]
@@ -67,17 +113,14 @@ pub enum StatusOutcome {
     Parked,
 }
 
-fn idem_pk(key: &str) -> String {
-    format!("IDEM#{key}")
-}
-
 impl Store {
     pub async fn message(&self, pk: &str, sk: &str) -> Result<Option<Message>, StoreError> {
         self.get(pk.to_owned(), sk).await
     }
 
     pub async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.get(idem_pk(key), "IDEM").await
+        self.get(keys::idempotency_pk(key), keys::IDEMPOTENCY_SK)
+            .await
     }
 
     /// Writes the outbound message (status `queued`), its conversation and, with a key, the
@@ -88,8 +131,9 @@ impl Store {
         let mut items = Vec::new();
         if let Some(idem) = &n.idempotency {
             let record = IdempotencyRecord {
-                pk: idem_pk(idem.key),
-                sk: "IDEM".into(),
+                pk: keys::idempotency_pk(idem.key),
+                sk: keys::IDEMPOTENCY_SK.into(),
+                entity: keys::Entity::Idempotency,
                 request_hash: idem.request_hash.clone(),
                 response: idem.response.clone(),
                 message_pk: pk.clone(),
@@ -98,11 +142,18 @@ impl Store {
             };
             items.push(put(&self.table, serde_dynamo::to_item(&record)?)?);
         }
+        let created_at = n.created_at.to_string();
         let message = Message {
             pk: pk.clone(),
             sk,
+            entity: keys::Entity::Message,
             gsi1pk: keys::message_gsi1pk(&n.message_id),
-            gsi1sk: "MSG".into(),
+            gsi1sk: keys::MESSAGE_GSI1SK.into(),
+            gsi2pk: Some(keys::due_gsi2pk(
+                n.index_minute,
+                keys::due_shard(&n.message_id),
+            )),
+            gsi2sk: Some(keys::due_gsi2sk(n.send_at, &n.message_id)),
             message_id: n.message_id.clone(),
             direction: Direction::Outbound,
             channel: n.to.channel,
@@ -119,13 +170,20 @@ impl Store {
             language: Language::Unknown,
             language_confidence: 0.0,
             keyword: None,
-            status: "queued".into(),
-            created_at: n.created_at.clone(),
+            status: n.state,
+            status_reason: n.reason.map(str::to_owned),
+            version: 0,
+            created_at: created_at.clone(),
+            send_at: Some(n.send_at),
+            not_after: n.not_after,
+            time_zone: Some(n.time_zone.clone()),
+            time_zone_source: Some(n.time_zone_source),
+            urgent: n.urgent,
             raw_payload: None,
             delivery_status: None,
             status_history: vec![StatusChange {
-                status: "queued".into(),
-                at: n.created_at.clone(),
+                status: n.state.as_str().into(),
+                at: created_at.clone(),
                 error_code: None,
                 source: "api".into(),
             }],
@@ -133,6 +191,7 @@ impl Store {
             error_message: None,
             attempts: 0,
             claimed_at: None,
+            sweeps: 0,
             ambiguous: false,
             segments: Some(n.segments.count),
             encoding: Some(n.segments.encoding.as_str().into()),
@@ -213,25 +272,43 @@ impl Store {
         Ok(())
     }
 
-    /// Gives a claimed message back to the queue after a transient failure.
+    /// Gives a claimed message back to the queue after a transient failure, filed in the due
+    /// index for `sweep_minute` in case its job is lost too.
     pub async fn release(
         &self,
         message: &Message,
         error: &str,
         ambiguous: bool,
+        sweep_minute: Timestamp,
     ) -> Result<(), StoreError> {
+        let due = message.send_at.unwrap_or(sweep_minute);
         self.client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(&message.pk))
             .key("sk", s(&message.sk))
             .condition_expression("#status = :sending")
-            .update_expression("SET #status = :queued, last_error = :error, ambiguous = :ambiguous")
+            .update_expression(
+                "SET #status = :queued, last_error = :error, ambiguous = :ambiguous, \
+                 status_reason = :retry, version = if_not_exists(version, :zero) + :one, \
+                 gsi2pk = :gsi2pk, gsi2sk = :gsi2sk",
+            )
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":sending", s("sending"))
-            .expression_attribute_values(":queued", s("queued"))
+            .expression_attribute_values(":sending", sending::state(PipelineState::Sending))
+            .expression_attribute_values(":queued", sending::state(PipelineState::Queued))
             .expression_attribute_values(":error", s(error))
             .expression_attribute_values(":ambiguous", AttributeValue::Bool(ambiguous))
+            .expression_attribute_values(":retry", s("retry"))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":gsi2pk",
+                s(keys::due_gsi2pk(
+                    sweep_minute,
+                    keys::due_shard(&message.message_id),
+                )),
+            )
+            .expression_attribute_values(":gsi2sk", s(keys::due_gsi2sk(due, &message.message_id)))
             .send()
             .await
             .map_err(|e| aws_error("UpdateItem", &e))?;
@@ -262,10 +339,14 @@ impl Store {
             .update_expression(
                 "SET #status = :outcome, delivery_status = :outcome, error_code = :code, \
                  error_message = :message, finished_at = :now, \
-                 status_history = list_append(if_not_exists(status_history, :empty), :entry)",
+                 version = if_not_exists(version, :zero) + :one, \
+                 status_history = list_append(if_not_exists(status_history, :empty), :entry) \
+                 REMOVE gsi2pk, gsi2sk",
             )
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":sending", sending::state(PipelineState::Sending))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":outcome", s(outcome.as_str()))
             .expression_attribute_values(":code", s(error_code))
             .expression_attribute_values(":message", s(error_message))
@@ -468,11 +549,11 @@ fn outbound_conversation_update(
         .table_name(table)
         .key("pk", s(pk))
         .key("sk", s(keys::META))
-        .expression_attribute_values(":entity", s("conversation"))
+        .expression_attribute_values(":entity", s(keys::Entity::Conversation.as_str()))
         .expression_attribute_values(":channel", s(n.to.channel.as_str()))
         .expression_attribute_values(":phone", s(n.to.e164.as_str()))
         .expression_attribute_values(":cid", s(&n.conversation_id))
-        .expression_attribute_values(":now", s(&n.created_at))
+        .expression_attribute_values(":now", s(n.created_at.to_string()))
         .expression_attribute_values(":one", AttributeValue::N("1".into()));
     if let Some(t) = n.workflow_type {
         expression.push_str(", workflow_type = :wtype");

@@ -16,7 +16,13 @@ use serde_dynamo::to_attribute_value;
 use super::items::{Consent, Message, StatusChange};
 use super::{aws_error, keys, s, Store, StoreError, TxError};
 use crate::delivery::DeliveryStatus;
+use crate::pipeline::PipelineState;
 use crate::twilio::MessageSid;
+
+/// A state as the table stores it.
+pub(crate) fn state(state: PipelineState) -> AttributeValue {
+    s(state.as_str())
+}
 
 /// BatchGetItem takes at most 100 keys; TransactWriteItems at most 100 items, two per message.
 pub const MAX_BATCH: usize = 50;
@@ -149,11 +155,12 @@ impl Store {
                 )
                 .update_expression(
                     "SET #status = :sending, claimed_at = :now, \
-                     attempts = if_not_exists(attempts, :zero) + :one",
+                     attempts = if_not_exists(attempts, :zero) + :one, \
+                     version = if_not_exists(version, :zero) + :one",
                 )
                 .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":queued", s("queued"))
-                .expression_attribute_values(":sending", s("sending"))
+                .expression_attribute_values(":queued", state(PipelineState::Queued))
+                .expression_attribute_values(":sending", state(PipelineState::Sending))
                 .expression_attribute_values(":stale", s(stale_before))
                 .expression_attribute_values(":attempts", number(m.attempts))
                 .expression_attribute_values(":now", s(now))
@@ -227,11 +234,15 @@ pub(super) fn submitted_update(
             "SET #status = :submitted, twilio_sid = :sid, submitted_at = :now, \
              ambiguous = :false, \
              delivery_status = :delivery, \
-             status_history = list_append(if_not_exists(status_history, :empty), :entry)",
+             version = if_not_exists(version, :zero) + :one, \
+             status_history = list_append(if_not_exists(status_history, :empty), :entry) \
+             REMOVE gsi2pk, gsi2sk, status_reason",
         )
         .expression_attribute_names("#status", "status")
-        .expression_attribute_values(":sending", s("sending"))
-        .expression_attribute_values(":submitted", s("submitted"))
+        .expression_attribute_values(":sending", state(PipelineState::Sending))
+        .expression_attribute_values(":submitted", state(PipelineState::Submitted))
+        .expression_attribute_values(":zero", number(0))
+        .expression_attribute_values(":one", number(1))
         .expression_attribute_values(":sid", s(sid.as_str()))
         .expression_attribute_values(":now", s(now))
         .expression_attribute_values(":false", AttributeValue::Bool(false))
@@ -265,12 +276,13 @@ pub(super) fn guard_update(
         .condition_expression(condition)
         .update_expression(
             "SET message_pk = :pk, message_sk = :sk, message_id = :id, direction = :outbound, \
-             created_at = if_not_exists(created_at, :now)",
+             entity = :entity, created_at = if_not_exists(created_at, :now)",
         )
         .expression_attribute_values(":pk", s(&message.pk))
         .expression_attribute_values(":sk", s(&message.sk))
         .expression_attribute_values(":id", s(&message.message_id))
         .expression_attribute_values(":outbound", s("outbound"))
+        .expression_attribute_values(":entity", s(keys::Entity::SidGuard.as_str()))
         .expression_attribute_values(":now", s(now))
 }
 

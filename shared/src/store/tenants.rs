@@ -14,19 +14,15 @@ pub struct PhoneTenant {
     /// The form of the number the Collections Monitor matched.
     pub matched_variant: String,
     pub updated_at: String,
-}
-
-fn phone_pk(phone: &E164) -> String {
-    format!("PHONE#{}", phone.as_str())
-}
-
-fn tenant_pk(tenant_id: &str) -> String {
-    format!("TENANT#{tenant_id}")
+    /// The tenant's time zone as the monitor gave it.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 impl Store {
     pub async fn phone_tenant(&self, phone: &E164) -> Result<Option<PhoneTenant>, StoreError> {
-        self.get(phone_pk(phone), "TENANT").await
+        self.get(keys::phone_tenant_pk(phone), keys::PHONE_TENANT_SK)
+            .await
     }
 
     pub async fn put_phone_tenant(
@@ -36,9 +32,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut item: std::collections::HashMap<String, AttributeValue> =
             serde_dynamo::to_item(mapping)?;
-        item.insert("pk".into(), s(phone_pk(phone)));
-        item.insert("sk".into(), s("TENANT"));
-        item.insert("entity".into(), s("phone_tenant"));
+        item.insert("pk".into(), s(keys::phone_tenant_pk(phone)));
+        item.insert("sk".into(), s(keys::PHONE_TENANT_SK));
+        item.insert("entity".into(), s(keys::Entity::PhoneTenant.as_str()));
         self.client
             .put_item()
             .table_name(&self.table)
@@ -55,33 +51,44 @@ impl Store {
         channel: Channel,
         phone: &E164,
         tenant_id: &str,
+        time_zone: Option<&str>,
         now: &str,
     ) -> Result<(), StoreError> {
-        self.client
+        let (set_zone, remove_zone) = match time_zone {
+            Some(_) => (", tenant_time_zone = :zone", ""),
+            None => ("", ", tenant_time_zone"),
+        };
+        let mut update = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(keys::conversation_pk(channel, phone)))
             .key("sk", s(keys::META))
             .condition_expression("attribute_exists(pk)")
-            .update_expression(
-                "SET tenant_id = :tenant, tenant_linked_at = if_not_exists(tenant_linked_at, :now) \
-                 REMOVE tenant_lookup_pending",
-            )
+            .update_expression(format!(
+                "SET tenant_id = :tenant, \
+                 tenant_linked_at = if_not_exists(tenant_linked_at, :now){set_zone} \
+                 REMOVE tenant_lookup_pending{remove_zone}"
+            ))
             .expression_attribute_values(":tenant", s(tenant_id))
-            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":now", s(now));
+        if let Some(zone) = time_zone {
+            update = update.expression_attribute_values(":zone", s(zone));
+        }
+        update
             .send()
             .await
             .map_err(|e| aws_error("UpdateItem", &e))?;
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(tenant_pk(tenant_id)))
-            .key("sk", s("PROFILE"))
+            .key("pk", s(keys::tenant_pk(tenant_id)))
+            .key("sk", s(keys::TENANT_PROFILE_SK))
             .update_expression(
                 "SET entity = :entity, tenant_id = :tenant, last_used_phone = :phone, \
                  last_used_channel = :channel, last_used_at = :now",
             )
-            .expression_attribute_values(":entity", s("tenant"))
+            .expression_attribute_values(":entity", s(keys::Entity::Tenant.as_str()))
             .expression_attribute_values(":tenant", s(tenant_id))
             .expression_attribute_values(":phone", s(phone.as_str()))
             .expression_attribute_values(":channel", s(channel.as_str()))
@@ -98,7 +105,9 @@ impl Store {
         struct Profile {
             last_used_phone: Option<E164>,
         }
-        let profile: Option<Profile> = self.get(tenant_pk(tenant_id), "PROFILE").await?;
+        let profile: Option<Profile> = self
+            .get(keys::tenant_pk(tenant_id), keys::TENANT_PROFILE_SK)
+            .await?;
         Ok(profile.and_then(|p| p.last_used_phone))
     }
 
@@ -126,7 +135,8 @@ impl Store {
         &self,
         tenant_id: &str,
     ) -> Result<Option<Preference>, StoreError> {
-        self.get(tenant_pk(tenant_id), "LANGUAGE").await
+        self.get(keys::tenant_pk(tenant_id), keys::TENANT_LANGUAGE_SK)
+            .await
     }
 
     pub async fn put_language_preference(
@@ -136,9 +146,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut item: std::collections::HashMap<String, AttributeValue> =
             serde_dynamo::to_item(preference)?;
-        item.insert("pk".into(), s(tenant_pk(tenant_id)));
-        item.insert("sk".into(), s("LANGUAGE"));
-        item.insert("entity".into(), s("language_preference"));
+        item.insert("pk".into(), s(keys::tenant_pk(tenant_id)));
+        item.insert("sk".into(), s(keys::TENANT_LANGUAGE_SK));
+        item.insert(
+            "entity".into(),
+            s(keys::Entity::LanguagePreference.as_str()),
+        );
         self.client
             .put_item()
             .table_name(&self.table)
@@ -160,7 +173,10 @@ impl Store {
                 .scan()
                 .table_name(&self.table)
                 .filter_expression("entity = :conversation AND attribute_not_exists(tenant_id)")
-                .expression_attribute_values(":conversation", s("conversation"))
+                .expression_attribute_values(
+                    ":conversation",
+                    s(keys::Entity::Conversation.as_str()),
+                )
                 .set_exclusive_start_key(start)
                 .send()
                 .await

@@ -56,7 +56,7 @@ impl SendWorker {
                 DeliveryStatus::Canceled,
                 "opted_out",
                 "the recipient opted out",
-                &crate::time::now_rfc3339(),
+                &self.clock.now().to_string(),
             )
             .await;
         match result {
@@ -81,13 +81,25 @@ impl SendWorker {
         reason: &str,
         at_twilio: bool,
     ) -> Disposition {
-        match self.store.release(message, reason, at_twilio).await {
-            Ok(()) => Disposition::Retry(Some(self.config.retry_base)),
+        let delay = self.config.retry_base;
+        match self
+            .store
+            .release(message, reason, at_twilio, self.sweep_after(delay))
+            .await
+        {
+            Ok(()) => Disposition::Requeue(delay),
             Err(e) => {
                 error!(error = %crate::error::chain(&e), "could not release the claim; retried after the lease");
-                Disposition::Retry(Some(self.config.claim_lease + Duration::from_secs(1)))
+                Disposition::Requeue(self.config.claim_lease + Duration::from_secs(1))
             }
         }
+    }
+
+    /// The due-index minute for a message given back to the queue for `delay`: if its job is
+    /// lost as well, the dispatcher's sweep enqueues it then.
+    pub(super) fn sweep_after(&self, delay: Duration) -> crate::time::Timestamp {
+        let now = self.clock.now();
+        self.policy.sweep_minute(now.plus(delay), now)
     }
 
     /// `Ok(Some(..))`: accepted by Twilio, to record; `Ok(None)`: finished here.
@@ -100,7 +112,7 @@ impl SendWorker {
         let to = super::recipient(message);
 
         // A previous attempt may have been accepted by Twilio without us hearing back.
-        if message.ambiguous || message.status == "sending" {
+        if message.ambiguous || message.status == crate::pipeline::PipelineState::Sending {
             let since = message
                 .claimed_at
                 .as_deref()
@@ -151,7 +163,12 @@ impl SendWorker {
             Err(_) => {
                 error!("Twilio returned a malformed SID");
                 self.store
-                    .release(message, "malformed_sid", true)
+                    .release(
+                        message,
+                        "malformed_sid",
+                        true,
+                        self.sweep_after(self.config.retry_base),
+                    )
                     .await
                     .map_err(Interrupted::at_twilio)?;
                 Err(Interrupted::Retry(self.config.retry_base))
@@ -166,7 +183,7 @@ impl SendWorker {
     ) -> Result<(), Interrupted> {
         let code = e.code();
         warn!(error_code = %code, "Twilio refused the message; failed without retry");
-        let now = crate::time::now_rfc3339();
+        let now = self.clock.now().to_string();
         self.store
             .finish_unsent(message, DeliveryStatus::Failed, &code, &e.message(), &now)
             .await
@@ -210,7 +227,7 @@ impl SendWorker {
                     DeliveryStatus::Failed,
                     &code,
                     &e.message(),
-                    &crate::time::now_rfc3339(),
+                    &self.clock.now().to_string(),
                 )
                 .await
                 .map_err(|error| Interrupted::Store {
@@ -222,12 +239,14 @@ impl SendWorker {
                 .count("Failed", 1)
                 .emit();
             // Visible again at once: the next receive exceeds maxReceiveCount and SQS redrives it.
+            // Only delivery attempts leave a job in place (faults requeue a fresh copy), so the
+            // receive count is the attempt count.
             return Err(Interrupted::Retry(Duration::ZERO));
         }
         let delay = super::backoff(self.config.retry_base, self.config.retry_cap, attempt);
         warn!(error_code = %code, ambiguous, delay_ms = delay.as_millis() as u64, "transient failure; will retry");
         self.store
-            .release(message, &code, ambiguous)
+            .release(message, &code, ambiguous, self.sweep_after(delay))
             .await
             .map_err(|error| Interrupted::Store {
                 error,

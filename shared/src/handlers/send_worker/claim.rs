@@ -1,15 +1,19 @@
 //! Claiming a batch: read every message and its recipient's consent at once, decide what each
 //! job needs, and claim the sendable ones in one transaction. A claim lost to another worker
 //! cancels the transaction; the next round reads again, so each round settles at least one job.
+//! Quiet hours and `not_after` are decided here, authoritatively, just before the claim: a
+//! queued message that may not go now is deferred (or expired) instead of claimed.
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tracing::{error, info, warn};
 
 use super::{Disposition, SendWorker};
-use crate::handlers::send_sms::SendJob;
-use crate::store::{ClaimOrder, Message, MessageKey, TxError};
+use crate::pending::{Decision, Pending};
+use crate::pipeline::PipelineState;
+use crate::queue::SendJob;
+use crate::store::{ClaimOrder, IndexChange, Message, MessageKey, Transition, TxError};
+use crate::time::Timestamp;
 
 /// Rounds of read-and-claim before the jobs still contended are left for redelivery.
 const CLAIM_ROUNDS: usize = 3;
@@ -24,27 +28,51 @@ pub(super) enum Claimed {
 }
 
 /// Where a message stands, as read.
+#[derive(Debug)]
 enum Standing {
     /// Queued, or claimed by a worker whose lease ran out: ours to take.
     Claimable,
+    /// Queued, but it may not go now: deferred out of quiet hours, or expired.
+    NotNow(Decision),
     /// A live claim: another worker is sending it, or a failure of ours left it claimed.
     /// Never skipped: the job comes back when the lease has run out.
     Leased { remaining: Duration },
-    /// Submitted, failed or canceled.
+    /// Waiting in the table (the dispatcher releases it), or finished.
     Finished,
 }
 
-fn standing(message: &Message, now: OffsetDateTime, lease: Duration) -> Standing {
-    match message.status.as_str() {
-        "queued" => Standing::Claimable,
-        "sending" => {
-            let claimed = message.claimed_at.as_deref().and_then(crate::time::parse);
-            let expires = claimed.map_or(now, |at| at + lease);
+fn standing(
+    message: &Message,
+    now: Timestamp,
+    lease: Duration,
+    policy: &crate::pending::Policy,
+) -> Standing {
+    match message.status {
+        PipelineState::Queued => {
+            let zones = super::zones_of(message);
+            let decision = policy.decide(
+                now,
+                Pending {
+                    message_id: &message.message_id,
+                    due: message.send_at.unwrap_or(now),
+                    not_after: message.not_after,
+                    urgent: message.urgent,
+                    zones: &zones,
+                },
+            );
+            match decision {
+                Decision::Queue { .. } => Standing::Claimable,
+                other => Standing::NotNow(other),
+            }
+        }
+        PipelineState::Sending => {
+            let claimed = message.claimed_at.as_deref().and_then(Timestamp::parse);
+            let expires = claimed.map_or(now, |at| at.plus(lease));
             if expires <= now {
                 Standing::Claimable
             } else {
                 Standing::Leased {
-                    remaining: (expires - now).unsigned_abs(),
+                    remaining: now.until(expires),
                 }
             }
         }
@@ -72,7 +100,7 @@ impl SendWorker {
                     break;
                 }
             };
-            let now = OffsetDateTime::now_utc();
+            let now = self.clock.now();
             let mut orders = Vec::new();
             for (i, key) in pending.into_iter().zip(&keys) {
                 let Some(message) = state.messages.get(key) else {
@@ -80,16 +108,22 @@ impl SendWorker {
                     results[i] = Some(Claimed::Settled(Disposition::Done));
                     continue;
                 };
-                match standing(message, now, self.config.claim_lease) {
-                    Standing::Claimable => orders.push((i, message, state.opted_out(message))),
+                let opted_out = state.opted_out(message);
+                match standing(message, now, self.config.claim_lease, &self.policy) {
+                    Standing::Claimable => orders.push((i, message, opted_out)),
+                    // Cancel rather than defer: nothing is ever sent to an opted-out number.
+                    Standing::NotNow(_) if opted_out => orders.push((i, message, true)),
+                    Standing::NotNow(decision) => {
+                        results[i] = self.not_now(message, decision, now).await;
+                    }
                     Standing::Leased { remaining } => {
                         info!(message_id = %message.message_id, "claimed elsewhere; retried when the claim expires");
                         // A second past the lease, so the claim has surely expired by then.
                         let delay = remaining + Duration::from_secs(1);
-                        results[i] = Some(Claimed::Settled(Disposition::Retry(Some(delay))));
+                        results[i] = Some(Claimed::Settled(Disposition::Requeue(delay)));
                     }
                     Standing::Finished => {
-                        info!(message_id = %message.message_id, "already sent or finished; skipped");
+                        info!(message_id = %message.message_id, status = %message.status, "not queued; skipped");
                         results[i] = Some(Claimed::Settled(Disposition::Done));
                     }
                 }
@@ -104,14 +138,10 @@ impl SendWorker {
                     require_consent: !opted_out,
                 })
                 .collect();
-            let stale = now - self.config.claim_lease;
+            let stale = now.minus(self.config.claim_lease);
             let result = self
                 .store
-                .claim_batch(
-                    &claims,
-                    &crate::time::format(now),
-                    &crate::time::format(stale),
-                )
+                .claim_batch(&claims, &now.to_string(), &stale.to_string())
                 .await;
             match result {
                 Ok(()) => {
@@ -134,16 +164,79 @@ impl SendWorker {
                 }
             }
         }
+        // Store faults and lost races are not delivery attempts: a fresh copy of the job, so
+        // they never count toward the dead-letter queue.
         let retry = self.config.retry_base;
         results
             .into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| {
                     warn!("not claimed; retried");
-                    Claimed::Settled(Disposition::Retry(Some(retry)))
+                    Claimed::Settled(Disposition::Requeue(retry))
                 })
             })
             .collect()
+    }
+
+    /// A queued message that may not be sent now: deferred to its next allowed time, or
+    /// expired. `None` when it changed since the read (the next round reads it again).
+    async fn not_now(
+        &self,
+        message: &Message,
+        decision: Decision,
+        now: Timestamp,
+    ) -> Option<Claimed> {
+        let transition = match decision {
+            Decision::Wait { state, due } => Transition {
+                message,
+                to: state,
+                reason: (state == PipelineState::Deferred).then_some("quiet_hours"),
+                index: IndexChange::File {
+                    minute: self.policy.release_minute(due, now),
+                    due,
+                },
+                send_at: Some(due),
+                delivery_status: None,
+                source: "worker",
+                swept: false,
+                now,
+            },
+            Decision::Expire => Transition {
+                message,
+                to: PipelineState::Expired,
+                reason: Some("not_after"),
+                index: IndexChange::Remove,
+                send_at: None,
+                delivery_status: None,
+                source: "worker",
+                swept: false,
+                now,
+            },
+            Decision::Queue { .. } => return None,
+        };
+        match self.store.transition(&transition).await {
+            Ok(true) => {
+                info!(message_id = %message.message_id, status = %transition.to, send_at = ?transition.send_at, "not sent now");
+                crate::metrics::Metrics::new(super::FUNCTION)
+                    .count(
+                        if transition.to == PipelineState::Expired {
+                            "Expired"
+                        } else {
+                            "Deferred"
+                        },
+                        1,
+                    )
+                    .emit();
+                Some(Claimed::Settled(Disposition::Done))
+            }
+            Ok(false) => None,
+            Err(e) => {
+                error!(error = %crate::error::chain(&e), "could not defer; retried");
+                Some(Claimed::Settled(Disposition::Requeue(
+                    self.config.retry_base,
+                )))
+            }
+        }
     }
 }
 
@@ -166,21 +259,20 @@ mod tests {
 
     #[test]
     fn a_live_claim_is_waited_out_and_a_stale_one_taken_over() {
-        let now = OffsetDateTime::parse(
-            "2026-11-22T10:01:00Z",
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap();
+        let now = Timestamp::parse("2026-11-22T10:01:00Z").unwrap();
+        // Quiet hours never close, so only the claim decides.
+        let policy = crate::pending::Policy::always_open();
         let lease = Duration::from_secs(60);
         assert!(matches!(
-            standing(&message("queued", None), now, lease),
+            standing(&message("queued", None), now, lease, &policy),
             Standing::Claimable
         ));
         assert!(matches!(
             standing(
                 &message("sending", Some("2026-11-22T10:00:00Z")),
                 now,
-                lease
+                lease,
+                &policy
             ),
             Standing::Claimable
         ));
@@ -188,13 +280,22 @@ mod tests {
             &message("sending", Some("2026-11-22T10:00:45Z")),
             now,
             lease,
+            &policy,
         ) {
             Standing::Leased { remaining } => assert_eq!(remaining, Duration::from_secs(45)),
             _ => panic!("a claim 15 s old is live"),
         }
-        for done in ["submitted", "failed", "canceled"] {
+        // A queued message due in the recipient's night is deferred, not claimed.
+        let night = crate::pending::Policy::default();
+        let mut late = message("queued", None);
+        late.time_zone = Some("America/Los_Angeles".into());
+        assert!(matches!(
+            standing(&late, now, lease, &night),
+            Standing::NotNow(crate::pending::Decision::Wait { .. })
+        ));
+        for done in ["submitted", "failed", "canceled", "scheduled", "deferred"] {
             assert!(matches!(
-                standing(&message(done, None), now, lease),
+                standing(&message(done, None), now, lease, &policy),
                 Standing::Finished
             ));
         }

@@ -17,15 +17,17 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use self::attempt::Attempt;
 use self::claim::Claimed;
-use super::send_sms::SendJob;
 use super::{ColdStart, InitError};
 use crate::config::{optional, required, ConfigError};
 use crate::metrics::Metrics;
+use crate::pending::Policy;
+use crate::queue::{JobQueue, SendJob};
 use crate::rate::RateLimiter;
 use crate::secrets::SecretStore;
 use crate::store::sending::MAX_BATCH;
 use crate::store::{Accepted, Message, Store, TxError};
 use crate::telemetry::Pseudonymizer;
+use crate::time::{Clock, SystemClock};
 use crate::twilio::client::{Sender, TwilioClient};
 
 const FUNCTION: &str = "send-worker";
@@ -68,11 +70,12 @@ impl WorkerConfig {
 
 pub struct SendWorker {
     store: Store,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
+    queue: JobQueue,
     twilio: TwilioClient,
     secrets: Arc<SecretStore>,
     config: WorkerConfig,
+    policy: Arc<Policy>,
+    clock: Arc<dyn Clock>,
     limiter: Option<RateLimiter>,
     pseudonyms: Pseudonymizer,
 }
@@ -81,8 +84,26 @@ pub struct SendWorker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Disposition {
     Done,
-    /// Leave it on the queue, visible again after `delay` (None: the queue's own timeout).
+    /// A delivery attempt failed: leave it on the queue, visible again after `delay` (None:
+    /// the queue's own timeout). Counts toward the dead-letter queue's `maxReceiveCount`.
     Retry(Option<Duration>),
+    /// Not an attempt (a store fault, another worker's live claim, a lost race): a fresh copy
+    /// of the job after `delay`, so infrastructure faults never dead-letter a message.
+    Requeue(Duration),
+}
+
+/// The zones a message's quiet hours are judged in, as stored at accept.
+pub(crate) fn zones_of(message: &Message) -> Vec<jiff::tz::TimeZone> {
+    message
+        .time_zone
+        .as_deref()
+        .map(|names| {
+            names
+                .split(',')
+                .filter_map(|name| crate::schedule::parse_zone(name.trim()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl SendWorker {
@@ -96,16 +117,33 @@ impl SendWorker {
     ) -> Self {
         let pseudonyms = Pseudonymizer::new(&secrets.current().log_hmac_key);
         let limiter = RateLimiter::per_second(config.rate_per_second);
+        let policy = Policy {
+            claim_lease: config.claim_lease,
+            ..Policy::default()
+        };
         Self {
             store,
-            sqs,
-            queue_url,
+            queue: JobQueue::new(sqs, queue_url),
             twilio,
             secrets,
             config,
+            policy: Arc::new(policy),
+            clock: Arc::new(SystemClock),
             limiter,
             pseudonyms,
         }
+    }
+
+    /// Quiet hours, zones and timings other than the defaults.
+    pub fn with_policy(mut self, policy: Arc<Policy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// A clock other than the system's (tests run the worker at a chosen time).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
@@ -132,16 +170,14 @@ impl SendWorker {
                 name: "TWILIO_API_BASE",
                 reason: e.to_string(),
             })?;
+        let mut policy = Policy::from_env()?;
+        policy.claim_lease = config.claim_lease;
         let cold = ColdStart::load().await?;
         let sqs = aws_sdk_sqs::Client::new(&cold.sdk);
-        Ok(Self::new(
-            cold.store,
-            sqs,
-            queue_url,
-            twilio,
-            cold.secrets,
-            config,
-        ))
+        Ok(
+            Self::new(cold.store, sqs, queue_url, twilio, cold.secrets, config)
+                .with_policy(Arc::new(policy)),
+        )
     }
 
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
@@ -185,6 +221,12 @@ impl SendWorker {
 
         let mut response = SqsBatchResponse::default();
         for (record, disposition) in event.records.iter().zip(dispositions) {
+            let disposition = match (disposition, record.body.as_deref()) {
+                (Some(Disposition::Requeue(delay)), Some(body)) => {
+                    Some(self.requeue(body, delay).await)
+                }
+                (other, _) => other,
+            };
             if let Some(Disposition::Retry(delay)) = disposition {
                 if let (Some(delay), Some(handle)) = (delay, record.receipt_handle.as_deref()) {
                     self.delay_visibility(handle, delay).await;
@@ -220,7 +262,7 @@ impl SendWorker {
     /// Records every message Twilio accepted: the whole batch in one transaction, or one by
     /// one when that is refused (a parked callback to merge, a claim taken over).
     async fn record(&self, attempts: Vec<Attempt>) -> Vec<Disposition> {
-        let now = crate::time::now_rfc3339();
+        let now = self.clock.now().to_string();
         let accepted: Vec<Accepted> = attempts
             .iter()
             .filter_map(|a| match a {
@@ -293,12 +335,28 @@ impl SendWorker {
         info_span!("send", message_id = %message.message_id, phone = %phone, attempt = message.attempts + 1)
     }
 
+    /// A fresh copy of the job, visible after `delay`; the received copy is then done. If the
+    /// queue refuses, the received copy is retried instead.
+    async fn requeue(&self, body: &str, delay: Duration) -> Disposition {
+        let Ok(job) = serde_json::from_str::<SendJob>(body) else {
+            return Disposition::Retry(Some(delay));
+        };
+        match self.queue.enqueue(&job, delay).await {
+            Ok(()) => Disposition::Done,
+            Err(e) => {
+                warn!(error = %e, "could not requeue; the received job is retried");
+                Disposition::Retry(Some(delay))
+            }
+        }
+    }
+
     async fn delay_visibility(&self, receipt_handle: &str, delay: Duration) {
         let seconds = delay.as_secs_f64().ceil() as i32;
         let result = self
-            .sqs
+            .queue
+            .client()
             .change_message_visibility()
-            .queue_url(&self.queue_url)
+            .queue_url(self.queue.url())
             .receipt_handle(receipt_handle)
             .visibility_timeout(seconds)
             .send()

@@ -1,0 +1,368 @@
+//! The dispatcher, run every minute by a `Schedule` event: it walks the due index minute by
+//! minute from its checkpoint and moves every message it finds on:
+//!
+//! - `scheduled`/`deferred` → `queued` (conditional), and onto the queue with the remaining
+//!   seconds as `DelaySeconds` — or deferred again, or `expired`, as the policy says;
+//! - `queued` (its sweep minute came and no worker finished it: the job was lost) → enqueued
+//!   again, and filed for the next sweep;
+//! - `sending` past its lease (the worker died and its job is gone) → enqueued, so a worker
+//!   takes the claim over through the Twilio lookup; a live claim is filed for when it ends.
+//!
+//! Releases are written in transactions of up to 100 and enqueued ten to a request, so a busy
+//! minute costs a few requests per hundred messages. Every write is conditional on the state
+//! and version read, so an overlapping run, a cancel or a worker can race it safely.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tracing::{error, info, warn};
+
+use super::{ColdStart, InitError};
+use crate::config::{optional, required, ConfigError};
+use crate::metrics::Metrics;
+use crate::pending::{Decision, Pending, Policy};
+use crate::pipeline::PipelineState;
+use crate::queue::{JobQueue, SendJob};
+use crate::store::keys::DUE_SHARDS;
+use crate::store::{IndexChange, Message, Store, StoreError, Transition};
+use crate::time::{Clock, SystemClock, Timestamp};
+
+const FUNCTION: &str = "dispatcher";
+const MINUTE: Duration = Duration::from_secs(60);
+/// A minute is processed this long after it ends, so writes filed into it at its last moment
+/// (and the index's propagation) are in.
+const SETTLE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Minutes one run processes at most (a long outage is caught up over several runs).
+    pub max_minutes_per_run: u32,
+    /// Where a first run starts, before its first minute.
+    pub first_run_lookback: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            max_minutes_per_run: 180,
+            first_run_lookback: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl DispatcherConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let max_minutes_per_run = optional("DISPATCH_MAX_MINUTES_PER_RUN")
+            .map_or(Ok(defaults.max_minutes_per_run), |v| v.parse())
+            .map_err(|_| ConfigError::Invalid {
+                name: "DISPATCH_MAX_MINUTES_PER_RUN",
+                reason: "not a whole number".into(),
+            })?;
+        Ok(Self {
+            max_minutes_per_run,
+            ..defaults
+        })
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct DispatchReport {
+    pub minutes: u32,
+    pub seen: u32,
+    pub released: u32,
+    pub deferred: u32,
+    pub expired: u32,
+    /// Queued messages whose job was lost, enqueued again.
+    pub requeued: u32,
+    /// Claims past their lease, handed to a worker to take over.
+    pub taken_over: u32,
+    /// Moved to a later minute without a change of state (a live claim, a raced message).
+    pub refiled: u32,
+    pub enqueue_failed: u32,
+    pub checkpoint: Option<Timestamp>,
+}
+
+pub struct Dispatcher {
+    store: Store,
+    queue: JobQueue,
+    policy: Arc<Policy>,
+    clock: Arc<dyn Clock>,
+    config: DispatcherConfig,
+}
+
+/// What to do with one message found in a bucket.
+struct Step<'a> {
+    transition: Transition<'a>,
+    /// Enqueue after the write, with this delay.
+    enqueue: Option<Duration>,
+    counter: fn(&mut DispatchReport) -> &mut u32,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        queue: JobQueue,
+        policy: Arc<Policy>,
+        clock: Arc<dyn Clock>,
+        config: DispatcherConfig,
+    ) -> Self {
+        Self {
+            store,
+            queue,
+            policy,
+            clock,
+            config,
+        }
+    }
+
+    pub async fn from_env() -> Result<Self, InitError> {
+        let queue_url = required("SEND_QUEUE_URL")?;
+        let policy = Arc::new(Policy::from_env()?);
+        let config = DispatcherConfig::from_env()?;
+        let cold = ColdStart::load().await?;
+        let queue = JobQueue::new(aws_sdk_sqs::Client::new(&cold.sdk), queue_url);
+        Ok(Self::new(
+            cold.store,
+            queue,
+            policy,
+            Arc::new(SystemClock),
+            config,
+        ))
+    }
+
+    /// The `Schedule` event's handler: its content does not matter, only that it came.
+    pub async fn handle(&self, _event: serde_json::Value) -> serde_json::Value {
+        match self.run().await {
+            Ok(report) => serde_json::to_value(report).unwrap_or_default(),
+            Err(e) => {
+                // The next run starts from the same checkpoint.
+                error!(error = %crate::error::chain(&e), "dispatch failed");
+                serde_json::json!({ "error": "store unavailable" })
+            }
+        }
+    }
+
+    /// Processes every complete minute since the checkpoint (at most the configured number).
+    pub async fn run(&self) -> Result<DispatchReport, StoreError> {
+        let now = self.clock.now();
+        let newest = now.minus(MINUTE + SETTLE).minute();
+        let mut checkpoint = self.store.dispatch_checkpoint().await?;
+        let mut minute = match checkpoint {
+            Some(done) => done.plus(MINUTE),
+            None => newest.minus(self.config.first_run_lookback),
+        };
+        let mut report = DispatchReport {
+            checkpoint,
+            ..Default::default()
+        };
+        while minute <= newest && report.minutes < self.config.max_minutes_per_run {
+            self.process_minute(minute, now, &mut report).await?;
+            if !self
+                .store
+                .advance_dispatch_checkpoint(checkpoint, minute)
+                .await?
+            {
+                info!("another dispatcher run moved the checkpoint; stopping");
+                break;
+            }
+            checkpoint = Some(minute);
+            report.checkpoint = checkpoint;
+            report.minutes += 1;
+            minute = minute.plus(MINUTE);
+        }
+        if report.seen > 0 {
+            info!(
+                minutes = report.minutes,
+                released = report.released,
+                deferred = report.deferred,
+                expired = report.expired,
+                requeued = report.requeued,
+                taken_over = report.taken_over,
+                "dispatched"
+            );
+        }
+        Metrics::new(FUNCTION)
+            .count("Released", report.released.into())
+            .count("Requeued", report.requeued.into())
+            .count("TakenOver", report.taken_over.into())
+            .count("Expired", report.expired.into())
+            .emit();
+        Ok(report)
+    }
+
+    /// Every shard of one minute's bucket.
+    pub async fn process_minute(
+        &self,
+        minute: Timestamp,
+        now: Timestamp,
+        report: &mut DispatchReport,
+    ) -> Result<(), StoreError> {
+        let reads = futures::future::join_all((0..DUE_SHARDS).map(|shard| async move {
+            let mut messages = Vec::new();
+            let mut start = None;
+            loop {
+                let (page, next) = self.store.due_page(minute, shard, start).await?;
+                messages.extend(page);
+                start = next;
+                if start.is_none() {
+                    return Ok::<_, StoreError>(messages);
+                }
+            }
+        }))
+        .await;
+        let mut messages = Vec::new();
+        for read in reads {
+            messages.extend(read?);
+        }
+        report.seen += messages.len() as u32;
+        let steps: Vec<Step> = messages
+            .iter()
+            .filter_map(|m| self.step(m, minute, now))
+            .collect();
+        let transitions: Vec<Transition> = steps.iter().map(|s| s.transition.clone()).collect();
+        let applied = self.store.transitions(&transitions).await?;
+        let mut jobs = Vec::new();
+        for (step, applied) in steps.iter().zip(applied) {
+            if !applied {
+                // Changed since the read: whoever changed it also filed it where it belongs.
+                continue;
+            }
+            *(step.counter)(report) += 1;
+            if let Some(delay) = step.enqueue {
+                let m = step.transition.message;
+                jobs.push((
+                    SendJob {
+                        message_id: m.message_id.clone(),
+                        pk: m.pk.clone(),
+                        sk: m.sk.clone(),
+                    },
+                    delay,
+                ));
+            }
+        }
+        let refs: Vec<(&SendJob, Duration)> = jobs.iter().map(|(j, d)| (j, *d)).collect();
+        let failed = self.queue.enqueue_many(&refs).await;
+        if !failed.is_empty() {
+            // They are queued and filed for a sweep: the next one enqueues them.
+            warn!(
+                count = failed.len(),
+                "could not enqueue; left for the sweep"
+            );
+            report.enqueue_failed += failed.len() as u32;
+        }
+        Ok(())
+    }
+
+    fn step<'a>(&self, m: &'a Message, minute: Timestamp, now: Timestamp) -> Option<Step<'a>> {
+        let base = |to, index, counter: fn(&mut DispatchReport) -> &mut u32| Step {
+            transition: Transition {
+                message: m,
+                to,
+                reason: None,
+                index,
+                send_at: None,
+                delivery_status: None,
+                source: "dispatcher",
+                swept: false,
+                now,
+            },
+            enqueue: None,
+            counter,
+        };
+        match m.status {
+            PipelineState::Scheduled | PipelineState::Deferred | PipelineState::Queued => {
+                let zones = super::send_worker::zones_of(m);
+                let decision = self.policy.decide(
+                    now,
+                    Pending {
+                        message_id: &m.message_id,
+                        due: m.send_at.unwrap_or(now),
+                        not_after: m.not_after,
+                        urgent: m.urgent,
+                        zones: &zones,
+                    },
+                );
+                Some(match decision {
+                    Decision::Queue { due, delay } => {
+                        let counter: fn(&mut DispatchReport) -> &mut u32 =
+                            if m.status == PipelineState::Queued {
+                                |r| &mut r.requeued
+                            } else {
+                                |r| &mut r.released
+                            };
+                        let mut step = base(
+                            PipelineState::Queued,
+                            IndexChange::File {
+                                minute: self.policy.sweep_minute(due, now),
+                                due,
+                            },
+                            counter,
+                        );
+                        step.transition.reason =
+                            (m.status == PipelineState::Queued).then_some("swept");
+                        step.enqueue = Some(delay);
+                        step
+                    }
+                    Decision::Wait { state, due } => {
+                        let mut step = base(
+                            state,
+                            IndexChange::File {
+                                minute: self.policy.release_minute(due, now),
+                                due,
+                            },
+                            |r| &mut r.deferred,
+                        );
+                        step.transition.send_at = Some(due);
+                        step.transition.reason =
+                            (state == PipelineState::Deferred).then_some("quiet_hours");
+                        step
+                    }
+                    Decision::Expire => {
+                        let mut step = base(PipelineState::Expired, IndexChange::Remove, |r| {
+                            &mut r.expired
+                        });
+                        step.transition.reason = Some("not_after");
+                        step
+                    }
+                })
+            }
+            PipelineState::Sending => {
+                let claimed = m.claimed_at.as_deref().and_then(Timestamp::parse);
+                let expires = claimed.map_or(now, |at| at.plus(self.policy.claim_lease));
+                let due = m.send_at.unwrap_or(now);
+                if expires <= now {
+                    // Its worker died and the job is gone: a worker takes the claim over.
+                    let mut step = base(
+                        PipelineState::Sending,
+                        IndexChange::File {
+                            minute: self
+                                .policy
+                                .sweep_minute(now.plus(self.policy.claim_lease), now),
+                            due,
+                        },
+                        |r| &mut r.taken_over,
+                    );
+                    step.enqueue = Some(Duration::ZERO);
+                    Some(step)
+                } else {
+                    Some(base(
+                        PipelineState::Sending,
+                        IndexChange::File {
+                            minute: self
+                                .policy
+                                .sweep_minute(expires, now)
+                                .max(minute.plus(MINUTE)),
+                            due,
+                        },
+                        |r| &mut r.refiled,
+                    ))
+                }
+            }
+            // Final already (the index is eventually consistent): nothing to do.
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The send queue's contract: what a job says, and the one way jobs are put on the queue.
+//! A job names a message; the message in the table is the truth, so a job that is lost,
+//! delivered twice or early changes nothing that the worker's conditional claim and the
+//! dispatcher's sweep do not put right.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use serde::{Deserialize, Serialize};
+
+/// SQS's largest per-message delay: later sends wait in the table for the dispatcher.
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
+/// SendMessageBatch takes at most ten entries.
+const SQS_BATCH: usize = 10;
+
+/// What the send worker receives on the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendJob {
+    pub message_id: String,
+    pub pk: String,
+    pub sk: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("SQS {operation} failed: {code}")]
+pub struct QueueError {
+    operation: &'static str,
+    code: String,
+}
+
+fn queue_error<E: aws_sdk_sqs::error::ProvideErrorMetadata, R>(
+    operation: &'static str,
+    err: &aws_sdk_sqs::error::SdkError<E, R>,
+) -> QueueError {
+    let code = match err {
+        aws_sdk_sqs::error::SdkError::ServiceError(e) => e.err().code().unwrap_or("unknown"),
+        aws_sdk_sqs::error::SdkError::TimeoutError(_) => "timeout",
+        aws_sdk_sqs::error::SdkError::DispatchFailure(_) => "dispatch_failure",
+        _ => "response_error",
+    };
+    QueueError {
+        operation,
+        code: code.to_owned(),
+    }
+}
+
+/// The send queue.
+#[derive(Clone, Debug)]
+pub struct JobQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+/// Seconds of delay as SQS takes them: rounded up (never early), at most [`MAX_DELAY`].
+fn delay_seconds(delay: Duration) -> i32 {
+    let millis = delay.min(MAX_DELAY).as_millis();
+    millis.div_ceil(1000) as i32
+}
+
+impl JobQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn client(&self) -> &aws_sdk_sqs::Client {
+        &self.client
+    }
+
+    /// Puts one job on the queue, visible after `delay` (at most 15 minutes).
+    pub async fn enqueue(&self, job: &SendJob, delay: Duration) -> Result<(), QueueError> {
+        let body = serde_json::to_string(job).unwrap_or_default();
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(delay_seconds(delay))
+            .send()
+            .await
+            .map_err(|e| queue_error("SendMessage", &e))?;
+        Ok(())
+    }
+
+    /// Puts many jobs on the queue, ten to a request; returns the jobs that did not get on.
+    pub async fn enqueue_many<'a>(&self, jobs: &[(&'a SendJob, Duration)]) -> Vec<&'a SendJob> {
+        let mut failed = Vec::new();
+        for chunk in jobs.chunks(SQS_BATCH) {
+            let entries: Vec<SendMessageBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (job, delay))| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(serde_json::to_string(job).unwrap_or_default())
+                        .delay_seconds(delay_seconds(*delay))
+                        .build()
+                        .ok()
+                })
+                .collect();
+            match self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                Ok(out) => failed.extend(
+                    out.failed
+                        .iter()
+                        .filter_map(|f| f.id.parse::<usize>().ok())
+                        .filter_map(|i| chunk.get(i).map(|(job, _)| *job)),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %queue_error("SendMessageBatch", &e), "could not enqueue a batch");
+                    failed.extend(chunk.iter().map(|(job, _)| *job));
+                }
+            }
+        }
+        failed
+    }
+
+    /// Messages waiting in a queue (for the dead-letter queue's depth).
+    pub async fn depth(&self) -> Result<u64, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| queue_error("GetQueueAttributes", &e))?;
+        Ok(out
+            .attributes
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_round_up_and_stop_at_fifteen_minutes() {
+        assert_eq!(delay_seconds(Duration::ZERO), 0);
+        assert_eq!(delay_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(delay_seconds(Duration::from_millis(4_001)), 5);
+        assert_eq!(delay_seconds(Duration::from_secs(3600)), 900);
+    }
+
+    #[test]
+    fn a_job_is_three_named_strings() {
+        let job = SendJob {
+            message_id: "01J".into(),
+            pk: "CONV#sms#+14155552671".into(),
+            sk: "MSG#01J".into(),
+        };
+        let json = serde_json::to_value(&job).unwrap();
+        assert_eq!(json["message_id"], "01J");
+        assert_eq!(serde_json::from_value::<SendJob>(json).unwrap(), job);
+    }
+}
