@@ -41,6 +41,10 @@ pub struct Tenant {
     pub phone_numbers: Vec<String>,
     #[serde(default)]
     pub preferred_language: Option<Language>,
+    /// IANA time zone of the tenant, when the platform knows it (Parley judges quiet hours
+    /// in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 impl Tenant {
@@ -58,7 +62,13 @@ impl Tenant {
             name: name.into(),
             phone_numbers: phone_numbers.into_iter().map(Into::into).collect(),
             preferred_language: None,
+            time_zone: None,
         }
+    }
+
+    pub fn with_time_zone(mut self, zone: impl Into<String>) -> Self {
+        self.time_zone = Some(zone.into());
+        self
     }
 
     pub fn with_language(mut self, language: Language) -> Self {
@@ -79,7 +89,7 @@ impl Tenant {
 /// | t-1001 | Ana Souza | `+14155550101` (E.164) | — |
 /// | t-1002 | Luis Ortega | `(415) 555-0102`, `+1 628 555 0199` (formatted, two numbers) | — |
 /// | t-1003 | Grace Kim | `4155550103` (national digits) | — |
-/// | t-1004 | Joao Lima | `14155550104` (digits with country code) | — |
+/// | t-1004 | Joao Lima | `14155550104` (digits with country code) | — (time zone Europe/Lisbon) |
 /// | t-1005 | Maria Fernandez | `415-555-0105` (dashed) | `es` |
 pub fn default_fixtures() -> Vec<Tenant> {
     vec![
@@ -90,7 +100,7 @@ pub fn default_fixtures() -> Vec<Tenant> {
             ["(415) 555-0102", "+1 628 555 0199"],
         ),
         Tenant::new("t-1003", "Grace Kim", ["4155550103"]),
-        Tenant::new("t-1004", "Joao Lima", ["14155550104"]),
+        Tenant::new("t-1004", "Joao Lima", ["14155550104"]).with_time_zone("Europe/Lisbon"),
         Tenant::new("t-1005", "Maria Fernandez", ["415-555-0105"]).with_language(Language::Es),
     ]
 }
