@@ -46,6 +46,10 @@ async fn a_text_is_sent_and_its_callbacks_move_it_to_delivered() {
 
     let m = settled(&stack, &to, &id, DeliveryStatus::Delivered, 20).await;
     assert_eq!(m.status, parley::pipeline::PipelineState::Submitted);
+    assert_eq!(
+        m.gsi2pk, None,
+        "a final status takes it out of the due index"
+    );
     assert!(m.twilio_sid.as_deref().is_some_and(|s| s.starts_with("SM")));
     let history: Vec<_> = m
         .status_history

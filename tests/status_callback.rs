@@ -49,6 +49,7 @@ async fn submitted(stack: &Stack) -> (Message, MessageSid, String) {
             &sid,
             DeliveryStatus::Queued,
             &parley::time::now_rfc3339(),
+            parley::time::Timestamp::now().plus(std::time::Duration::from_secs(86_400)),
         )
         .await
         .unwrap();
@@ -207,6 +208,7 @@ async fn a_callback_before_the_sid_is_recorded_is_parked_then_merged() {
             &sid,
             DeliveryStatus::Queued,
             &parley::time::now_rfc3339(),
+            parley::time::Timestamp::now().plus(std::time::Duration::from_secs(86_400)),
         )
         .await
         .unwrap();

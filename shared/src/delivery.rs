@@ -61,6 +61,11 @@ impl DeliveryStatus {
         self.rank() == 7
     }
 
+    /// Nothing more is expected from Twilio: delivered (or read), or a terminal failure.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Delivered | Self::Read) || self.is_terminal()
+    }
+
     /// Whether a message at `self` should move to `next`.
     pub fn advances_to(self, next: DeliveryStatus) -> bool {
         !self.is_terminal() && next.rank() > self.rank()

@@ -134,7 +134,11 @@ pub async fn run(
             })
             .collect();
         store
-            .record_submitted_batch(&accepted, &parley::time::now_rfc3339())
+            .record_submitted_batch(
+                &accepted,
+                &parley::time::now_rfc3339(),
+                parley::time::Timestamp::now().plus(std::time::Duration::from_secs(86_400)),
+            )
             .await
             .map_err(|e| format!("record: {:?}", e))?;
         let t4 = Instant::now();

@@ -8,6 +8,9 @@
 //! - `sending` past its lease (the worker died and its job is gone) → enqueued, so a worker
 //!   takes the claim over through the Twilio lookup; a live claim is filed for when it ends.
 //!
+//! - `submitted` with no final delivery status a day after (`STATUS_POLL_AFTER_SECONDS`): the
+//!   message is fetched from Twilio by its SID and the status applied (history source `poll`).
+//!
 //! Releases are written in transactions of up to 100 and enqueued ten to a request, so a busy
 //! minute costs a few requests per hundred messages. Every write is conditional on the state
 //! and version read, so an overlapping run, a cancel or a worker can race it safely.
@@ -20,13 +23,18 @@ use tracing::{error, info, warn};
 
 use super::{ColdStart, InitError};
 use crate::config::{optional, required, ConfigError};
+use crate::delivery::DeliveryStatus;
 use crate::metrics::Metrics;
 use crate::pending::{Decision, Pending, Policy};
 use crate::pipeline::PipelineState;
 use crate::queue::{JobQueue, SendJob};
+use crate::secrets::SecretStore;
 use crate::store::keys::DUE_SHARDS;
+use crate::store::StatusSource;
 use crate::store::{IndexChange, Message, Store, StoreError, Transition};
 use crate::time::{Clock, SystemClock, Timestamp};
+use crate::twilio::client::{Sender, TwilioClient};
+use crate::twilio::MessageSid;
 
 const FUNCTION: &str = "dispatcher";
 const MINUTE: Duration = Duration::from_secs(60);
@@ -81,6 +89,8 @@ pub struct DispatchReport {
     pub taken_over: u32,
     /// Moved to a later minute without a change of state (a live claim, a raced message).
     pub refiled: u32,
+    /// Submitted messages whose status was fetched from Twilio.
+    pub polled: u32,
     pub enqueue_failed: u32,
     pub checkpoint: Option<Timestamp>,
 }
@@ -91,7 +101,12 @@ pub struct Dispatcher {
     policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
     config: DispatcherConfig,
+    /// Where statuses no callback brought are fetched (none: such messages just wait).
+    twilio: Option<(TwilioClient, Arc<SecretStore>)>,
 }
+
+/// Status polls of one message before it leaves the index without a final status.
+const MAX_POLLS: u32 = 3;
 
 /// What to do with one message found in a bucket.
 struct Step<'a> {
@@ -115,22 +130,38 @@ impl Dispatcher {
             policy,
             clock,
             config,
+            twilio: None,
         }
+    }
+
+    /// Fetches statuses from Twilio for submitted messages that never got a final one.
+    pub fn with_twilio(mut self, client: TwilioClient, secrets: Arc<SecretStore>) -> Self {
+        self.twilio = Some((client, secrets));
+        self
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
         let queue_url = required("SEND_QUEUE_URL")?;
         let policy = Arc::new(Policy::from_env()?);
         let config = DispatcherConfig::from_env()?;
+        let api_base =
+            optional("TWILIO_API_BASE").unwrap_or_else(|| "https://api.twilio.com".into());
+        // Fetching a message needs no sender.
+        let twilio = TwilioClient::new(
+            &api_base,
+            Sender::Number(String::new()),
+            Duration::from_secs(5),
+        )
+        .map_err(|e| ConfigError::Invalid {
+            name: "TWILIO_API_BASE",
+            reason: e.to_string(),
+        })?;
         let cold = ColdStart::load().await?;
         let queue = JobQueue::new(aws_sdk_sqs::Client::new(&cold.sdk), queue_url);
-        Ok(Self::new(
-            cold.store,
-            queue,
-            policy,
-            Arc::new(SystemClock),
-            config,
-        ))
+        Ok(
+            Self::new(cold.store, queue, policy, Arc::new(SystemClock), config)
+                .with_twilio(twilio, cold.secrets),
+        )
     }
 
     /// The `Schedule` event's handler: its content does not matter, only that it came.
@@ -218,6 +249,12 @@ impl Dispatcher {
             messages.extend(read?);
         }
         report.seen += messages.len() as u32;
+        let (submitted, messages): (Vec<Message>, Vec<Message>) = messages
+            .into_iter()
+            .partition(|m| m.status == PipelineState::Submitted);
+        for m in &submitted {
+            self.poll(m, now, report).await?;
+        }
         let steps: Vec<Step> = messages
             .iter()
             .filter_map(|m| self.step(m, minute, now))
@@ -252,6 +289,79 @@ impl Dispatcher {
                 "could not enqueue; left for the sweep"
             );
             report.enqueue_failed += failed.len() as u32;
+        }
+        Ok(())
+    }
+
+    /// A submitted message with no final status at its poll minute: its status fetched from
+    /// Twilio and applied (a final one takes it out of the index), else polled again later.
+    async fn poll(
+        &self,
+        m: &Message,
+        now: Timestamp,
+        report: &mut DispatchReport,
+    ) -> Result<(), StoreError> {
+        let fetched = match (&self.twilio, m.twilio_sid.as_deref()) {
+            _ if m.delivery_status.is_some_and(|s| s.is_final()) => None,
+            (Some((client, secrets)), Some(sid)) => match MessageSid::parse(sid) {
+                Ok(sid) => match client.fetch(&secrets.current(), &sid).await {
+                    Ok(found) => Some((sid, found)),
+                    Err(e) => {
+                        warn!(message_id = %m.message_id, error = %e, "status poll failed; polled again later");
+                        None
+                    }
+                },
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        if let Some((sid, found)) = fetched {
+            let status = DeliveryStatus::parse(&found.status);
+            let code = found.error_code.map(|c| c.to_string());
+            self.store
+                .apply_status_from(
+                    &sid,
+                    status,
+                    code.as_deref(),
+                    &now.to_string(),
+                    StatusSource::Poll,
+                )
+                .await?;
+            report.polled += 1;
+            info!(message_id = %m.message_id, status = status.as_str(), "status polled from Twilio");
+            if status.is_final() {
+                return Ok(());
+            }
+        }
+        let done = m.delivery_status.is_some_and(|s| s.is_final()) || m.sweeps + 1 >= MAX_POLLS;
+        let again = now.plus(self.policy.status_poll_after).minute();
+        let transition = Transition {
+            message: m,
+            to: PipelineState::Submitted,
+            reason: None,
+            index: if done {
+                IndexChange::Remove
+            } else {
+                IndexChange::File {
+                    minute: again,
+                    due: again,
+                }
+            },
+            send_at: None,
+            delivery_status: None,
+            source: "dispatcher",
+            swept: true,
+            now,
+        };
+        // A callback may have moved it meanwhile: then it is where it belongs already. The
+        // version may have moved under the status update just applied: read it again.
+        let current = self.store.message(&m.pk, &m.sk).await?;
+        if let Some(current) = current.filter(|c| c.gsi2pk.is_some()) {
+            let transition = Transition {
+                message: &current,
+                ..transition
+            };
+            self.store.transition(&transition).await?;
         }
         Ok(())
     }

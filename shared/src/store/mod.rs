@@ -23,7 +23,9 @@ pub use items::{
     Consent, ConsentChange, Conversation, Direction, Message, ParkedCallback, SidGuard,
     StatusChange,
 };
-pub use outbound::{CreateOutcome, Idempotency, IdempotencyRecord, NewOutbound, StatusOutcome};
+pub use outbound::{
+    CreateOutcome, Idempotency, IdempotencyRecord, NewOutbound, StatusOutcome, StatusSource,
+};
 pub use pending::{IndexChange, PageKey, QueueFilter, Transition};
 pub use sending::{Accepted, ClaimOrder, MessageKey, SendState};
 

@@ -103,6 +103,23 @@ pub enum CreateOutcome {
     Replay(IdempotencyRecord),
 }
 
+/// Where a delivery status came from, as the history records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusSource {
+    Callback,
+    /// Fetched from Twilio by the dispatcher when no final callback came.
+    Poll,
+}
+
+impl StatusSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Callback => "callback",
+            Self::Poll => "poll",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusOutcome {
     Applied {
@@ -232,9 +249,11 @@ impl Store {
         sid: &MessageSid,
         status: DeliveryStatus,
         now: &str,
+        poll_minute: Timestamp,
     ) -> Result<(), StoreError> {
         let update_message =
-            sending::submitted_update(&self.table, message, sid, status, now)?.build()?;
+            sending::submitted_update(&self.table, message, sid, status, now, poll_minute)?
+                .build()?;
         let point_guard = sending::guard_update(&self.table, message, sid, now, false).build()?;
         self.transact(vec![
             TransactWriteItem::builder().update(update_message).build(),
@@ -257,6 +276,7 @@ impl Store {
                 status,
                 parked.error_code.as_deref(),
                 &parked.at,
+                StatusSource::Callback,
             )
             .await?;
         }
@@ -391,6 +411,20 @@ impl Store {
         error_code: Option<&str>,
         at: &str,
     ) -> Result<StatusOutcome, StoreError> {
+        self.apply_status_from(sid, status, error_code, at, StatusSource::Callback)
+            .await
+    }
+
+    /// [`Store::apply_status`] for a status learnt some other way (`poll`: the dispatcher
+    /// fetched it from Twilio because no final callback came).
+    pub async fn apply_status_from(
+        &self,
+        sid: &MessageSid,
+        status: DeliveryStatus,
+        error_code: Option<&str>,
+        at: &str,
+        source: StatusSource,
+    ) -> Result<StatusOutcome, StoreError> {
         for _ in 0..STATUS_ATTEMPTS {
             let guard: Option<SidGuard> = self.sid_guard(sid).await?;
             if let Some((pk, sk)) = guard
@@ -398,7 +432,7 @@ impl Store {
                 .and_then(|g| g.message_pk.clone().zip(g.message_sk.clone()))
             {
                 return self
-                    .apply_to_message(&pk, &sk, status, error_code, at)
+                    .apply_to_message(&pk, &sk, status, error_code, at, source)
                     .await;
             }
             let parked = ParkedCallback {
@@ -447,6 +481,7 @@ impl Store {
         status: DeliveryStatus,
         error_code: Option<&str>,
         at: &str,
+        source: StatusSource,
     ) -> Result<StatusOutcome, StoreError> {
         let seen_key = format!("{}|{}", status.as_str(), error_code.unwrap_or(""));
         for _ in 0..STATUS_ATTEMPTS {
@@ -465,7 +500,7 @@ impl Store {
                 status: status.as_str().into(),
                 at: at.into(),
                 error_code: error_code.map(str::to_owned),
-                source: "callback".into(),
+                source: source.as_str().into(),
             };
             let mut expression = String::from(
                 "SET status_history = list_append(if_not_exists(status_history, :empty), :entry), \
@@ -495,6 +530,10 @@ impl Store {
                 }
             }
             expression.push_str(" ADD callbacks_seen :seen");
+            // A final status ends the wait for one: out of the due index (no status poll).
+            if advanced && status.is_final() && message.gsi2pk.is_some() {
+                expression.push_str(" REMOVE gsi2pk, gsi2sk");
+            }
             // Items written before versioning (inbound ones) have no attribute: that is version 0.
             update = update
                 .condition_expression(

@@ -195,12 +195,14 @@ impl Store {
         &self,
         accepted: &[Accepted<'_>],
         now: &str,
+        poll_minute: crate::time::Timestamp,
     ) -> Result<(), TxError> {
         let mut items = Vec::new();
         for a in accepted {
-            let message = submitted_update(&self.table, a.message, a.sid, a.status, now)
-                .and_then(|u| Ok(u.build()?))
-                .map_err(TxError::Failed)?;
+            let message =
+                submitted_update(&self.table, a.message, a.sid, a.status, now, poll_minute)
+                    .and_then(|u| Ok(u.build()?))
+                    .map_err(TxError::Failed)?;
             let guard = guard_update(&self.table, a.message, a.sid, now, true)
                 .build()
                 .map_err(|e| TxError::Failed(e.into()))?;
@@ -218,6 +220,7 @@ pub(super) fn submitted_update(
     sid: &MessageSid,
     status: DeliveryStatus,
     now: &str,
+    poll_minute: crate::time::Timestamp,
 ) -> Result<aws_sdk_dynamodb::types::builders::UpdateBuilder, StoreError> {
     let entry = StatusChange {
         status: status.as_str().into(),
@@ -235,8 +238,21 @@ pub(super) fn submitted_update(
              ambiguous = :false, \
              delivery_status = :delivery, \
              version = if_not_exists(version, :zero) + :one, \
-             status_history = list_append(if_not_exists(status_history, :empty), :entry) \
-             REMOVE gsi2pk, gsi2sk, status_reason",
+             status_history = list_append(if_not_exists(status_history, :empty), :entry), \
+             gsi2pk = :poll_pk, gsi2sk = :poll_sk \
+             REMOVE status_reason",
+        )
+        // Filed for a status poll: a final callback takes it out of the index before then.
+        .expression_attribute_values(
+            ":poll_pk",
+            s(keys::due_gsi2pk(
+                poll_minute,
+                keys::due_shard(&message.message_id),
+            )),
+        )
+        .expression_attribute_values(
+            ":poll_sk",
+            s(keys::due_gsi2sk(poll_minute, &message.message_id)),
         )
         .expression_attribute_names("#status", "status")
         .expression_attribute_values(":sending", state(PipelineState::Sending))

@@ -33,6 +33,9 @@ pub struct TwilioMessage {
     pub body: Option<String>,
     #[serde(default)]
     pub date_created: Option<String>,
+    /// Twilio's delivery error, when the message failed.
+    #[serde(default)]
+    pub error_code: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +177,31 @@ impl TwilioClient {
                 Some(&secrets.twilio_auth_token),
             )
             .form(&form)
+            .send()
+            .await
+            .map_err(transport)?;
+        read(response).await
+    }
+
+    /// A message by its SID, as Twilio has it now (for a status no callback brought).
+    pub async fn fetch(
+        &self,
+        secrets: &Secrets,
+        sid: &crate::twilio::MessageSid,
+    ) -> Result<TwilioMessage, TwilioError> {
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Messages/{}.json",
+            self.api_base,
+            secrets.twilio_account_sid.as_str(),
+            sid.as_str()
+        );
+        let response = self
+            .http
+            .get(url)
+            .basic_auth(
+                secrets.twilio_account_sid.as_str(),
+                Some(&secrets.twilio_auth_token),
+            )
             .send()
             .await
             .map_err(transport)?;

@@ -262,7 +262,9 @@ impl SendWorker {
     /// Records every message Twilio accepted: the whole batch in one transaction, or one by
     /// one when that is refused (a parked callback to merge, a claim taken over).
     async fn record(&self, attempts: Vec<Attempt>) -> Vec<Disposition> {
-        let now = self.clock.now().to_string();
+        let at = self.clock.now();
+        let now = at.to_string();
+        let poll_minute = at.plus(self.policy.status_poll_after).minute();
         let accepted: Vec<Accepted> = attempts
             .iter()
             .filter_map(|a| match a {
@@ -281,7 +283,7 @@ impl SendWorker {
         let together = accepted.is_empty()
             || self
                 .store
-                .record_submitted_batch(&accepted, &now)
+                .record_submitted_batch(&accepted, &now, poll_minute)
                 .await
                 .inspect_err(|e| {
                     if let TxError::Failed(e) = e {
@@ -310,7 +312,7 @@ impl SendWorker {
                             info!(twilio_sid = %sid, "message submitted to Twilio");
                             return Disposition::Done;
                         }
-                        match self.store.record_submitted(&message, &sid, status, &now).await {
+                        match self.store.record_submitted(&message, &sid, status, &now, poll_minute).await {
                             Ok(()) => {
                                 info!(twilio_sid = %sid, "message submitted to Twilio");
                                 Disposition::Done
