@@ -150,7 +150,12 @@ async fn the_queue_lists_and_counts_what_is_pending_and_cancel_answers_as_docume
     let refused = post(&stack, &format!("/messages/{sent_id}/cancel")).await;
     assert_eq!(refused.status, 409, "{}", refused.body);
     assert_eq!(refused.json()["error"]["code"], "not_cancelable");
-    assert!(refused.body.contains("submitted"), "{}", refused.body);
+    assert_eq!(
+        refused.json()["error"]["state"],
+        "submitted",
+        "{}",
+        refused.body
+    );
     let unknown = post(&stack, &format!("/messages/{}/cancel", ulid::Ulid::new())).await;
     assert_eq!(unknown.status, 404, "{}", unknown.body);
     let malformed = post(&stack, "/messages/not-an-id/cancel").await;

@@ -29,6 +29,13 @@ pub enum ApiError {
     /// The request is valid but conflicts with the resource's state (e.g. an opted-out number).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// A conflict with a message's state, which the answer names (`"state": "submitted"`).
+    #[error("{message}")]
+    StateConflict {
+        code: &'static str,
+        message: String,
+        state: &'static str,
+    },
     /// The request is well-formed but cannot be processed as sent (e.g. a reused key).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
@@ -62,7 +69,7 @@ impl ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Validation { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::StateConflict { .. } => StatusCode::CONFLICT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -76,6 +83,7 @@ impl ApiError {
             | Self::Forbidden { code, .. }
             | Self::NotFound { code, .. }
             | Self::Conflict { code, .. }
+            | Self::StateConflict { code, .. }
             | Self::Unprocessable { code, .. } => code,
             Self::Validation { .. } => "validation_failed",
             Self::Unauthorized => "unauthorized",
@@ -101,6 +109,9 @@ impl ApiError {
         let mut error = json!({ "code": self.code(), "message": self.to_string() });
         if let Self::Validation { fields } = &self {
             error["fields"] = json!(fields);
+        }
+        if let Self::StateConflict { state, .. } = &self {
+            error["state"] = json!(state);
         }
         json_response(status, &json!({ "error": error }))
     }

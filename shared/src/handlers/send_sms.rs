@@ -129,9 +129,10 @@ impl SendSmsHandler {
                     code: "message_not_found",
                     message: e.to_string(),
                 },
-                CancelError::NotCancelable(state) => ApiError::Conflict {
+                CancelError::NotCancelable(state) => ApiError::StateConflict {
                     code: "not_cancelable",
                     message: format!("the message is {state} and can no longer be canceled"),
+                    state: state.as_str(),
                 },
                 CancelError::Store(e) => ApiError::Unavailable(e.into()),
             })?;
