@@ -644,7 +644,19 @@ async fn an_opt_out_cancels_every_pending_message_to_the_number() {
         .record_opt_out(&phone, "STOP", "test", &now.to_string())
         .await
         .unwrap();
-    let canceled = cancel_pending_to(&e.store, &phone, CancelReason::OptedOut, now)
+    // A message accepted after the opt-out (the recipient texted START meanwhile) is not the
+    // opt-out's to cancel.
+    let before = cancel_pending_to(
+        &e.store,
+        &phone,
+        CancelReason::OptedOut,
+        now.minus(Duration::from_secs(1)),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(before, 0);
+    let canceled = cancel_pending_to(&e.store, &phone, CancelReason::OptedOut, now, now)
         .await
         .unwrap();
     assert_eq!(canceled, 3);

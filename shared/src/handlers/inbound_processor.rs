@@ -436,11 +436,13 @@ impl InboundProcessor {
         if new.opted_out {
             // Every scheduled, deferred and queued message to the number ends here; each
             // cancellation is published as a status change from its own stream record.
+            let now = crate::time::Timestamp::now();
             let canceled = crate::send::cancel::cancel_pending_to(
                 &self.store,
                 &new.phone,
                 crate::send::cancel::CancelReason::OptedOut,
-                crate::time::Timestamp::now(),
+                crate::time::Timestamp::parse(&new.updated_at).unwrap_or(now),
+                now,
             )
             .await?;
             if canceled > 0 {

@@ -87,16 +87,20 @@ pub async fn cancel(
     }))
 }
 
-/// Cancels every pending message to `phone` (on every channel); returns how many.
+/// Cancels every pending message to `phone` (on every channel) accepted at or before
+/// `accepted_by`; returns how many. The opt-out is processed after it happened: a message
+/// accepted later (after the recipient texted START again) is not the opt-out's to cancel.
 pub async fn cancel_pending_to(
     store: &Store,
     phone: &E164,
     reason: CancelReason,
+    accepted_by: Timestamp,
     now: Timestamp,
 ) -> Result<usize, StoreError> {
     let mut canceled = 0;
     for _ in 0..ROUNDS {
-        let pending = store.pending_to(phone).await?;
+        let mut pending = store.pending_to(phone).await?;
+        pending.retain(|m| Timestamp::parse(&m.created_at).is_none_or(|at| at <= accepted_by));
         if pending.is_empty() {
             break;
         }

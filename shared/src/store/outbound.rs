@@ -307,7 +307,8 @@ impl Store {
             .table_name(&self.table)
             .key("pk", s(&message.pk))
             .key("sk", s(&message.sk))
-            .condition_expression("#status = :sending")
+            .condition_expression(sending::UNDER_OUR_CLAIM)
+            .expression_attribute_values(":claimed", sending::claimed_version(message))
             .update_expression(
                 "SET #status = :queued, last_error = :error, ambiguous = :ambiguous, \
                  status_reason = :retry, version = if_not_exists(version, :zero) + :one, \
@@ -355,7 +356,8 @@ impl Store {
             .table_name(&self.table)
             .key("pk", s(&message.pk))
             .key("sk", s(&message.sk))
-            .condition_expression("#status = :sending")
+            .condition_expression(sending::UNDER_OUR_CLAIM)
+            .expression_attribute_values(":claimed", sending::claimed_version(message))
             .update_expression(
                 "SET #status = :outcome, delivery_status = :outcome, error_code = :code, \
                  error_message = :message, finished_at = :now, \

@@ -67,11 +67,13 @@ pub(crate) fn number(n: u64) -> AttributeValue {
 impl Transition<'_> {
     pub(crate) fn update(&self, table: &str) -> Result<Update, StoreError> {
         let m = self.message;
-        let mut set = vec![
-            "#status = :to".to_owned(),
-            "version = :next".to_owned(),
-            "updated_at = :now".to_owned(),
-        ];
+        // A change of state or an enqueue by the sweep is a new version; moving a message to
+        // another minute of the index is not (a live claim's worker must still own it).
+        let bump = self.to != m.status || self.swept;
+        let mut set = vec!["#status = :to".to_owned(), "updated_at = :now".to_owned()];
+        if bump {
+            set.push("version = :next".to_owned());
+        }
         let mut remove = Vec::new();
         let mut update = Update::builder()
             .table_name(table)
@@ -85,8 +87,10 @@ impl Transition<'_> {
             .expression_attribute_values(":from", s(m.status.as_str()))
             .expression_attribute_values(":version", number(m.version))
             .expression_attribute_values(":to", s(self.to.as_str()))
-            .expression_attribute_values(":next", number(m.version + 1))
             .expression_attribute_values(":now", s(self.now.to_string()));
+        if bump {
+            update = update.expression_attribute_values(":next", number(m.version + 1));
+        }
         match self.reason {
             Some(reason) => {
                 set.push("status_reason = :reason".into());

@@ -24,6 +24,17 @@ pub(crate) fn state(state: PipelineState) -> AttributeValue {
     s(state.as_str())
 }
 
+/// The condition of every write a worker makes to a message it claimed: still `sending`, and
+/// still under *its* claim — the claim bumped the version read before it by one, and a
+/// worker that took the claim over after the lease bumped it again, so a late write of a
+/// worker presumed dead changes nothing.
+pub(crate) const UNDER_OUR_CLAIM: &str = "#status = :sending AND version = :claimed";
+
+/// The version a message has under the claim made on `read` (its state before the claim).
+pub(crate) fn claimed_version(read: &Message) -> AttributeValue {
+    AttributeValue::N((read.version + 1).to_string())
+}
+
 /// BatchGetItem takes at most 100 keys; TransactWriteItems at most 100 items, two per message.
 pub const MAX_BATCH: usize = 50;
 const UNPROCESSED_ATTEMPTS: u32 = 5;
@@ -232,7 +243,8 @@ pub(super) fn submitted_update(
         .table_name(table)
         .key("pk", s(&message.pk))
         .key("sk", s(&message.sk))
-        .condition_expression("#status = :sending")
+        .condition_expression(UNDER_OUR_CLAIM)
+        .expression_attribute_values(":claimed", claimed_version(message))
         .update_expression(
             "SET #status = :submitted, twilio_sid = :sid, submitted_at = :now, \
              ambiguous = :false, \
