@@ -64,7 +64,7 @@ async fn a_signed_message_is_stored_once_with_its_conversation_and_guard() {
         c.tenant_id, None,
         "unknown numbers are stored without a tenant"
     );
-    assert_eq!(c.last_message_at, m.created_at);
+    assert_eq!(c.last_message_at, m.created_at.to_string());
     assert_eq!(c.phone.as_str(), phone);
 
     let guard = stack

@@ -234,7 +234,7 @@ async fn a_callback_before_the_sid_is_recorded_is_parked_then_merged() {
     let activity = conversation
         .last_activity_at
         .expect("callbacks update the conversation's activity");
-    assert!(activity >= m.created_at);
+    assert!(activity >= m.created_at.to_string());
 }
 
 #[tokio::test]

@@ -52,6 +52,12 @@ impl Timestamp {
         self.0
     }
 
+    /// The same instant for code written against the `time` crate.
+    pub fn offset_date_time(self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.unix_millis()) * 1_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
     pub fn unix_millis(self) -> i64 {
         self.0.as_millisecond()
     }

@@ -440,7 +440,7 @@ impl Dispatcher {
                 })
             }
             PipelineState::Sending => {
-                let claimed = m.claimed_at.as_deref().and_then(Timestamp::parse);
+                let claimed = m.claimed_at;
                 let expires = claimed.map_or(now, |at| at.plus(self.policy.claim_lease));
                 let due = m.send_at.unwrap_or(now);
                 if expires <= now {

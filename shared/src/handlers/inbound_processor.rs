@@ -236,7 +236,7 @@ impl InboundProcessor {
             let event = DomainEvent::new(
                 "sms.received",
                 format!("sms.received/{}", message.message_id),
-                &message.created_at,
+                &message.created_at.to_string(),
                 json!({
                     "message_id": message.message_id,
                     "conversation_id": conversation.as_ref().map(|c| c.conversation_id.clone()),
@@ -323,10 +323,9 @@ impl InboundProcessor {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let current = self.store.language_preference(tenant_id).await?;
         // A redelivered record must not count its own signal twice.
-        if current
-            .as_ref()
-            .is_some_and(|p| p.message_id == message.message_id || p.at > message.created_at)
-        {
+        if current.as_ref().is_some_and(|p| {
+            p.message_id == message.message_id || p.at > message.created_at.to_string()
+        }) {
             return Ok(());
         }
         let signal = Detection {
@@ -351,7 +350,7 @@ impl InboundProcessor {
                 let preference = Preference {
                     language: message.language,
                     confidence: message.language_confidence,
-                    at: message.created_at.clone(),
+                    at: message.created_at.to_string(),
                     message_id: message.message_id.clone(),
                 };
                 if changed {

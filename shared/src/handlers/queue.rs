@@ -38,7 +38,7 @@ pub struct QueueItem {
     pub time_zone_source: Option<ZoneSource>,
     pub urgent: bool,
     pub attempts: u32,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 impl From<&Message> for QueueItem {
@@ -55,7 +55,7 @@ impl From<&Message> for QueueItem {
             time_zone_source: m.time_zone_source,
             urgent: m.urgent,
             attempts: m.attempts,
-            created_at: m.created_at.clone(),
+            created_at: m.created_at,
         }
     }
 }

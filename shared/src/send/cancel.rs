@@ -100,7 +100,7 @@ pub async fn cancel_pending_to(
     let mut canceled = 0;
     for _ in 0..ROUNDS {
         let mut pending = store.pending_to(phone).await?;
-        pending.retain(|m| Timestamp::parse(&m.created_at).is_none_or(|at| at <= accepted_by));
+        pending.retain(|m| m.created_at <= accepted_by);
         if pending.is_empty() {
             break;
         }

@@ -11,6 +11,7 @@ use super::{keys, s, Store, StoreError, TxError};
 use crate::consent::Keyword;
 use crate::language::{Detection, Language};
 use crate::pipeline::PipelineState;
+use crate::time::Timestamp;
 use crate::twilio::InboundSms;
 
 /// Everything the write needs, decided before it: ids and time are chosen by the caller so
@@ -94,7 +95,8 @@ impl Store {
             status: PipelineState::Received,
             status_reason: None,
             version: 0,
-            created_at: r.received_at.clone(),
+            // Written by `time::now_rfc3339`, the stored form.
+            created_at: Timestamp::parse(&r.received_at).unwrap_or_else(Timestamp::now),
             send_at: None,
             not_after: None,
             time_zone: None,

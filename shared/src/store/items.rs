@@ -68,7 +68,7 @@ pub struct Message {
     /// Bumped by every change of `status`: each transition is conditional on it.
     #[serde(default)]
     pub version: u64,
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// Outbound: when it is due (resolved, UTC); absent for "now" sends written before
     /// scheduling existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,7 +99,7 @@ pub struct Message {
     #[serde(default)]
     pub attempts: u32,
     #[serde(default)]
-    pub claimed_at: Option<String>,
+    pub claimed_at: Option<Timestamp>,
     /// How often the dispatcher's sweep has enqueued it again (its lost-job backoff).
     #[serde(default)]
     pub sweeps: u32,

@@ -190,7 +190,7 @@ impl Store {
             status: n.state,
             status_reason: n.reason.map(str::to_owned),
             version: 0,
-            created_at: created_at.clone(),
+            created_at: n.created_at,
             send_at: Some(n.send_at),
             not_after: n.not_after,
             time_zone: Some(n.time_zone.clone()),

@@ -115,8 +115,7 @@ impl SendWorker {
         if message.ambiguous || message.status == crate::pipeline::PipelineState::Sending {
             let since = message
                 .claimed_at
-                .as_deref()
-                .and_then(crate::time::parse)
+                .map(crate::time::Timestamp::offset_date_time)
                 .unwrap_or_else(OffsetDateTime::now_utc)
                 - Duration::from_secs(5);
             match self

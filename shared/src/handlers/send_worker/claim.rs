@@ -66,7 +66,7 @@ fn standing(
             }
         }
         PipelineState::Sending => {
-            let claimed = message.claimed_at.as_deref().and_then(Timestamp::parse);
+            let claimed = message.claimed_at;
             let expires = claimed.map_or(now, |at| at.plus(lease));
             if expires <= now {
                 Standing::Claimable
@@ -253,7 +253,7 @@ mod tests {
             "status": status, "created_at": "2026-11-22T10:00:00Z"
         }))
         .unwrap();
-        m.claimed_at = claimed_at.map(str::to_owned);
+        m.claimed_at = claimed_at.and_then(Timestamp::parse);
         m
     }
 
