@@ -107,7 +107,9 @@ async fn engine(label: &str, policy: Policy, now: Timestamp) -> Engine {
     )
     .unwrap();
     let config = WorkerConfig {
-        status_callback_url: format!("{}/webhook/twilio/status", stack.public_base_url),
+        // Nobody listens: this table's messages never hear Twilio's callbacks (the status poll
+        // test relies on it), and the running stack is spared parking callbacks it cannot use.
+        status_callback_url: "http://127.0.0.1:9/webhook/twilio/status".into(),
         max_attempts: 5,
         retry_base: Duration::from_secs(1),
         retry_cap: Duration::from_secs(10),
@@ -922,7 +924,7 @@ async fn a_submitted_message_with_no_final_status_after_a_day_is_polled_from_twi
     let body = unique_body("Your deposit has been returned");
     let a = e.send(json!({"to": to, "body": body})).await.unwrap();
     e.work().await;
-    // Twilio's callbacks go to the running stack, not to this table: nothing final arrives here.
+    // Twilio's callbacks go nowhere (see `engine`): nothing final arrives here.
     let m = e.message(&a.message_id).await;
     assert_eq!(m.status, PipelineState::Submitted);
     assert!(!m.delivery_status.unwrap().is_final());
