@@ -758,6 +758,7 @@ async fn a_dead_workers_claim_with_no_job_is_taken_over_and_finished_once() {
             &[order],
             &now.to_string(),
             &now.minus(Duration::from_secs(60)).to_string(),
+            e.policy.sweep_minute(now.plus(e.policy.claim_lease), now),
         )
         .await
         .unwrap();

@@ -34,7 +34,12 @@ async fn claimed(stack: &Stack) -> (Message, MessageSid, String) {
     };
     stack
         .store
-        .claim_batch(&[order], &now, "0")
+        .claim_batch(
+            &[order],
+            &now,
+            "0",
+            parley::time::Timestamp::now().plus(std::time::Duration::from_secs(120)),
+        )
         .await
         .expect("claimed");
     (message, MessageSid::parse(&unique_sid()).unwrap(), to)

@@ -90,8 +90,7 @@ impl Policy {
             optional(name).map_or(Ok(default), |v| {
                 v.parse::<f64>()
                     .ok()
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(Duration::from_secs_f64)
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
                     .ok_or(ConfigError::Invalid {
                         name,
                         reason: "not a number of seconds".into(),

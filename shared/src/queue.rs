@@ -19,6 +19,30 @@ pub struct SendJob {
     pub message_id: String,
     pub pk: String,
     pub sk: String,
+    /// How often the worker has put a fresh copy of this job back after a fault that was not
+    /// a delivery attempt; past a bound the copy is retried as received instead, so a job the
+    /// store keeps refusing still reaches the dead-letter queue.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requeues: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl SendJob {
+    pub fn new(
+        message_id: impl Into<String>,
+        pk: impl Into<String>,
+        sk: impl Into<String>,
+    ) -> Self {
+        Self {
+            message_id: message_id.into(),
+            pk: pk.into(),
+            sk: sk.into(),
+            requeues: 0,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,13 +184,10 @@ mod tests {
 
     #[test]
     fn a_job_is_three_named_strings() {
-        let job = SendJob {
-            message_id: "01J".into(),
-            pk: "CONV#sms#+14155552671".into(),
-            sk: "MSG#01J".into(),
-        };
+        let job = SendJob::new("01J", "CONV#sms#+14155552671", "MSG#01J");
         let json = serde_json::to_value(&job).unwrap();
         assert_eq!(json["message_id"], "01J");
+        assert_eq!(json.get("requeues"), None, "absent until a requeue");
         assert_eq!(serde_json::from_value::<SendJob>(json).unwrap(), job);
     }
 }

@@ -99,7 +99,12 @@ pub async fn run(
             .collect();
         let now = parley::time::now_rfc3339();
         store
-            .claim_batch(&orders, &now, "1970-01-01T00:00:00.000Z")
+            .claim_batch(
+                &orders,
+                &now,
+                "1970-01-01T00:00:00.000Z",
+                parley::time::Timestamp::now().plus(std::time::Duration::from_secs(120)),
+            )
             .await
             .map_err(|e| format!("claim: {:?}", e))?;
         let t2 = Instant::now();

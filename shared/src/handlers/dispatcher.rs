@@ -107,6 +107,8 @@ pub struct Dispatcher {
 
 /// Status polls of one message before it leaves the index without a final status.
 const MAX_POLLS: u32 = 3;
+/// Twilio lookups in flight at once.
+const POLL_CONCURRENCY: usize = 8;
 
 /// What to do with one message found in a bucket.
 struct Step<'a> {
@@ -190,6 +192,9 @@ impl Dispatcher {
             ..Default::default()
         };
         while minute <= newest && report.minutes < self.config.max_minutes_per_run {
+            // The clock again for each minute: a long catch-up must not file messages by a
+            // "now" that has since passed.
+            let now = self.clock.now();
             self.process_minute(minute, now, &mut report).await?;
             if !self
                 .store
@@ -252,9 +257,6 @@ impl Dispatcher {
         let (submitted, messages): (Vec<Message>, Vec<Message>) = messages
             .into_iter()
             .partition(|m| m.status == PipelineState::Submitted);
-        for m in &submitted {
-            self.poll(m, now, report).await?;
-        }
         let steps: Vec<Step> = messages
             .iter()
             .filter_map(|m| self.step(m, minute, now))
@@ -271,11 +273,7 @@ impl Dispatcher {
             if let Some(delay) = step.enqueue {
                 let m = step.transition.message;
                 jobs.push((
-                    SendJob {
-                        message_id: m.message_id.clone(),
-                        pk: m.pk.clone(),
-                        sk: m.sk.clone(),
-                    },
+                    SendJob::new(m.message_id.clone(), m.pk.clone(), m.sk.clone()),
                     delay,
                 ));
             }
@@ -290,17 +288,23 @@ impl Dispatcher {
             );
             report.enqueue_failed += failed.len() as u32;
         }
+        // Status polls last, a few at a time: a day of lost callbacks must not hold up
+        // today's releases.
+        for chunk in submitted.chunks(POLL_CONCURRENCY) {
+            let polls = chunk.iter().map(|m| self.poll(m, now));
+            for asked in futures::future::join_all(polls).await {
+                if asked? {
+                    report.polled += 1;
+                }
+            }
+        }
         Ok(())
     }
 
     /// A submitted message with no final status at its poll minute: its status fetched from
     /// Twilio and applied (a final one takes it out of the index), else polled again later.
-    async fn poll(
-        &self,
-        m: &Message,
-        now: Timestamp,
-        report: &mut DispatchReport,
-    ) -> Result<(), StoreError> {
+    /// Whether Twilio was asked.
+    async fn poll(&self, m: &Message, now: Timestamp) -> Result<bool, StoreError> {
         let fetched = match (&self.twilio, m.twilio_sid.as_deref()) {
             _ if m.delivery_status.is_some_and(|s| s.is_final()) => None,
             (Some((client, secrets)), Some(sid)) => match MessageSid::parse(sid) {
@@ -315,6 +319,7 @@ impl Dispatcher {
             },
             _ => None,
         };
+        let asked = fetched.is_some();
         if let Some((sid, found)) = fetched {
             let status = DeliveryStatus::parse(&found.status);
             let code = found.error_code.map(|c| c.to_string());
@@ -327,10 +332,9 @@ impl Dispatcher {
                     StatusSource::Poll,
                 )
                 .await?;
-            report.polled += 1;
             info!(message_id = %m.message_id, status = status.as_str(), "status polled from Twilio");
             if status.is_final() {
-                return Ok(());
+                return Ok(true);
             }
         }
         let done = m.delivery_status.is_some_and(|s| s.is_final()) || m.sweeps + 1 >= MAX_POLLS;
@@ -363,7 +367,7 @@ impl Dispatcher {
             };
             self.store.transition(&transition).await?;
         }
-        Ok(())
+        Ok(asked)
     }
 
     fn step<'a>(&self, m: &'a Message, minute: Timestamp, now: Timestamp) -> Option<Step<'a>> {
@@ -403,16 +407,22 @@ impl Dispatcher {
                             } else {
                                 |r| &mut r.released
                             };
+                        // A queued message found at its sweep minute lost its job (or waits in
+                        // a long backlog): enqueued again, and looked at again after a wait
+                        // that doubles each time, so a healthy backlog is not flooded.
+                        let swept = m.status == PipelineState::Queued;
+                        let minute = if swept {
+                            self.policy.resweep_minute(m.sweeps, now)
+                        } else {
+                            self.policy.sweep_minute(due, now)
+                        };
                         let mut step = base(
                             PipelineState::Queued,
-                            IndexChange::File {
-                                minute: self.policy.sweep_minute(due, now),
-                                due,
-                            },
+                            IndexChange::File { minute, due },
                             counter,
                         );
-                        step.transition.reason =
-                            (m.status == PipelineState::Queued).then_some("swept");
+                        step.transition.swept = swept;
+                        step.transition.reason = swept.then_some("swept");
                         step.enqueue = Some(delay);
                         step
                     }

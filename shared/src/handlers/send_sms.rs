@@ -168,6 +168,9 @@ fn api_error(e: SendError) -> ApiError {
             code: "not_after_unreachable",
             message: e.to_string(),
         },
+        SendError::InvalidSendAt(message) => ApiError::Validation {
+            fields: [("send_at", message)].into(),
+        },
         SendError::Store(e) => ApiError::Unavailable(e.into()),
         SendError::Corrupt(e) => ApiError::Internal(e.into()),
     }

@@ -73,6 +73,9 @@ pub enum SendError {
     ConversationMismatch,
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyKeyReused,
+    /// `send_at` read in the recipient's zone is out of bounds (validation checks it in UTC).
+    #[error("{0}")]
+    InvalidSendAt(String),
     #[error("the message cannot be sent before not_after (quiet hours last until {allowed})")]
     NotAfterUnreachable { allowed: Timestamp },
     #[error(transparent)]
@@ -184,7 +187,7 @@ impl SendService {
             &self.policy.default_zone,
         );
         let requested = match &new.send_at {
-            Some(at) => resolve(at, &zones, &self.policy.default_zone, now),
+            Some(at) => resolve(at, &zones, &self.policy.default_zone, now)?,
             None => now,
         };
 
@@ -254,11 +257,11 @@ impl SendService {
             CreateOutcome::Created => {}
         }
         if let Decision::Queue { delay, .. } = decision {
-            let job = SendJob {
-                message_id: message_id.clone(),
-                pk: keys::conversation_pk(new.to.channel, &new.to.e164),
-                sk: keys::message_sk(&message_id),
-            };
+            let job = SendJob::new(
+                message_id.clone(),
+                keys::conversation_pk(new.to.channel, &new.to.e164),
+                keys::message_sk(&message_id),
+            );
             if let Err(e) = self.queue.enqueue(&job, delay).await {
                 // Stored and in the due index: the dispatcher's sweep enqueues it.
                 warn!(error = %e, "could not enqueue; the sweep will");
@@ -294,11 +297,7 @@ impl SendService {
             .await?;
         if let Some(m) = message.filter(|m| m.status == PipelineState::Queued) {
             let delay = Timestamp::now().until(m.send_at.unwrap_or_else(Timestamp::now));
-            let job = SendJob {
-                message_id: m.message_id,
-                pk: record.message_pk,
-                sk: record.message_sk,
-            };
+            let job = SendJob::new(m.message_id, record.message_pk, record.message_sk);
             if let Err(e) = self.queue.enqueue(&job, delay).await {
                 warn!(error = %e, "could not enqueue on replay; the sweep will");
             }
@@ -309,11 +308,14 @@ impl SendService {
 }
 
 /// A requested `send_at` as an instant: a local time is read in the first of the zones.
-fn resolve(at: &SendAt, zones: &Zones, default: &TimeZone, now: Timestamp) -> Timestamp {
+fn resolve(
+    at: &SendAt,
+    zones: &Zones,
+    default: &TimeZone,
+    now: Timestamp,
+) -> Result<Timestamp, SendError> {
     let zone = zones.zones.first().unwrap_or(default);
-    // Validation already refused what cannot be resolved; a local time an hour past the
-    // bound in its zone is taken as its bound.
     schedule::resolve(at, zone, now.jiff())
         .map(Timestamp::from_jiff)
-        .unwrap_or(now)
+        .map_err(|e| SendError::InvalidSendAt(e.to_string()))
 }

@@ -67,9 +67,10 @@ pub(crate) fn number(n: u64) -> AttributeValue {
 impl Transition<'_> {
     pub(crate) fn update(&self, table: &str) -> Result<Update, StoreError> {
         let m = self.message;
-        // A change of state or an enqueue by the sweep is a new version; moving a message to
-        // another minute of the index is not (a live claim's worker must still own it).
-        let bump = self.to != m.status || self.swept;
+        // A change of state is a new version; moving a message to another minute of the index,
+        // or enqueueing it again, is not (a live claim's worker must still own it, and a claim
+        // read before a sweep is still the claim of the same message).
+        let bump = self.to != m.status;
         let mut set = vec!["#status = :to".to_owned(), "updated_at = :now".to_owned()];
         if bump {
             set.push("version = :next".to_owned());
@@ -202,7 +203,20 @@ impl Store {
             .send()
             .await
             .map_err(|e| aws_error("Query", &e))?;
-        let messages = serde_dynamo::from_items(out.items.unwrap_or_default())?;
+        // One item that does not read as a message must not stop the minute (and every
+        // minute after it): it is logged and left.
+        let messages = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| {
+                serde_dynamo::from_item::<_, Message>(item)
+                    .inspect_err(|e| {
+                        tracing::error!(error = %e, bucket_shard = shard, "an item in the due index is not a message; skipped")
+                    })
+                    .ok()
+            })
+            .collect();
         Ok((messages, out.last_evaluated_key))
     }
 

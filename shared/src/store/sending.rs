@@ -151,6 +151,7 @@ impl Store {
         orders: &[ClaimOrder<'_>],
         now: &str,
         stale_before: &str,
+        sweep_minute: crate::time::Timestamp,
     ) -> Result<(), TxError> {
         let mut items = Vec::new();
         let mut checked = HashSet::new();
@@ -160,14 +161,33 @@ impl Store {
                 .table_name(&self.table)
                 .key("pk", s(&m.pk))
                 .key("sk", s(&m.sk))
-                .condition_expression(
+                .condition_expression(format!(
                     "(#status = :queued OR (#status = :sending AND claimed_at < :stale)) \
-                     AND (attribute_not_exists(attempts) OR attempts = :attempts)",
-                )
+                     AND (attribute_not_exists(attempts) OR attempts = :attempts) AND {}",
+                    super::pending::version_condition(m.version)
+                ))
+                // Filed for the end of the lease: if this worker dies and its job is lost,
+                // the dispatcher's sweep finds the claim there.
                 .update_expression(
                     "SET #status = :sending, claimed_at = :now, \
                      attempts = if_not_exists(attempts, :zero) + :one, \
-                     version = if_not_exists(version, :zero) + :one",
+                     version = if_not_exists(version, :zero) + :one, \
+                     gsi2pk = :gsi2pk, gsi2sk = :gsi2sk",
+                )
+                .expression_attribute_values(":version", AttributeValue::N(m.version.to_string()))
+                .expression_attribute_values(
+                    ":gsi2pk",
+                    s(keys::due_gsi2pk(
+                        sweep_minute,
+                        keys::due_shard(&m.message_id),
+                    )),
+                )
+                .expression_attribute_values(
+                    ":gsi2sk",
+                    s(keys::due_gsi2sk(
+                        m.send_at.unwrap_or(sweep_minute),
+                        &m.message_id,
+                    )),
                 )
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":queued", state(PipelineState::Queued))

@@ -10,7 +10,7 @@ use tracing::{error, info, warn};
 use super::{Disposition, SendWorker, FUNCTION};
 use crate::delivery::DeliveryStatus;
 use crate::metrics::Metrics;
-use crate::store::{Message, StoreError};
+use crate::store::{IndexChange, Message, StoreError, Transition};
 use crate::twilio::client::{CreateMessage, Failure, TwilioError};
 use crate::twilio::MessageSid;
 
@@ -127,6 +127,13 @@ impl SendWorker {
                     info!("earlier attempt found at Twilio; recorded without sending again");
                     return self.accepted(message, &found.sid, &found.status).await;
                 }
+                Ok(None) if message.status == crate::pipeline::PipelineState::Sending => {
+                    // A claim taken over after its lease skipped the claim-time check.
+                    if self.not_now_after_takeover(message).await? {
+                        return Ok(None);
+                    }
+                    info!("no earlier attempt at Twilio; sending");
+                }
                 Ok(None) => info!("no earlier attempt at Twilio; sending"),
                 Err(e) => return self.retry_or_fail(message, attempt, &e).await,
             }
@@ -149,6 +156,60 @@ impl SendWorker {
             }
             Err(e) => self.retry_or_fail(message, attempt, &e).await,
         }
+    }
+
+    /// For a message taken over from a dead worker and not at Twilio: defers or expires it
+    /// when quiet hours or `not_after` say it may not go now. `Ok(true)` when it did.
+    async fn not_now_after_takeover(&self, message: &Message) -> Result<bool, Interrupted> {
+        let now = self.clock.now();
+        let zones = super::zones_of(message);
+        let decision = self.policy.decide(
+            now,
+            crate::pending::Pending {
+                message_id: &message.message_id,
+                due: message.send_at.unwrap_or(now),
+                not_after: message.not_after,
+                urgent: message.urgent,
+                zones: &zones,
+            },
+        );
+        // The message as our claim left it.
+        let mut claimed = message.clone();
+        claimed.version += 1;
+        let transition = match decision {
+            crate::pending::Decision::Queue { .. } => return Ok(false),
+            crate::pending::Decision::Wait { state, due } => Transition {
+                message: &claimed,
+                to: state,
+                reason: Some("quiet_hours"),
+                index: IndexChange::File {
+                    minute: self.policy.release_minute(due, now),
+                    due,
+                },
+                send_at: Some(due),
+                delivery_status: None,
+                source: "worker",
+                swept: false,
+                now,
+            },
+            crate::pending::Decision::Expire => Transition {
+                message: &claimed,
+                to: crate::pipeline::PipelineState::Expired,
+                reason: Some("not_after"),
+                index: IndexChange::Remove,
+                send_at: None,
+                delivery_status: None,
+                source: "worker",
+                swept: false,
+                now,
+            },
+        };
+        self.store
+            .transition(&transition)
+            .await
+            .map_err(Interrupted::not_at_twilio)?;
+        info!(status = %transition.to, "taken over, not sent now");
+        Ok(true)
     }
 
     async fn accepted(

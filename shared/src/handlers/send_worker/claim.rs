@@ -139,9 +139,12 @@ impl SendWorker {
                 })
                 .collect();
             let stale = now.minus(self.config.claim_lease);
+            let sweep = self
+                .policy
+                .sweep_minute(now.plus(self.config.claim_lease), now);
             let result = self
                 .store
-                .claim_batch(&claims, &now.to_string(), &stale.to_string())
+                .claim_batch(&claims, &now.to_string(), &stale.to_string(), sweep)
                 .await;
             match result {
                 Ok(()) => {

@@ -31,6 +31,9 @@ use crate::time::{Clock, SystemClock};
 use crate::twilio::client::{Sender, TwilioClient};
 
 const FUNCTION: &str = "send-worker";
+/// Fresh copies of one job after faults (hours of a store outage at the growing delays)
+/// before its receives start to count.
+const MAX_REQUEUES: u32 = 50;
 pub const STATUS_ROUTE: &str = "/webhook/twilio/status";
 
 #[derive(Debug, Clone)]
@@ -56,13 +59,19 @@ impl WorkerConfig {
                 })
             })
         };
+        let seconds = |name: &'static str, default: f64| -> Result<Duration, ConfigError> {
+            Duration::try_from_secs_f64(number(name, default)?).map_err(|_| ConfigError::Invalid {
+                name,
+                reason: "not a number of seconds".into(),
+            })
+        };
         let base = required("PUBLIC_BASE_URL")?;
         Ok(Self {
             status_callback_url: format!("{}{STATUS_ROUTE}", base.trim_end_matches('/')),
             max_attempts: number("SEND_MAX_ATTEMPTS", 5.0)? as u32,
-            retry_base: Duration::from_secs_f64(number("SEND_RETRY_BASE_SECONDS", 2.0)?),
+            retry_base: seconds("SEND_RETRY_BASE_SECONDS", 2.0)?,
             retry_cap: Duration::from_secs(300),
-            claim_lease: Duration::from_secs_f64(number("SEND_CLAIM_LEASE_SECONDS", 60.0)?),
+            claim_lease: seconds("SEND_CLAIM_LEASE_SECONDS", 60.0)?,
             rate_per_second: number("SEND_RATE_PER_SECOND", 0.0)?,
         })
     }
@@ -340,9 +349,20 @@ impl SendWorker {
     /// A fresh copy of the job, visible after `delay`; the received copy is then done. If the
     /// queue refuses, the received copy is retried instead.
     async fn requeue(&self, body: &str, delay: Duration) -> Disposition {
-        let Ok(job) = serde_json::from_str::<SendJob>(body) else {
+        let Ok(mut job) = serde_json::from_str::<SendJob>(body) else {
             return Disposition::Retry(Some(delay));
         };
+        if job.requeues >= MAX_REQUEUES {
+            warn!(message_id = %job.message_id, "requeued too often; retried as received, toward the dead-letter queue");
+            return Disposition::Retry(Some(delay));
+        }
+        job.requeues += 1;
+        // The longer the fault lasts, the less often it is tried.
+        let delay = delay.max(backoff(
+            self.config.retry_base,
+            self.config.retry_cap,
+            job.requeues,
+        ));
         match self.queue.enqueue(&job, delay).await {
             Ok(()) => Disposition::Done,
             Err(e) => {
