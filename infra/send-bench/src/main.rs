@@ -20,20 +20,14 @@
 //!
 //! `make bench-send` builds it in release mode and runs it; figures are in docs/benchmarks.md.
 
-mod calibrate;
-mod cpu;
-mod scenario;
-mod stack;
-mod stats;
-mod timing;
-
 use std::process::ExitCode;
 use std::time::Duration;
 
 use parley_local::env::LocalEnv;
-
-use crate::scenario::{Outcome, Spec};
-use crate::stats::{deviation_percent, ms, per_minute, rate_between, Summary};
+use parley_send_bench::report::{cpu_model, interrupted, pass, print_ops};
+use parley_send_bench::scenario::{self, Outcome, Spec};
+use parley_send_bench::stats::{self, deviation_percent, ms, per_minute, rate_between, Summary};
+use parley_send_bench::{calibrate, stack};
 
 /// The targets.
 const TARGET_PER_MINUTE: f64 = 10_000.0;
@@ -246,32 +240,6 @@ async fn run(args: &Args, env: &LocalEnv, emulator: &stack::Emulator) -> Result<
     }
 }
 
-async fn interrupted() -> &'static str {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 fn report_machine(args: &Args) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     eprintln!("# parley-send-bench");
@@ -284,14 +252,6 @@ fn report_machine(args: &Args) {
         "sandbox status callbacks delayed {:?} (not part of the send pipeline)",
         args.callback_delay
     );
-}
-
-fn pass(ok: bool) -> &'static str {
-    if ok {
-        "PASS"
-    } else {
-        "FAIL"
-    }
 }
 
 /// Prints the common figures; a problem when the run is incomplete or not every message was
@@ -366,34 +326,6 @@ fn report_common(o: &Outcome) -> Option<String> {
         ));
     }
     None
-}
-
-fn print_ops(ops: &[timing::OpSummary]) {
-    eprintln!(
-        "  {:<32} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "operation (attempts)",
-        "count",
-        "errors",
-        "total s",
-        "mean ms",
-        "p50 ms",
-        "p99 ms",
-        "max ms"
-    );
-    for o in ops {
-        let s = &o.latency;
-        eprintln!(
-            "  {:<32} {:>6} {:>6} {:>9.2} {:>9} {:>9} {:>9} {:>9}",
-            o.op,
-            s.n,
-            o.errors,
-            s.total.as_secs_f64(),
-            ms(s.mean),
-            ms(s.p50),
-            ms(s.p99),
-            ms(s.max)
-        );
-    }
 }
 
 fn report_unpaced(o: &Outcome) -> Option<String> {

@@ -28,7 +28,12 @@ fn free_port() -> Result<u16, String> {
 
 impl Emulator {
     pub async fn start(python: &Path) -> Result<Self, String> {
-        let port = free_port()?;
+        Self::start_on(python, 0).await
+    }
+
+    /// On `port`, or a free one when it is 0.
+    pub async fn start_on(python: &Path, port: u16) -> Result<Self, String> {
+        let port = if port == 0 { free_port()? } else { port };
         let log = std::env::temp_dir().join(format!(
             "parley-send-bench-emulator-{}.log",
             std::process::id()
@@ -72,6 +77,15 @@ pub struct Stack {
     pub sink: CallbackSink,
     pub callback_delay: Duration,
     pub emulator_pid: Option<u32>,
+    /// Where `sandbox` listens (0: a free port).
+    pub sandbox_port: u16,
+}
+
+/// Fixed local ports for the in-process servers (0: a free one each time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ports {
+    pub sandbox: u16,
+    pub callback_sink: u16,
 }
 
 impl Stack {
@@ -81,6 +95,16 @@ impl Stack {
         env: &LocalEnv,
         emulator: &Emulator,
         callback_delay: Duration,
+    ) -> Result<Self, String> {
+        Self::with_ports(env, emulator, callback_delay, Ports::default()).await
+    }
+
+    /// As [`Stack::new`], with the sandbox and the callback sink on the given ports.
+    pub async fn with_ports(
+        env: &LocalEnv,
+        emulator: &Emulator,
+        callback_delay: Duration,
+        ports: Ports,
     ) -> Result<Self, String> {
         let loader = || {
             parley::aws::loader()
@@ -126,17 +150,18 @@ impl Stack {
             account_sid: env.require("LOCAL_TWILIO_ACCOUNT_SID")?.to_owned(),
             auth_token: env.require("LOCAL_TWILIO_AUTH_TOKEN")?.to_owned(),
             from_number: env.require("TWILIO_FROM_NUMBER")?.to_owned(),
-            sink: CallbackSink::spawn().await?,
+            sink: CallbackSink::spawn(ports.callback_sink).await?,
             callback_delay,
             emulator_pid: emulator.pid(),
+            sandbox_port: ports.sandbox,
         })
     }
 
     /// A fresh Twilio sandbox (its own calls and messages) for one run.
     pub async fn sandbox(&self) -> Result<twilio_sandbox::RunningSandbox, String> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.sandbox_port))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("sandbox port {}: {e}", self.sandbox_port))?;
         let mut config = twilio_sandbox::SandboxConfig::new(&self.account_sid, &self.auth_token);
         config.callback_delay = self.callback_delay;
         config.callback_timeout = Duration::from_secs(2);
@@ -172,10 +197,10 @@ pub struct CallbackSink {
 }
 
 impl CallbackSink {
-    async fn spawn() -> Result<Self, String> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    async fn spawn(port: u16) -> Result<Self, String> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("callback sink port {port}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let received = Arc::new(AtomicUsize::new(0));
         let counter = received.clone();
