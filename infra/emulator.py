@@ -1,4 +1,4 @@
-"""The AWS emulator for the local stack: moto's server, closer to DynamoDB in three ways and faster in two more.
+"""The AWS emulator for the local stack: moto's server, closer to DynamoDB in three ways and faster in a fourth.
 
 1. moto applies TransactWriteItems without a lock, so concurrent conditional writes can all
    pass their checks (50 concurrent duplicate webhooks stored 6 messages). Real DynamoDB

@@ -113,8 +113,9 @@ const POLL_CONCURRENCY: usize = 8;
 /// What to do with one message found in a bucket.
 struct Step<'a> {
     transition: Transition<'a>,
-    /// Enqueue after the write, with this delay.
-    enqueue: Option<Duration>,
+    /// Enqueue after the write, due at this instant (the delay is counted when the job is
+    /// sent, not when the minute was read, so a long run does not make every job late).
+    enqueue: Option<Timestamp>,
     counter: fn(&mut DispatchReport) -> &mut u32,
 }
 
@@ -270,15 +271,19 @@ impl Dispatcher {
                 continue;
             }
             *(step.counter)(report) += 1;
-            if let Some(delay) = step.enqueue {
+            if let Some(due) = step.enqueue {
                 let m = step.transition.message;
                 jobs.push((
                     SendJob::new(m.message_id.clone(), m.pk.clone(), m.sk.clone()),
-                    delay,
+                    due,
                 ));
             }
         }
-        let refs: Vec<(&SendJob, Duration)> = jobs.iter().map(|(j, d)| (j, *d)).collect();
+        let sent_at = self.clock.now();
+        let refs: Vec<(&SendJob, Duration)> = jobs
+            .iter()
+            .map(|(job, due)| (job, sent_at.until(*due)))
+            .collect();
         let failed = self.queue.enqueue_many(&refs).await;
         if !failed.is_empty() {
             // They are queued and filed for a sweep: the next one enqueues them.
@@ -400,7 +405,7 @@ impl Dispatcher {
                     },
                 );
                 Some(match decision {
-                    Decision::Queue { due, delay } => {
+                    Decision::Queue { due, .. } => {
                         let counter: fn(&mut DispatchReport) -> &mut u32 =
                             if m.status == PipelineState::Queued {
                                 |r| &mut r.requeued
@@ -423,7 +428,7 @@ impl Dispatcher {
                         );
                         step.transition.swept = swept;
                         step.transition.reason = swept.then_some("swept");
-                        step.enqueue = Some(delay);
+                        step.enqueue = Some(due);
                         step
                     }
                     Decision::Wait { state, due } => {
@@ -465,7 +470,7 @@ impl Dispatcher {
                         },
                         |r| &mut r.taken_over,
                     );
-                    step.enqueue = Some(Duration::ZERO);
+                    step.enqueue = Some(now);
                     Some(step)
                 } else {
                     Some(base(

@@ -17,6 +17,8 @@ use crate::time::Timestamp;
 
 /// Rounds of read-and-claim before the jobs still contended are left for redelivery.
 const CLAIM_ROUNDS: usize = 3;
+/// How early a job may find its message and still send it (clock skew between functions).
+const EARLY_TOLERANCE: Duration = Duration::from_secs(1);
 
 /// What became of one job.
 pub(super) enum Claimed {
@@ -34,6 +36,8 @@ enum Standing {
     Claimable,
     /// Queued, but it may not go now: deferred out of quiet hours, or expired.
     NotNow(Decision),
+    /// Queued and due later: its job came early.
+    Early { delay: Duration },
     /// A live claim: another worker is sending it, or a failure of ours left it claimed.
     /// Never skipped: the job comes back when the lease has run out.
     Leased { remaining: Duration },
@@ -61,7 +65,11 @@ fn standing(
                 },
             );
             match decision {
-                Decision::Queue { .. } => Standing::Claimable,
+                // Due (a second of clock skew allowed): ours to send.
+                Decision::Queue { delay, .. } if delay <= EARLY_TOLERANCE => Standing::Claimable,
+                // A job that came early (SQS is the only thing that delays it): back on the
+                // queue until the message's time, never sent early.
+                Decision::Queue { delay, .. } => Standing::Early { delay },
                 other => Standing::NotNow(other),
             }
         }
@@ -115,6 +123,10 @@ impl SendWorker {
                     Standing::NotNow(_) if opted_out => orders.push((i, message, true)),
                     Standing::NotNow(decision) => {
                         results[i] = self.not_now(message, decision, now).await;
+                    }
+                    Standing::Early { delay } => {
+                        info!(message_id = %message.message_id, delay_ms = delay.as_millis() as u64, "job came early; back on the queue until its time");
+                        results[i] = Some(Claimed::Settled(Disposition::Requeue(delay)));
                     }
                     Standing::Leased { remaining } => {
                         info!(message_id = %message.message_id, "claimed elsewhere; retried when the claim expires");
