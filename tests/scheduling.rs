@@ -18,19 +18,7 @@ async fn post(stack: &Stack, path: &str) -> Reply {
         .send()
         .await
         .expect("gateway reachable");
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = resp.text().await.unwrap_or_default();
-    Reply {
-        status,
-        content_type,
-        body,
-    }
+    read(resp).await
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ use crate::config::{optional, ConfigError};
 use crate::pipeline::PipelineState;
 use crate::queue::MAX_DELAY;
 use crate::schedule::{self, Window};
+use crate::store::{IndexChange, Message, Transition};
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone)]
@@ -170,6 +171,62 @@ impl Policy {
             .map_or(at, Timestamp::from_jiff)
     }
 
+    /// Where a stored message stands at `now`, in the zones it was accepted with.
+    pub fn decide_for(&self, now: Timestamp, m: &Message) -> Decision {
+        let zones = zones_of(m);
+        self.decide(
+            now,
+            Pending {
+                message_id: &m.message_id,
+                due: m.send_at.unwrap_or(now),
+                not_after: m.not_after,
+                urgent: m.urgent,
+                zones: &zones,
+            },
+        )
+    }
+
+    /// The transition that holds back a message that may not go now: `deferred` (or
+    /// `scheduled`) until its due time, filed for release, or `expired`. `None` for
+    /// [`Decision::Queue`], which each caller handles its own way.
+    pub fn hold<'a>(
+        &self,
+        m: &'a Message,
+        decision: Decision,
+        source: &'a str,
+        now: Timestamp,
+    ) -> Option<Transition<'a>> {
+        let (to, reason, index, send_at) = match decision {
+            Decision::Queue { .. } => return None,
+            Decision::Wait { state, due } => (
+                state,
+                (state == PipelineState::Deferred).then_some("quiet_hours"),
+                IndexChange::File {
+                    minute: self.release_minute(due, now),
+                    due,
+                },
+                Some(due),
+            ),
+            Decision::Expire => (
+                PipelineState::Expired,
+                Some("not_after"),
+                IndexChange::Remove,
+                None,
+            ),
+        };
+        Some(Transition {
+            message: m,
+            to,
+            reason,
+            index,
+            send_at,
+            delivery_status: None,
+            source,
+            swept: false,
+            now,
+        })
+    }
+
     /// Where `p` stands at `now`.
     pub fn decide(&self, now: Timestamp, p: Pending<'_>) -> Decision {
         if p.not_after.is_some_and(|limit| now >= limit) {
@@ -226,6 +283,21 @@ impl Policy {
             .min(Duration::from_secs(3600));
         self.sweep_minute(now.plus(wait), now)
     }
+}
+
+/// The zones a message's quiet hours are judged in, as stored at accept (comma-separated when
+/// the number's prefix spans several).
+pub fn zones_of(message: &Message) -> Vec<TimeZone> {
+    message
+        .time_zone
+        .as_deref()
+        .map(|names| {
+            names
+                .split(',')
+                .filter_map(|name| schedule::parse_zone(name.trim()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -308,7 +308,8 @@ impl Stack {
     }
 }
 
-async fn read(resp: reqwest::Response) -> Reply {
+/// A response as a [`Reply`].
+pub async fn read(resp: reqwest::Response) -> Reply {
     let status = resp.status().as_u16();
     let content_type = resp
         .headers()

@@ -25,7 +25,7 @@ use super::{ColdStart, InitError};
 use crate::config::{optional, required, ConfigError};
 use crate::delivery::DeliveryStatus;
 use crate::metrics::Metrics;
-use crate::pending::{Decision, Pending, Policy};
+use crate::pending::{Decision, Policy};
 use crate::pipeline::PipelineState;
 use crate::queue::{JobQueue, SendJob};
 use crate::secrets::SecretStore;
@@ -393,17 +393,7 @@ impl Dispatcher {
         };
         match m.status {
             PipelineState::Scheduled | PipelineState::Deferred | PipelineState::Queued => {
-                let zones = super::send_worker::zones_of(m);
-                let decision = self.policy.decide(
-                    now,
-                    Pending {
-                        message_id: &m.message_id,
-                        due: m.send_at.unwrap_or(now),
-                        not_after: m.not_after,
-                        urgent: m.urgent,
-                        zones: &zones,
-                    },
-                );
+                let decision = self.policy.decide_for(now, m);
                 Some(match decision {
                     Decision::Queue { due, .. } => {
                         let counter: fn(&mut DispatchReport) -> &mut u32 =
@@ -431,26 +421,19 @@ impl Dispatcher {
                         step.enqueue = Some(due);
                         step
                     }
-                    Decision::Wait { state, due } => {
-                        let mut step = base(
-                            state,
-                            IndexChange::File {
-                                minute: self.policy.release_minute(due, now),
-                                due,
-                            },
-                            |r| &mut r.deferred,
-                        );
-                        step.transition.send_at = Some(due);
-                        step.transition.reason =
-                            (state == PipelineState::Deferred).then_some("quiet_hours");
-                        step
-                    }
-                    Decision::Expire => {
-                        let mut step = base(PipelineState::Expired, IndexChange::Remove, |r| {
-                            &mut r.expired
-                        });
-                        step.transition.reason = Some("not_after");
-                        step
+                    hold => {
+                        let transition = self.policy.hold(m, hold, "dispatcher", now)?;
+                        let counter: fn(&mut DispatchReport) -> &mut u32 =
+                            if transition.to == PipelineState::Expired {
+                                |r| &mut r.expired
+                            } else {
+                                |r| &mut r.deferred
+                            };
+                        Step {
+                            transition,
+                            enqueue: None,
+                            counter,
+                        }
                     }
                 })
             }

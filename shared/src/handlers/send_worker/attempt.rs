@@ -10,7 +10,7 @@ use tracing::{error, info, warn};
 use super::{Disposition, SendWorker, FUNCTION};
 use crate::delivery::DeliveryStatus;
 use crate::metrics::Metrics;
-use crate::store::{IndexChange, Message, StoreError, Transition};
+use crate::store::{Message, StoreError};
 use crate::twilio::client::{CreateMessage, Failure, TwilioError};
 use crate::twilio::MessageSid;
 
@@ -162,47 +162,12 @@ impl SendWorker {
     /// when quiet hours or `not_after` say it may not go now. `Ok(true)` when it did.
     async fn not_now_after_takeover(&self, message: &Message) -> Result<bool, Interrupted> {
         let now = self.clock.now();
-        let zones = super::zones_of(message);
-        let decision = self.policy.decide(
-            now,
-            crate::pending::Pending {
-                message_id: &message.message_id,
-                due: message.send_at.unwrap_or(now),
-                not_after: message.not_after,
-                urgent: message.urgent,
-                zones: &zones,
-            },
-        );
+        let decision = self.policy.decide_for(now, message);
         // The message as our claim left it.
         let mut claimed = message.clone();
         claimed.version += 1;
-        let transition = match decision {
-            crate::pending::Decision::Queue { .. } => return Ok(false),
-            crate::pending::Decision::Wait { state, due } => Transition {
-                message: &claimed,
-                to: state,
-                reason: Some("quiet_hours"),
-                index: IndexChange::File {
-                    minute: self.policy.release_minute(due, now),
-                    due,
-                },
-                send_at: Some(due),
-                delivery_status: None,
-                source: "worker",
-                swept: false,
-                now,
-            },
-            crate::pending::Decision::Expire => Transition {
-                message: &claimed,
-                to: crate::pipeline::PipelineState::Expired,
-                reason: Some("not_after"),
-                index: IndexChange::Remove,
-                send_at: None,
-                delivery_status: None,
-                source: "worker",
-                swept: false,
-                now,
-            },
+        let Some(transition) = self.policy.hold(&claimed, decision, "worker", now) else {
+            return Ok(false);
         };
         self.store
             .transition(&transition)

@@ -9,10 +9,10 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 use super::{Disposition, SendWorker};
-use crate::pending::{Decision, Pending};
+use crate::pending::Decision;
 use crate::pipeline::PipelineState;
 use crate::queue::SendJob;
-use crate::store::{ClaimOrder, IndexChange, Message, MessageKey, Transition, TxError};
+use crate::store::{ClaimOrder, Message, MessageKey, TxError};
 use crate::time::Timestamp;
 
 /// Rounds of read-and-claim before the jobs still contended are left for redelivery.
@@ -53,18 +53,7 @@ fn standing(
 ) -> Standing {
     match message.status {
         PipelineState::Queued => {
-            let zones = super::zones_of(message);
-            let decision = policy.decide(
-                now,
-                Pending {
-                    message_id: &message.message_id,
-                    due: message.send_at.unwrap_or(now),
-                    not_after: message.not_after,
-                    urgent: message.urgent,
-                    zones: &zones,
-                },
-            );
-            match decision {
+            match policy.decide_for(now, message) {
                 // Due (a second of clock skew allowed): ours to send.
                 Decision::Queue { delay, .. } if delay <= EARLY_TOLERANCE => Standing::Claimable,
                 // A job that came early (SQS is the only thing that delays it): back on the
@@ -201,34 +190,7 @@ impl SendWorker {
         decision: Decision,
         now: Timestamp,
     ) -> Option<Claimed> {
-        let transition = match decision {
-            Decision::Wait { state, due } => Transition {
-                message,
-                to: state,
-                reason: (state == PipelineState::Deferred).then_some("quiet_hours"),
-                index: IndexChange::File {
-                    minute: self.policy.release_minute(due, now),
-                    due,
-                },
-                send_at: Some(due),
-                delivery_status: None,
-                source: "worker",
-                swept: false,
-                now,
-            },
-            Decision::Expire => Transition {
-                message,
-                to: PipelineState::Expired,
-                reason: Some("not_after"),
-                index: IndexChange::Remove,
-                send_at: None,
-                delivery_status: None,
-                source: "worker",
-                swept: false,
-                now,
-            },
-            Decision::Queue { .. } => return None,
-        };
+        let transition = self.policy.hold(message, decision, "worker", now)?;
         match self.store.transition(&transition).await {
             Ok(true) => {
                 info!(message_id = %message.message_id, status = %transition.to, send_at = ?transition.send_at, "not sent now");

@@ -101,20 +101,6 @@ enum Disposition {
     Requeue(Duration),
 }
 
-/// The zones a message's quiet hours are judged in, as stored at accept.
-pub(crate) fn zones_of(message: &Message) -> Vec<jiff::tz::TimeZone> {
-    message
-        .time_zone
-        .as_deref()
-        .map(|names| {
-            names
-                .split(',')
-                .filter_map(|name| crate::schedule::parse_zone(name.trim()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl SendWorker {
     pub fn new(
         store: Store,
