@@ -18,14 +18,20 @@
 
 4. SQS ReceiveMessage reads the queue's retention period directly; moto recomputed every
    queue attribute, counting all its messages, for each message received. Speed only.
+5. SQS SendMessage (and each entry of SendMessageBatch) reads ContentBasedDeduplication from
+   the queue itself; moto computed every queue attribute, counting all its messages twice, for
+   each message sent, so a SendMessageBatch of 10 cost ~1.5 ms per message already on the
+   queue (850 ms at 6,000 messages; the dispatcher enqueues 10,000 at once). Speed only.
 
 Usage: python infra/emulator.py -H 127.0.0.1 -p 4566
 """
 
 import argparse
 import copy
+import hashlib
 import io
 import json
+import string
 import threading
 import time
 import types
@@ -127,6 +133,79 @@ def _retained(self, queue_name, message):
 
 
 sqs_models.SQSBackend.is_message_valid_based_on_retention_period = _retained
+
+
+def _content_based_deduplication(queue):
+    """What `queue.attributes.get("ContentBasedDeduplication") == "true"` says, without
+    computing the other attributes: the attribute exists only on FIFO queues."""
+    if not queue.fifo_queue:
+        return False
+    return str(getattr(queue, "content_based_deduplication", False)).lower() == "true"
+
+
+def _send_message(
+    self,
+    queue_name,
+    message_body,
+    message_attributes=None,
+    delay_seconds=None,
+    deduplication_id=None,
+    group_id=None,
+    system_attributes=None,
+    validate_group_id=True,
+):
+    """moto 5.2.5's SQSBackend.send_message, but for how it reads ContentBasedDeduplication."""
+    queue = self.get_queue(queue_name)
+
+    self._validate_message(
+        queue,
+        message_body=message_body,
+        delay_seconds=int(delay_seconds or 0),
+        deduplication_id=deduplication_id,
+        group_id=group_id,
+        validate_group_id=validate_group_id,
+    )
+
+    if delay_seconds is not None:
+        delay_seconds = int(delay_seconds)
+    else:
+        delay_seconds = queue.delay_seconds
+
+    message_id = str(sqs_models.random.uuid4())
+    message = sqs_models.Message(message_id, message_body, system_attributes)
+
+    if _content_based_deduplication(queue):
+        sha256 = hashlib.sha256()
+        sha256.update(message_body.encode("utf-8"))
+        message.deduplication_id = sha256.hexdigest()
+
+    if deduplication_id is not None:
+        message.deduplication_id = deduplication_id
+        message.sequence_number = "".join(
+            sqs_models.random.choice(string.digits) for _ in range(20)
+        )
+
+    if group_id is not None:
+        message.group_id = group_id
+
+    if message_attributes:
+        message.message_attributes = message_attributes
+
+    if delay_seconds > sqs_models.MAXIMUM_MESSAGE_DELAY:
+        msg = (
+            f"Value {delay_seconds} for parameter DelaySeconds is invalid. "
+            "Reason: DelaySeconds must be >= 0 and <= 900."
+        )
+        raise sqs_models.InvalidParameterValue(msg)
+
+    message.mark_sent(delay_seconds=delay_seconds)
+
+    queue.add_message(message)
+
+    return message
+
+
+sqs_models.SQSBackend.send_message = _send_message
 
 
 class SerialisedDynamoDb:
