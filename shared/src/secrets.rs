@@ -1,6 +1,15 @@
-//! Secrets from Secrets Manager: read once per cold start, cached, and re-read at most once per
-//! [`REFRESH_INTERVAL`] when a signature fails (the token may have been rotated since).
+//! Secrets from Secrets Manager, cached for a time to live so a rotation reaches warm instances.
+//!
+//! [`SecretStore::fresh`] is what a request reads: a value younger than three quarters of the
+//! TTL is used as is; an older one is still used while a background task re-reads it (so busy
+//! instances never wait on AWS); one past the TTL is re-read before it is used (so a revoked
+//! key or a rotated token is not trusted for longer than the TTL after an idle spell). If AWS
+//! cannot be read the cached value stays in use, and the next try waits [`RETRY_AFTER`].
+//! Signature failures (which anyone can send) may force a re-read at most once per
+//! [`REFRESH_INTERVAL`]; Twilio refusing our credentials may force one at most once per
+//! [`RETRY_AFTER`], and not at all when another caller already replaced the value it used.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -12,6 +21,10 @@ use crate::twilio::AccountSid;
 
 /// Bounds how often failing signatures (which anyone can send) can make us call AWS.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// The least time between two reads of the secret that are not due to its age.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// How long a read secret is trusted unless `SECRETS_TTL_SECONDS` says otherwise.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
 #[derive(Clone, Deserialize)]
 pub struct Secrets {
@@ -55,49 +68,167 @@ pub enum SecretsError {
     Malformed(#[source] serde_json::Error),
 }
 
+/// When AWS was last asked, for the rate limits.
+struct Tries {
+    /// The last re-read for age or for Twilio's 401 (none yet after the first load).
+    last: Option<Instant>,
+    /// The last re-read forced by a failing signature (the first load counts).
+    last_forced: Instant,
+}
+
+/// The value in use and when it was read.
+struct Loaded {
+    secrets: Arc<Secrets>,
+    read_at: Instant,
+}
+
 pub struct SecretStore {
     client: Client,
     secret_id: String,
-    current: RwLock<Arc<Secrets>>,
-    last_refresh: Mutex<Instant>,
+    ttl: Duration,
+    loaded: RwLock<Loaded>,
+    /// Held while AWS is read, so concurrent callers make one call.
+    tries: Mutex<Tries>,
+    background: AtomicBool,
 }
 
 impl SecretStore {
     pub async fn load(client: Client, secret_id: String) -> Result<Self, SecretsError> {
+        Self::load_with_ttl(client, secret_id, ttl_from_env()).await
+    }
+
+    pub async fn load_with_ttl(
+        client: Client,
+        secret_id: String,
+        ttl: Duration,
+    ) -> Result<Self, SecretsError> {
         let secrets = fetch(&client, &secret_id).await?;
+        let now = Instant::now();
         Ok(Self {
             client,
             secret_id,
-            current: RwLock::new(Arc::new(secrets)),
-            last_refresh: Mutex::new(Instant::now()),
+            ttl,
+            loaded: RwLock::new(Loaded {
+                secrets: Arc::new(secrets),
+                read_at: now,
+            }),
+            tries: Mutex::new(Tries {
+                last: None,
+                last_forced: now,
+            }),
+            background: AtomicBool::new(false),
         })
     }
 
+    /// The value in use, whatever its age: for start-up and for what does not authorize.
     pub fn current(&self) -> Arc<Secrets> {
-        // A poisoned lock still holds a complete value: writers only swap an Arc.
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.read().secrets.clone()
     }
 
-    /// Re-reads the secret unless that was done within [`REFRESH_INTERVAL`]. Returns whether a
-    /// new value was loaded.
+    /// The value a request may trust: never older than the TTL (see the module's doc).
+    pub async fn fresh(self: &Arc<Self>) -> Arc<Secrets> {
+        let (secrets, age) = {
+            let loaded = self.read();
+            (loaded.secrets.clone(), loaded.read_at.elapsed())
+        };
+        if age >= self.ttl {
+            return self.reload(|_| true, RETRY_AFTER).await;
+        }
+        if age >= self.ttl / 4 * 3 && !self.background.swap(true, Ordering::AcqRel) {
+            let store = Arc::clone(self);
+            tokio::spawn(async move {
+                store
+                    .reload(|age| age >= store.ttl / 4 * 3, RETRY_AFTER)
+                    .await;
+                store.background.store(false, Ordering::Release);
+            });
+        }
+        secrets
+    }
+
+    /// Re-reads the secret unless that was done within [`REFRESH_INTERVAL`] (a signature did
+    /// not match). Returns whether a new value was loaded.
     pub async fn refresh(&self) -> Result<bool, SecretsError> {
-        let mut last = self.last_refresh.lock().await;
-        if last.elapsed() < REFRESH_INTERVAL {
+        let mut tries = self.tries.lock().await;
+        if tries.last_forced.elapsed() < REFRESH_INTERVAL {
             return Ok(false);
         }
-        *last = Instant::now();
+        let now = Instant::now();
+        tries.last_forced = now;
+        tries.last = Some(now);
         let fresh = fetch(&self.client, &self.secret_id).await?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        self.replace(fresh);
         Ok(true)
     }
 
-    /// Lets the next [`SecretStore::refresh`] call AWS at once (tests of rotation).
-    pub async fn allow_refresh_now(&self) {
-        *self.last_refresh.lock().await = Instant::now() - REFRESH_INTERVAL;
+    /// After Twilio refused the credentials in `used`: the value to try again with. AWS is read
+    /// only if no other caller has replaced `used` already, and not within [`RETRY_AFTER`] of
+    /// the last read.
+    pub async fn refresh_replacing(&self, used: &Arc<Secrets>) -> Arc<Secrets> {
+        self.reload(|_| Arc::ptr_eq(&self.read().secrets, used), RETRY_AFTER)
+            .await
     }
+
+    /// Lets the next re-read call AWS at once, and makes the cached value count as expired
+    /// (tests of rotation).
+    pub async fn allow_refresh_now(&self) {
+        let past = Instant::now() - REFRESH_INTERVAL.max(self.ttl);
+        *self.tries.lock().await = Tries {
+            last: None,
+            last_forced: past,
+        };
+        self.write().read_at = past;
+    }
+
+    /// Reads AWS if `still_needed` (given the value's age, checked once the read lock is held,
+    /// as another caller may have just read it) and no read started within `min_gap`. A failed
+    /// read keeps the value in use.
+    async fn reload(
+        &self,
+        still_needed: impl Fn(Duration) -> bool,
+        min_gap: Duration,
+    ) -> Arc<Secrets> {
+        let mut tries = self.tries.lock().await;
+        let age = self.read().read_at.elapsed();
+        if still_needed(age) && tries.last.is_none_or(|t| t.elapsed() >= min_gap) {
+            tries.last = Some(Instant::now());
+            match fetch(&self.client, &self.secret_id).await {
+                Ok(fresh) => self.replace(fresh),
+                Err(e) => tracing::warn!(
+                    error = %crate::error::chain(&e),
+                    age_s = age.as_secs(),
+                    "could not re-read the secret; the cached value stays in use"
+                ),
+            }
+        }
+        self.current()
+    }
+
+    fn replace(&self, secrets: Secrets) {
+        *self.write() = Loaded {
+            secrets: Arc::new(secrets),
+            read_at: Instant::now(),
+        };
+    }
+
+    // A poisoned lock still holds a complete value: writers only swap it whole.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
+        self.loaded.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Loaded> {
+        self.loaded.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `SECRETS_TTL_SECONDS`, else [`DEFAULT_TTL`]; an unreadable value falls back to the default.
+fn ttl_from_env() -> Duration {
+    std::env::var("SECRETS_TTL_SECONDS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TTL)
 }
 
 async fn fetch(client: &Client, secret_id: &str) -> Result<Secrets, SecretsError> {

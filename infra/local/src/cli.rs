@@ -234,3 +234,52 @@ pub fn audit_logs(args: &[String]) -> Result<(), String> {
         Err(format!("log audit failed:\n{}", found.join("\n")))
     }
 }
+
+/// Rotates the running local stack's Twilio auth token as an operator would in production:
+/// Twilio (the sandbox) switches to the new token at once, then the secret gets it, with the
+/// token it replaces kept as `twilio_auth_token_previous` for webhooks signed before the switch.
+/// Warm functions pick it up by themselves (TTL, or at once on Twilio's 401).
+pub fn rotate_twilio_token(env: &LocalEnv, args: &[String]) -> Result<(), String> {
+    let [token] = args else {
+        return Err("usage: parley-local rotate-twilio-token NEW_TOKEN".into());
+    };
+    if token.trim().is_empty() {
+        return Err("the new token must not be empty".into());
+    }
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let sandbox = format!(
+            "http://127.0.0.1:{}/_sandbox/auth-token",
+            env.port("LOCAL_TWILIO_PORT")?
+        );
+        let rotated = reqwest::Client::new()
+            .post(&sandbox)
+            .json(&serde_json::json!({ "auth_token": token }))
+            .send()
+            .await
+            .map_err(|e| format!("the Twilio sandbox is not reachable (is `make run` up?): {e}"))?;
+        if !rotated.status().is_success() {
+            return Err(format!("the sandbox refused the rotation: HTTP {}", rotated.status()));
+        }
+
+        let sdk = parley::aws::sdk_config().await;
+        let client = aws_sdk_secretsmanager::Client::new(&sdk);
+        let id = env.require("SECRET_ID")?;
+        let current = client
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| format!("could not read {id}: {}", aws_sdk_secretsmanager::Error::from(e)))?;
+        let mut secret: serde_json::Value = current
+            .secret_string()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .ok_or_else(|| format!("{id} does not hold a JSON object"))?;
+        let previous = secret["twilio_auth_token"].take();
+        secret["twilio_auth_token_previous"] = previous;
+        secret["twilio_auth_token"] = serde_json::Value::String(token.clone());
+        bootstrap::put_secret(&client, id, &secret.to_string()).await?;
+        println!("rotated: the sandbox accepts only the new token; {id} holds it, and the old one as previous");
+        Ok(())
+    })
+}

@@ -1,10 +1,14 @@
-//! `parley-local up | sign URL [KEY=VALUE…] | audit-logs MANIFEST LOG…`
+//! `parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN | audit-logs MANIFEST LOG…`
 
 use std::process::ExitCode;
 
 use parley_local::env::LocalEnv;
 
 mod cli;
+
+const USAGE: &str =
+    "usage: parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN \
+                     | audit-logs MANIFEST LOG…";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,9 +22,8 @@ fn main() -> ExitCode {
         Some("up") => cli::up(&env),
         Some("sign") => cli::sign(&env, &args[1..]),
         Some("audit-logs") => cli::audit_logs(&args[1..]),
-        _ => {
-            Err("usage: parley-local up | sign URL [KEY=VALUE…] | audit-logs MANIFEST LOG…".into())
-        }
+        Some("rotate-twilio-token") => cli::rotate_twilio_token(&env, &args[1..]),
+        _ => Err(USAGE.into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -245,7 +245,7 @@ fn authenticate(shared: &Shared, headers: &HeaderMap, account_sid: &str) -> Resu
         return Err(ApiError::unauthenticated());
     };
     let config = &shared.config;
-    if user == config.account_sid && password == config.auth_token && account_sid == user {
+    if user == config.account_sid && password == shared.auth_token() && account_sid == user {
         Ok(())
     } else {
         Err(ApiError::unauthenticated())

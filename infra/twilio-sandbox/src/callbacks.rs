@@ -44,7 +44,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, sid: String, plan: CallbackPlan) {
 }
 
 async fn post(shared: &Shared, url: &str, params: &[(String, String)]) -> reqwest::Result<u16> {
-    let signature = signature::compute(&shared.config.auth_token, url, params);
+    let signature = signature::compute(&shared.auth_token(), url, params);
     let response = shared
         .http
         .post(url)

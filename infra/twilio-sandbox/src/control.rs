@@ -174,3 +174,23 @@ fn to_filter(query: Option<&str>) -> Result<Option<String>, ControlError> {
         .map_err(|e| ControlError(format!("invalid query string: {e}")))?;
     Ok(form.get("to").map(lenient_number))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rotation {
+    auth_token: String,
+}
+
+/// `POST /_sandbox/auth-token`
+pub(crate) async fn rotate_auth_token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let rotation: Rotation = match parse_json(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    if rotation.auth_token.trim().is_empty() {
+        return ControlError("auth_token must not be empty".into()).into_response();
+    }
+    shared.rotate_auth_token(rotation.auth_token);
+    tracing::info!("auth token rotated");
+    StatusCode::NO_CONTENT.into_response()
+}

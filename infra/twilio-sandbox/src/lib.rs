@@ -56,6 +56,8 @@
 //! - `GET /_sandbox/calls[?to=]`: `{"calls": [{to, from, messaging_service_sid, body,
 //!   status_callback, outcome: "created" | "error:21211" | "pending" | "abandoned", fault?,
 //!   sid?}]}` in arrival order.
+//! - `POST /_sandbox/auth-token` `{"auth_token"}` → 204: rotates the account's auth token, as
+//!   promoting a secondary token in Twilio's console does (the old one stops working at once).
 //! - `POST /_sandbox/reset` (optional `{"to"}`: only that recipient) → 204.
 //!
 //! # Status callbacks
@@ -136,6 +138,7 @@ fn app(shared: Arc<Shared>) -> axum::Router {
         .route("/_sandbox/messages", get(control::messages))
         .route("/_sandbox/calls", get(control::calls))
         .route("/_sandbox/reset", post(control::reset))
+        .route("/_sandbox/auth-token", post(control::rotate_auth_token))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(shared)

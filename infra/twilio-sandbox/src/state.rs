@@ -299,6 +299,8 @@ impl State {
 pub(crate) struct Shared {
     pub config: SandboxConfig,
     pub http: reqwest::Client,
+    /// The auth token in force: the configured one until a rotation replaces it.
+    auth_token: std::sync::RwLock<String>,
     state: Mutex<State>,
     closed: AtomicBool,
     call_ids: AtomicU64,
@@ -318,6 +320,7 @@ impl Shared {
             .build()
             .map_err(std::io::Error::other)?;
         Ok(Arc::new(Self {
+            auth_token: std::sync::RwLock::new(config.auth_token.clone()),
             config,
             http,
             state: Mutex::new(State::default()),
@@ -331,6 +334,23 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The token API requests must carry and callbacks are signed with.
+    pub fn auth_token(&self) -> String {
+        self.auth_token
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Rotates the auth token as Twilio's console does when a secondary token is promoted:
+    /// the old one stops working at once.
+    pub fn rotate_auth_token(&self, token: String) {
+        *self
+            .auth_token
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
     }
 
     pub fn close(&self) {

@@ -75,7 +75,7 @@ impl ConversationsHandler {
     async fn process(&self, req: &Request) -> Result<Response<Body>, ApiError> {
         authorize(
             header_str(req, "authorization"),
-            &self.secrets.current().api_keys,
+            &self.secrets.fresh().await.api_keys,
         )?;
         match req.raw_http_path().trim_end_matches('/') {
             super::queue::ROUTE => {

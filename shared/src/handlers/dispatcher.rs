@@ -33,7 +33,7 @@ use crate::store::keys::DUE_SHARDS;
 use crate::store::StatusSource;
 use crate::store::{IndexChange, Message, Store, StoreError, Transition};
 use crate::time::{Clock, SystemClock, Timestamp};
-use crate::twilio::client::{Sender, TwilioClient};
+use crate::twilio::client::{with_credentials, Sender, TwilioClient};
 use crate::twilio::MessageSid;
 
 const FUNCTION: &str = "dispatcher";
@@ -313,7 +313,12 @@ impl Dispatcher {
         let fetched = match (&self.twilio, m.twilio_sid.as_deref()) {
             _ if m.delivery_status.is_some_and(|s| s.is_final()) => None,
             (Some((client, secrets)), Some(sid)) => match MessageSid::parse(sid) {
-                Ok(sid) => match client.fetch(&secrets.current(), &sid).await {
+                Ok(sid) => match with_credentials(secrets, |s| {
+                    let sid = &sid;
+                    async move { client.fetch(&s, sid).await }
+                })
+                .await
+                {
                     Ok(found) => Some((sid, found)),
                     Err(e) => {
                         warn!(message_id = %m.message_id, error = %e, "status poll failed; polled again later");

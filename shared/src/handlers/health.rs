@@ -81,7 +81,7 @@ impl HealthHandler {
         async {
             if let Err(e) = authorize(
                 header_str(&req, "authorization"),
-                &self.secrets.current().api_keys,
+                &self.secrets.fresh().await.api_keys,
             ) {
                 return e.into_response();
             }

@@ -70,7 +70,7 @@ impl SendSmsHandler {
     async fn process(&self, req: &Request) -> Result<Response<Body>, ApiError> {
         authorize(
             header_str(req, "authorization"),
-            &self.secrets.current().api_keys,
+            &self.secrets.fresh().await.api_keys,
         )?;
         if let Some(id) = req.path_parameters().first("message_id") {
             return self.cancel(id).await;

@@ -24,7 +24,7 @@ pub async fn verify(
     req: &Request,
     route: &str,
     config: &WebhookConfig,
-    secrets: &SecretStore,
+    secrets: &std::sync::Arc<SecretStore>,
 ) -> Result<Verified, ApiError> {
     let body = body_bytes(req);
     if body.len() > MAX_BODY_BYTES {
@@ -57,7 +57,7 @@ pub async fn verify(
     let url = config.public_url(route, req.uri().query());
     let matches = |s: &Secrets| signature::verify(&s.twilio_tokens(), &url, payload, signature);
 
-    if !matches(&secrets.current()) {
+    if !matches(secrets.fresh().await.as_ref()) {
         // The auth token may have been rotated since this instance started.
         let refreshed = match secrets.refresh().await {
             Ok(refreshed) => refreshed,

@@ -1,12 +1,13 @@
 //! The Twilio Messages API, as much of it as sending needs: create, and a lookup to reconcile
 //! an attempt whose answer was lost.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::secrets::Secrets;
+use crate::secrets::{SecretStore, Secrets};
 
 /// Who a message is sent from: a number, or a Messaging Service that picks one.
 #[derive(Debug, Clone)]
@@ -59,6 +60,9 @@ pub enum Failure {
     Transient,
     /// The request may have reached Twilio and been accepted: look it up before retrying.
     Ambiguous,
+    /// Twilio refused our credentials (HTTP 401, error 20003): ours to fix, never the
+    /// message's fault, so never a reason to fail it (see [`with_credentials`]).
+    Unauthorized,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +90,10 @@ impl TwilioError {
             TwilioError::Api { status, .. } if *status == 429 || *status >= 500 => {
                 Failure::Transient
             }
+            TwilioError::Api { status: 401, .. }
+            | TwilioError::Api {
+                code: Some(20003), ..
+            } => Failure::Unauthorized,
             TwilioError::Api { .. } => Failure::Permanent,
             TwilioError::Connect => Failure::Transient,
             TwilioError::Timeout | TwilioError::Interrupted | TwilioError::Decode => {
@@ -113,6 +121,28 @@ impl TwilioError {
             TwilioError::Api { message, .. } => message.clone(),
             other => other.to_string(),
         }
+    }
+}
+
+/// Calls Twilio with the credentials in use and, if Twilio refuses them, once more with the
+/// secret re-read: the auth token may have been rotated since this instance cached it.
+pub async fn with_credentials<T, F, Fut>(
+    secrets: &Arc<SecretStore>,
+    call: F,
+) -> Result<T, TwilioError>
+where
+    F: Fn(Arc<Secrets>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, TwilioError>>,
+{
+    let used = secrets.fresh().await;
+    match call(Arc::clone(&used)).await {
+        Err(e) if e.failure() == Failure::Unauthorized => {
+            tracing::warn!(
+                "Twilio refused the cached credentials; trying once more with the secret re-read"
+            );
+            call(secrets.refresh_replacing(&used).await).await
+        }
+        other => other,
     }
 }
 
@@ -283,6 +313,8 @@ mod tests {
         assert_eq!(api(400, Some(21211)).failure(), Failure::Permanent);
         assert_eq!(api(400, Some(21610)).failure(), Failure::Permanent);
         assert_eq!(api(400, Some(21614)).failure(), Failure::Permanent);
+        assert_eq!(api(401, Some(20003)).failure(), Failure::Unauthorized);
+        assert_eq!(api(401, None).failure(), Failure::Unauthorized);
         assert_eq!(api(429, Some(20429)).failure(), Failure::Transient);
         assert_eq!(api(500, None).failure(), Failure::Transient);
         assert_eq!(api(503, None).failure(), Failure::Transient);

@@ -10,8 +10,9 @@ use tracing::{error, info, warn};
 use super::{Disposition, SendWorker, FUNCTION};
 use crate::delivery::DeliveryStatus;
 use crate::metrics::Metrics;
+use crate::pipeline::PipelineState;
 use crate::store::{Message, StoreError};
-use crate::twilio::client::{CreateMessage, Failure, TwilioError};
+use crate::twilio::client::{with_credentials, CreateMessage, Failure, TwilioError};
 use crate::twilio::MessageSid;
 
 /// Twilio's "unsubscribed recipient" error: also an opt-out.
@@ -39,6 +40,19 @@ impl SendWorker {
             },
             Ok(None) => Attempt::Settled(Disposition::Done),
             Err(Interrupted::Retry(delay)) => Attempt::Settled(Disposition::Retry(Some(delay))),
+            Err(Interrupted::Unauthorized) => {
+                // Not a delivery attempt: the message waits (requeued, not counted toward the
+                // dead-letter queue) until the credentials are fixed, however long that takes.
+                error!(
+                    "Twilio refuses our credentials even after re-reading the secret; given back"
+                );
+                Metrics::new(FUNCTION).count("TwilioUnauthorized", 1).emit();
+                let at_twilio = message.ambiguous || message.status == PipelineState::Sending;
+                Attempt::Settled(
+                    self.give_back(&message, "twilio_unauthorized", at_twilio)
+                        .await,
+                )
+            }
             Err(Interrupted::Store { error, at_twilio }) => {
                 error!(error = %crate::error::chain(&error), "the store failed mid-send");
                 Attempt::Settled(self.give_back(&message, "store_error", at_twilio).await)
@@ -108,8 +122,7 @@ impl SendWorker {
         message: &Message,
         attempt: u32,
     ) -> Result<Option<(MessageSid, DeliveryStatus)>, Interrupted> {
-        let secrets = self.secrets.current();
-        let to = super::recipient(message);
+        let to = &super::recipient(message);
 
         // A previous attempt may have been accepted by Twilio without us hearing back.
         if message.ambiguous || message.status == crate::pipeline::PipelineState::Sending {
@@ -118,11 +131,13 @@ impl SendWorker {
                 .map(crate::time::Timestamp::offset_date_time)
                 .unwrap_or_else(OffsetDateTime::now_utc)
                 - Duration::from_secs(5);
-            match self
-                .twilio
-                .find_accepted(&secrets, &to, &message.body, since)
-                .await
-            {
+            let found = with_credentials(&self.secrets, |secrets| async move {
+                self.twilio
+                    .find_accepted(&secrets, to, &message.body, since)
+                    .await
+            })
+            .await;
+            match found {
                 Ok(Some(found)) => {
                     info!("earlier attempt found at Twilio; recorded without sending again");
                     return self.accepted(message, &found.sid, &found.status).await;
@@ -135,6 +150,9 @@ impl SendWorker {
                     info!("no earlier attempt at Twilio; sending");
                 }
                 Ok(None) => info!("no earlier attempt at Twilio; sending"),
+                Err(e) if e.failure() == Failure::Unauthorized => {
+                    return Err(Interrupted::Unauthorized)
+                }
                 Err(e) => return self.retry_or_fail(message, attempt, &e).await,
             }
         }
@@ -142,14 +160,19 @@ impl SendWorker {
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
         }
-        let request = CreateMessage {
-            to: &to,
+        let request = &CreateMessage {
+            to,
             body: &message.body,
             media_urls: &message.media_urls,
             status_callback: &self.config.status_callback_url,
         };
-        match self.twilio.create(&secrets, &request).await {
+        let created = with_credentials(&self.secrets, |secrets| async move {
+            self.twilio.create(&secrets, request).await
+        })
+        .await;
+        match created {
             Ok(created) => self.accepted(message, &created.sid, &created.status).await,
+            Err(e) if e.failure() == Failure::Unauthorized => Err(Interrupted::Unauthorized),
             Err(e) if e.failure() == Failure::Permanent => {
                 self.fail_permanently(message, &e).await?;
                 Ok(None)
@@ -285,6 +308,8 @@ impl SendWorker {
 /// Why an attempt ended without a result to record.
 enum Interrupted {
     Retry(Duration),
+    /// Twilio refused our credentials twice, the second time freshly read.
+    Unauthorized,
     /// A store call failed after the claim; `at_twilio`: Twilio may have the message.
     Store {
         error: StoreError,
