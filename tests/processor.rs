@@ -148,13 +148,13 @@ async fn a_known_sender_produces_sms_received_and_an_unknown_one_produces_nothin
     let d = &event["detail"];
     assert_eq!(event["source"], "parley");
     assert_eq!(
-        (
-            d["tenant_id"].as_str(),
-            d["body"].as_str(),
-            d["version"].as_str()
-        ),
-        (Some(tenant.as_str()), Some(known_body.as_str()), Some("1"))
+        (d["tenant_id"].as_str(), d["version"].as_str()),
+        (Some(tenant.as_str()), Some("1"))
     );
+    // EVENT_BODIES defaults to omit: the bus never sees the text.
+    assert_eq!(d["body_included"], false);
+    assert!(d.get("body").is_none() && d.get("media_urls").is_none());
+    assert!(!event.to_string().contains(&known_body));
     assert_eq!(
         d["event_id"],
         format!("sms.received/{}", d["message_id"].as_str().unwrap())
@@ -443,11 +443,24 @@ async fn the_sample_stream_event_links_a_fixture_tenant() {
             format!("{}EventBus", stack.env.get("LOCAL_QUEUE_PREFIX").unwrap()),
         ),
         "test-pseudonym-key",
-    );
+    )
+    .with_event_bodies(parley::handlers::inbound_processor::EventBodies::Include);
+    let bus = stack.subscribe_events().await;
     let event: aws_lambda_events::event::dynamodb::Event =
         serde_json::from_str(include_str!("../events/inbound-processor.json")).unwrap();
     let response = processor.handle_stream(event).await;
     assert!(response.batch_item_failures.is_empty());
+    // EVENT_BODIES=include: the text rides along.
+    let published = eventually(10, "the sample's sms.received", || async {
+        stack
+            .drain_events(&bus)
+            .await
+            .into_iter()
+            .find(|e| e["detail"]["message_id"] == "01JDPROCESSOREVENT0000000A")
+    })
+    .await;
+    assert_eq!(published["detail"]["body_included"], true);
+    assert!(published["detail"]["body"].as_str().is_some_and(|b| !b.is_empty()));
     let conversation = store
         .conversation(Channel::Sms, &E164::parse("+14155550101").unwrap())
         .await

@@ -103,12 +103,7 @@ async fn post(stack: &Stack, form: &InboundForm) -> Reply {
         .send()
         .await
         .unwrap();
-    let status = resp.status().as_u16();
-    Reply {
-        status,
-        content_type: String::new(),
-        body: resp.text().await.unwrap_or_default(),
-    }
+    read(resp).await
 }
 
 async fn reread(stack: &Stack, m: &Message) -> Message {

@@ -41,6 +41,13 @@ pub enum ApiError {
     Unprocessable { code: &'static str, message: String },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// A quota is used up; `retry_after` seconds until it has room (the `Retry-After` header).
+    #[error("{message}")]
+    TooManyRequests {
+        code: &'static str,
+        message: String,
+        retry_after: u64,
+    },
     #[error("a dependency is unavailable; retry later")]
     Unavailable(#[source] BoxError),
     #[error("internal error")]
@@ -72,6 +79,7 @@ impl ApiError {
             Self::Conflict { .. } | Self::StateConflict { .. } => StatusCode::CONFLICT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,7 +92,8 @@ impl ApiError {
             | Self::NotFound { code, .. }
             | Self::Conflict { code, .. }
             | Self::StateConflict { code, .. }
-            | Self::Unprocessable { code, .. } => code,
+            | Self::Unprocessable { code, .. }
+            | Self::TooManyRequests { code, .. } => code,
             Self::Validation { .. } => "validation_failed",
             Self::Unauthorized => "unauthorized",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -113,7 +122,14 @@ impl ApiError {
         if let Self::StateConflict { state, .. } = &self {
             error["state"] = json!(state);
         }
-        json_response(status, &json!({ "error": error }))
+        let mut response = json_response(status, &json!({ "error": error }));
+        if let Self::TooManyRequests { retry_after, .. } = &self {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(retry_after.max(&1).to_owned()),
+            );
+        }
+        response
     }
 }
 

@@ -1,6 +1,6 @@
 //! Parley's shared library: everything the Lambda functions and the local stack have in common.
 
-pub mod auth;
+pub mod access;
 pub mod aws;
 pub mod config;
 pub mod consent;

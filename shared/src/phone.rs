@@ -65,6 +65,16 @@ impl E164 {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The number's ISO 3166 region (`US`, `PT`), when its prefix names one (`+800` and other
+    /// non-geographic codes do not).
+    pub fn region(&self) -> Option<String> {
+        let number = phonenumber::parse(None, &self.0).ok()?;
+        number
+            .country()
+            .id()
+            .map(|id| AsRef::<str>::as_ref(&id).to_owned())
+    }
 }
 
 impl fmt::Debug for E164 {

@@ -120,6 +120,11 @@ impl SecretStore {
         })
     }
 
+    /// How long a read value is trusted.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// The value in use, whatever its age: for start-up and for what does not authorize.
     pub fn current(&self) -> Arc<Secrets> {
         self.read().secrets.clone()

@@ -66,6 +66,15 @@ impl Timestamp {
         self.0.as_second()
     }
 
+    /// The UTC date (`2026-11-30`) and the instant the next UTC day starts: a daily quota's
+    /// window and when it reopens.
+    pub fn utc_day(self) -> (String, Self) {
+        let day = self.0.as_second().div_euclid(86_400);
+        let date = self.0.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+        let next = Self::from_unix_millis((day + 1) * 86_400_000).unwrap_or(self);
+        (date.to_string(), next)
+    }
+
     /// `self + d`, saturating at the far future rather than failing.
     pub fn plus(self, d: std::time::Duration) -> Self {
         let millis = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);

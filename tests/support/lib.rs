@@ -198,6 +198,7 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub body: String,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Reply {
@@ -311,6 +312,7 @@ impl Stack {
 /// A response as a [`Reply`].
 pub async fn read(resp: reqwest::Response) -> Reply {
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let content_type = resp
         .headers()
         .get("content-type")
@@ -322,6 +324,7 @@ pub async fn read(resp: reqwest::Response) -> Reply {
         status,
         content_type,
         body,
+        headers,
     }
 }
 

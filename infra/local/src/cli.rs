@@ -283,3 +283,90 @@ pub fn rotate_twilio_token(env: &LocalEnv, args: &[String]) -> Result<(), String
         Ok(())
     })
 }
+
+/// `keys create --name NAME --scopes send,read [--countries US,CA] [--requests-per-second N]
+/// [--messages-per-day N]` | `keys list` | `keys revoke KEY_ID`, against the local table (no
+/// API key needed: this is the operator's own machine).
+pub fn keys(env: &LocalEnv, args: &[String]) -> Result<(), String> {
+    const USAGE: &str = "usage: parley-local keys create --name NAME --scopes send,read,admin \
+        [--countries US,CA] [--requests-per-second N] [--messages-per-day N] | keys list | keys revoke KEY_ID";
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let sdk = parley::aws::sdk_config().await;
+        let store = parley::store::Store::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            env.require("TABLE_NAME")?,
+        );
+        let unreachable = |e: parley::store::StoreError| {
+            format!("the local table is not reachable (is `make run` up?): {e}")
+        };
+        match args.split_first() {
+            Some((command, rest)) if command == "create" => {
+                let new = new_key(rest).map_err(|e| format!("{e}\n{USAGE}"))?;
+                let (key, token) = new.validate(parley::time::Timestamp::now()).map_err(|fields| {
+                    fields
+                        .iter()
+                        .map(|(f, m)| format!("{f}: {m}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })?;
+                store.put_api_key(&key).await.map_err(unreachable)?;
+                let info = serde_json::to_string_pretty(&key.info()).map_err(|e| e.to_string())?;
+                eprintln!("{info}");
+                eprintln!("the token below is shown once; keep it:");
+                println!("{token}");
+                Ok(())
+            }
+            Some((command, [])) if command == "list" => {
+                let keys = store.api_keys().await.map_err(unreachable)?;
+                let infos: Vec<_> = keys.iter().map(|k| k.info()).collect();
+                println!("{}", serde_json::to_string_pretty(&infos).map_err(|e| e.to_string())?);
+                Ok(())
+            }
+            Some((command, [id])) if command == "revoke" => {
+                match store
+                    .revoke_api_key(id, parley::time::Timestamp::now())
+                    .await
+                    .map_err(unreachable)?
+                {
+                    Some(key) => {
+                        println!("revoked {} ({}); running functions refuse it within SECRETS_TTL_SECONDS", key.key_id, key.name);
+                        Ok(())
+                    }
+                    None => Err(format!("no API key {id}")),
+                }
+            }
+            _ => Err(USAGE.into()),
+        }
+    })
+}
+
+fn new_key(args: &[String]) -> Result<parley::access::NewKey, String> {
+    let mut name = None;
+    let mut scopes = Vec::new();
+    let mut countries = None;
+    let mut quotas = parley::access::Quotas::default();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = || {
+            value
+                .parse::<u32>()
+                .map_err(|_| format!("{flag}: `{value}` is not a whole number"))
+        };
+        match flag.as_str() {
+            "--name" => name = Some(value.clone()),
+            "--scopes" => scopes = value.split(',').map(|s| s.trim().to_owned()).collect(),
+            "--countries" => countries = Some(parley::access::parse_countries(value)),
+            "--requests-per-second" => quotas.requests_per_second = Some(number()?),
+            "--messages-per-day" => quotas.messages_per_day = Some(number()?),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(parley::access::NewKey {
+        name: name.ok_or("--name is required")?,
+        scopes,
+        countries,
+        quotas,
+    })
+}

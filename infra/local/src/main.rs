@@ -1,4 +1,5 @@
-//! `parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN | audit-logs MANIFEST LOG…`
+//! `parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN | keys … |
+//! audit-logs MANIFEST LOG…`
 
 use std::process::ExitCode;
 
@@ -8,7 +9,7 @@ mod cli;
 
 const USAGE: &str =
     "usage: parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN \
-                     | audit-logs MANIFEST LOG…";
+                     | keys create|list|revoke … | audit-logs MANIFEST LOG…";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         Some("sign") => cli::sign(&env, &args[1..]),
         Some("audit-logs") => cli::audit_logs(&args[1..]),
         Some("rotate-twilio-token") => cli::rotate_twilio_token(&env, &args[1..]),
+        Some("keys") => cli::keys(&env, &args[1..]),
         _ => Err(USAGE.into()),
     };
     match result {

@@ -14,10 +14,10 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tracing::{info_span, Instrument};
 
-use super::{request_id, ColdStart, InitError};
-use crate::auth::authorize;
+use super::{api, request_id, ColdStart, InitError};
+use crate::access::{Access, Scope};
 use crate::error::ApiError;
-use crate::http::{header_str, json_response};
+use crate::http::json_response;
 use crate::phone::Address;
 use crate::queue::JobQueue;
 use crate::secrets::SecretStore;
@@ -31,6 +31,7 @@ pub const MAX_LIMIT: i32 = 100;
 pub struct ConversationsHandler {
     store: Store,
     secrets: Arc<SecretStore>,
+    access: Access,
     /// The send dead-letter queue, for the queue summary's depth.
     dead_letters: Option<JobQueue>,
 }
@@ -38,6 +39,7 @@ pub struct ConversationsHandler {
 impl ConversationsHandler {
     pub fn new(store: Store, secrets: Arc<SecretStore>) -> Self {
         Self {
+            access: Access::new(store.clone(), secrets.clone()),
             store,
             secrets,
             dead_letters: None,
@@ -63,21 +65,23 @@ impl ConversationsHandler {
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let span = info_span!("conversations", request_id = %request_id(&req));
-        async {
-            self.process(&req)
-                .await
-                .unwrap_or_else(ApiError::into_response)
-        }
-        .instrument(span)
-        .await
+        let path = req.raw_http_path().trim_end_matches('/');
+        let scope = if path == super::keys::ROUTE || path.starts_with("/keys/") {
+            Scope::Admin
+        } else {
+            Scope::Read
+        };
+        api::call(&self.access, &req, Some(scope), |_| self.process(&req))
+            .instrument(span)
+            .await
     }
 
     async fn process(&self, req: &Request) -> Result<Response<Body>, ApiError> {
-        authorize(
-            header_str(req, "authorization"),
-            &self.secrets.fresh().await.api_keys,
-        )?;
-        match req.raw_http_path().trim_end_matches('/') {
+        let path = req.raw_http_path();
+        if path == super::keys::ROUTE || path.starts_with("/keys/") {
+            return super::keys::route(&self.store, req).await;
+        }
+        match path.trim_end_matches('/') {
             super::queue::ROUTE => {
                 let key = self.secrets.current().log_hmac_key.clone();
                 let page = super::queue::list(&self.store, &key, req).await?;

@@ -10,9 +10,9 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use tracing::{info_span, Instrument};
 
-use super::{request_id, ColdStart, InitError};
-use crate::auth::authorize;
-use crate::http::{header_str, json_response};
+use super::{api, request_id, ColdStart, InitError};
+use crate::access::Access;
+use crate::http::json_response;
 use crate::secrets::SecretStore;
 use crate::store::Store;
 
@@ -22,7 +22,7 @@ pub const ROUTE: &str = "/health";
 
 pub struct HealthHandler {
     store: Store,
-    secrets: Arc<SecretStore>,
+    access: Access,
     secrets_client: aws_sdk_secretsmanager::Client,
     secret_id: String,
 }
@@ -56,8 +56,8 @@ impl HealthHandler {
         secret_id: String,
     ) -> Self {
         Self {
+            access: Access::new(store.clone(), secrets),
             store,
-            secrets,
             secrets_client,
             secret_id,
         }
@@ -78,13 +78,7 @@ impl HealthHandler {
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let span = info_span!("health", request_id = %request_id(&req));
-        async {
-            if let Err(e) = authorize(
-                header_str(&req, "authorization"),
-                &self.secrets.fresh().await.api_keys,
-            ) {
-                return e.into_response();
-            }
+        api::call(&self.access, &req, None, |_| async {
             let (store, secrets) = futures::join!(
                 probe(self.store.ping()),
                 probe(
@@ -107,15 +101,15 @@ impl HealthHandler {
                     "dependency check failed"
                 );
             }
-            json_response(
+            Ok(json_response(
                 status,
                 &HealthBody {
                     ok,
                     version: env!("CARGO_PKG_VERSION"),
                     checks: Checks { store, secrets },
                 },
-            )
-        }
+            ))
+        })
         .instrument(span)
         .await
     }

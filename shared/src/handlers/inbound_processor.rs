@@ -51,6 +51,30 @@ pub struct InboundProcessor {
     monitor: MonitorClient,
     events: EventPublisher,
     pseudonyms: Pseudonymizer,
+    bodies: EventBodies,
+}
+
+/// Whether `sms.received` carries the text and media (`EVENT_BODIES`). Omitted by default:
+/// everything that can read the bus would otherwise read every tenant's texts; a consumer
+/// that needs the text reads `GET /messages/{id}` with a `read` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventBodies {
+    #[default]
+    Omit,
+    Include,
+}
+
+impl EventBodies {
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        match crate::config::optional("EVENT_BODIES").as_deref() {
+            None | Some("omit") => Ok(Self::Omit),
+            Some("include") => Ok(Self::Include),
+            Some(_) => Err(crate::config::ConfigError::Invalid {
+                name: "EVENT_BODIES",
+                reason: "omit or include".into(),
+            }),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -80,12 +104,19 @@ impl InboundProcessor {
             monitor,
             events,
             pseudonyms: Pseudonymizer::new(log_key),
+            bodies: EventBodies::default(),
         }
+    }
+
+    pub fn with_event_bodies(mut self, bodies: EventBodies) -> Self {
+        self.bodies = bodies;
+        self
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
         let monitor_url = required("MONITOR_API_URL")?;
         let bus = required("EVENT_BUS_NAME")?;
+        let bodies = EventBodies::from_env()?;
         let cold = ColdStart::load().await?;
         let current = cold.secrets.current();
         let monitor = MonitorClient::new(
@@ -98,12 +129,7 @@ impl InboundProcessor {
             reason: e.to_string(),
         })?;
         let events = EventPublisher::new(aws_sdk_eventbridge::Client::new(&cold.sdk), bus);
-        Ok(Self::new(
-            cold.store,
-            monitor,
-            events,
-            &current.log_hmac_key,
-        ))
+        Ok(Self::new(cold.store, monitor, events, &current.log_hmac_key).with_event_bodies(bodies))
     }
 
     pub async fn handle(&self, input: ProcessorInput) -> serde_json::Value {
@@ -233,25 +259,30 @@ impl InboundProcessor {
             Metrics::new(FUNCTION).count("KnownSenders", 1).emit();
             self.update_language(&tenant_id, message).await?;
             let conversation = self.store.conversation(message.channel, phone).await?;
-            let event = DomainEvent::new(
-                "sms.received",
-                format!("sms.received/{}", message.message_id),
-                &message.created_at.to_string(),
-                json!({
+            let mut detail = json!({
                     "message_id": message.message_id,
                     "conversation_id": conversation.as_ref().map(|c| c.conversation_id.clone()),
                     "tenant_id": tenant_id,
                     "channel": message.channel,
                     "from": phone.as_str(),
                     "to": message.to_e164.as_str(),
-                    "body": message.body,
-                    "media_urls": message.media_urls,
                     "language": message.language,
                     "language_confidence": message.language_confidence,
                     "keyword": message.keyword,
                     "workflow_type": conversation.as_ref().and_then(|c| c.workflow_type.clone()),
                     "workflow_id": conversation.as_ref().and_then(|c| c.workflow_id.clone()),
-                }),
+                    "media_count": message.media_urls.len(),
+                    "body_included": self.bodies == EventBodies::Include,
+            });
+            if self.bodies == EventBodies::Include {
+                detail["body"] = json!(message.body);
+                detail["media_urls"] = json!(message.media_urls);
+            }
+            let event = DomainEvent::new(
+                "sms.received",
+                format!("sms.received/{}", message.message_id),
+                &message.created_at.to_string(),
+                detail,
             );
             self.events.publish(&[event]).await?;
             info!(tenant_id = %tenant_id, "inbound message linked and published");

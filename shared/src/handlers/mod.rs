@@ -2,11 +2,13 @@
 //! only the domain, the store and Twilio validation. The function binaries and the local
 //! gateway run exactly this code.
 
+pub mod api;
 pub mod conversations;
 pub mod dispatcher;
 pub mod health;
 pub mod inbound_processor;
 pub mod inbound_sms;
+pub mod keys;
 pub mod queue;
 pub mod send_sms;
 pub mod send_worker;

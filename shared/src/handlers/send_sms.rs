@@ -8,8 +8,8 @@ use http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::{field, info_span, Instrument};
 
-use super::{request_id, ColdStart, InitError};
-use crate::auth::authorize;
+use super::{api, request_id, ColdStart, InitError};
+use crate::access::{Access, Caller, Scope};
 use crate::config::required;
 use crate::error::ApiError;
 use crate::http::{body_bytes, header_str, json_response};
@@ -19,6 +19,7 @@ use crate::queue::JobQueue;
 use crate::secrets::SecretStore;
 use crate::send::cancel::{cancel, CancelError, CancelReason};
 use crate::send::{RequestError, SendError, SendRequest, SendService};
+use crate::store::IdempotencyKey;
 use crate::telemetry::Pseudonymizer;
 use crate::time::Timestamp;
 
@@ -31,7 +32,7 @@ const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 pub struct SendSmsHandler {
     service: SendService,
-    secrets: Arc<SecretStore>,
+    access: Access,
     pseudonyms: Pseudonymizer,
 }
 
@@ -39,8 +40,8 @@ impl SendSmsHandler {
     pub fn new(service: SendService, secrets: Arc<SecretStore>) -> Self {
         let pseudonyms = Pseudonymizer::new(&secrets.current().log_hmac_key);
         Self {
+            access: Access::new(service.store.clone(), secrets),
             service,
-            secrets,
             pseudonyms,
         }
     }
@@ -58,20 +59,14 @@ impl SendSmsHandler {
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let span = info_span!("send_sms", request_id = %request_id(&req), message_id = field::Empty, phone = field::Empty);
-        async {
-            self.process(&req)
-                .await
-                .unwrap_or_else(ApiError::into_response)
-        }
+        api::call(&self.access, &req, Some(Scope::Send), |caller| {
+            self.process(&req, caller)
+        })
         .instrument(span)
         .await
     }
 
-    async fn process(&self, req: &Request) -> Result<Response<Body>, ApiError> {
-        authorize(
-            header_str(req, "authorization"),
-            &self.secrets.fresh().await.api_keys,
-        )?;
+    async fn process(&self, req: &Request, caller: Caller) -> Result<Response<Body>, ApiError> {
         if let Some(id) = req.path_parameters().first("message_id") {
             return self.cancel(id).await;
         }
@@ -93,6 +88,14 @@ impl SendSmsHandler {
             .validate(now)
             .map_err(|fields| ApiError::Validation { fields })?;
         tracing::Span::current().record("phone", self.pseudonyms.pseudonym(&new.to.e164));
+        // Counted before the idempotency check: a replayed request uses quota too.
+        self.access
+            .admit_message(&caller, &new.to.e164, now)
+            .await?;
+        let key = key.map(|key| IdempotencyKey {
+            api_key_id: caller.key_id(),
+            key,
+        });
         let accepted = self.service.send(&new, key, now).await.map_err(api_error)?;
         let metrics = Metrics::new(FUNCTION).count(
             match accepted.status {

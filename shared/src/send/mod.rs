@@ -24,7 +24,8 @@ use crate::queue::{JobQueue, SendJob};
 use crate::schedule::{self, SendAt, ZoneSource, Zones};
 use crate::segments::Segments;
 use crate::store::{
-    keys, CreateOutcome, Idempotency, IdempotencyRecord, NewOutbound, Store, StoreError,
+    keys, CreateOutcome, Idempotency, IdempotencyKey, IdempotencyRecord, NewOutbound, Store,
+    StoreError,
 };
 use crate::time::Timestamp;
 
@@ -147,7 +148,7 @@ impl SendService {
     pub async fn send(
         &self,
         new: &NewSend,
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<IdempotencyKey<'_>>,
         now: Timestamp,
     ) -> Result<Accepted, SendError> {
         let request_hash = new.request_hash();

@@ -20,6 +20,8 @@ pub enum Entity {
     Tenant,
     LanguagePreference,
     DispatchCheckpoint,
+    ApiKey,
+    QuotaCounter,
 }
 
 impl Entity {
@@ -34,6 +36,8 @@ impl Entity {
             Self::Tenant => "tenant",
             Self::LanguagePreference => "language_preference",
             Self::DispatchCheckpoint => "dispatch_checkpoint",
+            Self::ApiKey => "api_key",
+            Self::QuotaCounter => "quota_counter",
         }
     }
 }
@@ -73,8 +77,10 @@ pub fn consent_pk_of_conversation(conversation_pk: &str) -> Option<String> {
     Some(format!("CONSENT#{phone}"))
 }
 
-pub fn idempotency_pk(key: &str) -> String {
-    format!("IDEM#{key}")
+/// An idempotency record, scoped to the API key that sent the request: two callers' keys
+/// never collide.
+pub fn idempotency_pk(api_key_id: &str, key: &str) -> String {
+    format!("IDEM#{api_key_id}#{key}")
 }
 pub const IDEMPOTENCY_SK: &str = "IDEM";
 
@@ -116,6 +122,24 @@ pub fn due_shard(message_id: &str) -> u32 {
 /// The dispatcher's progress: the last minute whose buckets it has fully processed.
 pub const DISPATCH_PK: &str = "DISPATCH";
 pub const DISPATCH_SK: &str = "CHECKPOINT";
+
+/// Every API key in one partition: there are few, and `GET /keys` lists them with one Query.
+pub const API_KEYS_PK: &str = "APIKEYS";
+pub fn api_key_sk(key_id: &str) -> String {
+    format!("KEY#{key_id}")
+}
+pub const API_KEY_SK_PREFIX: &str = "KEY#";
+
+/// A key's usage counter for one window (`S#<unix second>` or `D#<UTC date>`).
+pub fn quota_pk(key_id: &str) -> String {
+    format!("QUOTA#{key_id}")
+}
+pub fn quota_second_sk(unix_second: i64) -> String {
+    format!("S#{unix_second}")
+}
+pub fn quota_day_sk(date: &str) -> String {
+    format!("D#{date}")
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! Parley's DynamoDB store: one table, typed items, conditional writes for every invariant.
 
+pub mod api_keys;
 pub mod inbound;
 pub mod items;
 pub mod keys;
@@ -24,7 +25,8 @@ pub use items::{
     StatusChange,
 };
 pub use outbound::{
-    CreateOutcome, Idempotency, IdempotencyRecord, NewOutbound, StatusOutcome, StatusSource,
+    CreateOutcome, Idempotency, IdempotencyKey, IdempotencyRecord, NewOutbound, StatusOutcome,
+    StatusSource,
 };
 pub use pending::{IndexChange, PageKey, QueueFilter, Transition};
 pub use sending::{Accepted, ClaimOrder, MessageKey, SendState};

@@ -71,8 +71,21 @@ impl<'a> NewOutbound<'a> {
 }
 
 /// What an `Idempotency-Key` stores: the request's hash and the response it got.
-pub struct Idempotency<'a> {
+/// A caller's `Idempotency-Key`, with the API key that sent it: keys are per caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyKey<'a> {
+    pub api_key_id: &'a str,
     pub key: &'a str,
+}
+
+impl IdempotencyKey<'_> {
+    pub fn pk(&self) -> String {
+        keys::idempotency_pk(self.api_key_id, self.key)
+    }
+}
+
+pub struct Idempotency<'a> {
+    pub key: IdempotencyKey<'a>,
     pub request_hash: String,
     pub response: String,
     /// Epoch seconds; DynamoDB's TTL removes the record after it.
@@ -135,9 +148,11 @@ impl Store {
         self.get(pk.to_owned(), sk).await
     }
 
-    pub async fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.get(keys::idempotency_pk(key), keys::IDEMPOTENCY_SK)
-            .await
+    pub async fn idempotency(
+        &self,
+        key: IdempotencyKey<'_>,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.get(key.pk(), keys::IDEMPOTENCY_SK).await
     }
 
     /// Writes the outbound message (status `queued`), its conversation and, with a key, the
@@ -148,7 +163,7 @@ impl Store {
         let mut items = Vec::new();
         if let Some(idem) = &n.idempotency {
             let record = IdempotencyRecord {
-                pk: keys::idempotency_pk(idem.key),
+                pk: idem.key.pk(),
                 sk: keys::IDEMPOTENCY_SK.into(),
                 entity: keys::Entity::Idempotency,
                 request_hash: idem.request_hash.clone(),
@@ -223,11 +238,10 @@ impl Store {
                 .update(outbound_conversation_update(&self.table, pk, n)?)
                 .build(),
         );
-        match self.transact(items).await {
-            Ok(()) => Ok(CreateOutcome::Created),
-            Err(TxError::ConditionFailed(0)) if n.idempotency.is_some() => {
-                let key = n.idempotency.as_ref().map(|i| i.key).unwrap_or_default();
-                match self.idempotency(key).await? {
+        match (self.transact(items).await, &n.idempotency) {
+            (Ok(()), _) => Ok(CreateOutcome::Created),
+            (Err(TxError::ConditionFailed(0)), Some(idem)) => {
+                match self.idempotency(idem.key).await? {
                     Some(record) => Ok(CreateOutcome::Replay(record)),
                     None => Err(StoreError::Cancelled {
                         operation: "TransactWriteItems",
@@ -235,7 +249,7 @@ impl Store {
                     }),
                 }
             }
-            Err(e) => Err(e.into()),
+            (Err(e), _) => Err(e.into()),
         }
     }
 

@@ -1,0 +1,71 @@
+//! `POST /keys`, `GET /keys`, `DELETE /keys/{key_id}` (admin): API keys are created with a
+//! token shown once, listed without it, and revoked (kept for audit). Served by the
+//! conversations function, which checks the `admin` scope first.
+
+use http::{Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::json;
+
+use crate::access::NewKey;
+use crate::error::ApiError;
+use crate::http::{body_bytes, json_response};
+use crate::store::Store;
+use crate::time::Timestamp;
+
+pub const ROUTE: &str = "/keys";
+pub const KEY_ROUTE: &str = "/keys/{key_id}";
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+pub async fn route(store: &Store, req: &Request) -> Result<Response<Body>, ApiError> {
+    let unavailable = |e: crate::store::StoreError| ApiError::Unavailable(e.into());
+    let key_id = req.path_parameters().first("key_id").map(str::to_owned);
+    match (req.method(), key_id) {
+        (&Method::POST, None) => {
+            let raw = body_bytes(req);
+            if raw.len() > MAX_REQUEST_BYTES {
+                return Err(ApiError::PayloadTooLarge {
+                    limit: MAX_REQUEST_BYTES,
+                });
+            }
+            let new: NewKey = serde_json::from_slice(raw).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_json",
+                    format!("the body must be a key: {{name, scopes, countries?, quotas?}} ({e})"),
+                )
+            })?;
+            let (key, token) = new
+                .validate(Timestamp::now())
+                .map_err(|fields| ApiError::Validation { fields })?;
+            store.put_api_key(&key).await.map_err(unavailable)?;
+            tracing::info!(created_key_id = %key.key_id, scopes = ?key.scopes, "API key created");
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({ "key": key.info(), "token": token }),
+            ))
+        }
+        (&Method::GET, None) => {
+            let keys = store.api_keys().await.map_err(unavailable)?;
+            let keys: Vec<_> = keys.iter().map(|k| k.info()).collect();
+            Ok(json_response(StatusCode::OK, &json!({ "keys": keys })))
+        }
+        (&Method::DELETE, Some(id)) => {
+            let revoked = store
+                .revoke_api_key(&id, Timestamp::now())
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| ApiError::NotFound {
+                    code: "key_not_found",
+                    message: "there is no API key with this id".into(),
+                })?;
+            tracing::info!(revoked_key_id = %revoked.key_id, "API key revoked");
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "key": revoked.info() }),
+            ))
+        }
+        _ => Err(ApiError::NotFound {
+            code: "not_found",
+            message: "no such resource".into(),
+        }),
+    }
+}
