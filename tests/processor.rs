@@ -460,7 +460,9 @@ async fn the_sample_stream_event_links_a_fixture_tenant() {
     })
     .await;
     assert_eq!(published["detail"]["body_included"], true);
-    assert!(published["detail"]["body"].as_str().is_some_and(|b| !b.is_empty()));
+    assert!(published["detail"]["body"]
+        .as_str()
+        .is_some_and(|b| !b.is_empty()));
     let conversation = store
         .conversation(Channel::Sms, &E164::parse("+14155550101").unwrap())
         .await

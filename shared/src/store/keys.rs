@@ -22,6 +22,7 @@ pub enum Entity {
     DispatchCheckpoint,
     ApiKey,
     QuotaCounter,
+    DataKey,
 }
 
 impl Entity {
@@ -38,6 +39,7 @@ impl Entity {
             Self::DispatchCheckpoint => "dispatch_checkpoint",
             Self::ApiKey => "api_key",
             Self::QuotaCounter => "quota_counter",
+            Self::DataKey => "data_key",
         }
     }
 }
@@ -140,6 +142,12 @@ pub fn quota_second_sk(unix_second: i64) -> String {
 pub fn quota_day_sk(date: &str) -> String {
     format!("D#{date}")
 }
+
+/// A data key of the field envelope, wrapped by KMS (written once per function instance).
+pub fn data_key_pk(id: &str) -> String {
+    format!("DEK#{id}")
+}
+pub const DATA_KEY_SK: &str = "DEK";
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! Parley's DynamoDB store: one table, typed items, conditional writes for every invariant.
 
 pub mod api_keys;
+pub mod data_keys;
 pub mod inbound;
 pub mod items;
 pub mod keys;
