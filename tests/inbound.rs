@@ -318,6 +318,12 @@ async fn every_opt_out_and_opt_in_keyword_is_honoured() {
         ("unstop", false),
     ] {
         let phone = unique_phone();
+        if !opted_out {
+            // Opting in is a change only for a number that opted out.
+            stack
+                .post_inbound(&InboundForm::new(&stack, &phone, "STOP"))
+                .await;
+        }
         let reply = stack
             .post_inbound(&InboundForm::new(&stack, &phone, word))
             .await;

@@ -443,7 +443,7 @@ fn record<'a>(sms: &'a InboundSms, raw_payload: &'a str) -> InboundRecord<'a> {
         new_conversation_id: ulid::Ulid::new().to_string(),
         received_at: parley::time::now_rfc3339(),
         detection: language::detect(&sms.body),
-        keyword: Keyword::classify(&sms.body),
+        keyword: parley::consent::classify(&sms.body),
     }
 }
 
@@ -756,13 +756,13 @@ async fn run(setup: Setup) {
     row(
         "Store::inbound_write_items (plain: 3 items)",
         &time_sync(pieces, n, || {
-            store.inbound_write_items(&plain_record).unwrap()
+            store.inbound_write_items(&plain_record, None).unwrap()
         }),
     );
     row(
         "Store::inbound_write_items (STOP: 4 items)",
         &time_sync(pieces, n, || {
-            store.inbound_write_items(&stop_record).unwrap()
+            store.inbound_write_items(&stop_record, None).unwrap()
         }),
     );
     row(

@@ -1,5 +1,6 @@
 //! Parley's DynamoDB store: one table, typed items, conditional writes for every invariant.
 
+pub mod consent;
 pub mod inbound;
 pub mod items;
 pub mod keys;
@@ -18,7 +19,8 @@ use serde::de::DeserializeOwned;
 
 use crate::phone::{Channel, E164};
 use crate::twilio::MessageSid;
-pub use inbound::{InboundRecord, WriteOutcome};
+pub use consent::{ConsentOutcome, HISTORY_CAP};
+pub use inbound::{InboundOutcome, InboundRecord, WriteOutcome};
 pub use items::{
     Consent, ConsentChange, Conversation, Direction, Message, ParkedCallback, SidGuard,
     StatusChange,
