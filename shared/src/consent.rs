@@ -16,6 +16,9 @@
 //! matched word's; a word two languages share (PARAR, CANCELAR) takes the language the other
 //! words point to, else Spanish.
 
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
 
 use crate::language::Language;
@@ -655,7 +658,15 @@ pub fn classify(body: &str) -> Option<Classification> {
         return keyword_message;
     }
     revocation_phrase(&words)
-        .or_else(|| strong_opt_out_clause(body))
+        .or_else(|| {
+            // Clauses only matter when a strong opt-out keyword is there at all.
+            let strong = strong_opt_out_words();
+            words
+                .iter()
+                .any(|w| strong.contains(w))
+                .then(|| strong_opt_out_clause(body))
+                .flatten()
+        })
         .or(keyword_message)
 }
 
@@ -687,7 +698,8 @@ fn keyword_message(words: &[&str]) -> Option<Classification> {
     while i < words.len() {
         if let Some((t, len)) = TERMS.iter().find_map(|t| {
             let len = t.words.split(' ').count();
-            (words.len() >= i + len && words[i..i + len].join(" ") == t.words).then_some((t, len))
+            (words.len() >= i + len && t.words.split(' ').eq(words[i..i + len].iter().copied()))
+                .then_some((t, len))
         }) {
             found.push(t);
             i += len;
@@ -729,8 +741,9 @@ fn keyword_message(words: &[&str]) -> Option<Classification> {
 
 /// Rule 3: a revocation phrase anywhere, not right after a negation.
 fn revocation_phrase(words: &[&str]) -> Option<Classification> {
+    let anchors = phrase_anchors();
     for start in 0..words.len() {
-        if start > 0 && NEGATIONS.contains(&words[start - 1]) {
+        if !anchors.contains(words[start]) || (start > 0 && NEGATIONS.contains(&words[start - 1])) {
             continue;
         }
         if let Some(p) = PHRASES
@@ -745,6 +758,41 @@ fn revocation_phrase(words: &[&str]) -> Option<Classification> {
         }
     }
     None
+}
+
+/// Every word a phrase can start with, so most words of a message are passed over with one
+/// lookup.
+fn phrase_anchors() -> &'static HashSet<&'static str> {
+    static ANCHORS: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    ANCHORS.get_or_init(|| {
+        let mut anchors = HashSet::new();
+        for p in PHRASES {
+            for slot in p.slots {
+                match *slot {
+                    One(set) => {
+                        anchors.extend(set.iter().copied());
+                        break;
+                    }
+                    Opt(set) => anchors.extend(set.iter().copied()),
+                    Not(_) => {}
+                    End => break,
+                }
+            }
+        }
+        anchors
+    })
+}
+
+/// The first words of the strong opt-out keywords.
+fn strong_opt_out_words() -> &'static HashSet<&'static str> {
+    static WORDS: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    WORDS.get_or_init(|| {
+        TERMS
+            .iter()
+            .filter(|t| t.strong && t.keyword == OptOut)
+            .filter_map(|t| t.words.split(' ').next())
+            .collect()
+    })
 }
 
 fn matches_at(slots: &[Slot], words: &[&str]) -> bool {
