@@ -317,3 +317,69 @@ async fn concurrent_keywords_of_one_number_keep_a_consistent_history() {
     assert!(states.windows(2).all(|w| w[0] != w[1]), "{states:?}");
     assert_eq!(states.last(), Some(&consent.opted_out));
 }
+
+#[tokio::test]
+async fn a_redelivered_opt_in_is_answered_like_the_first_and_a_legacy_history_is_trimmed() {
+    let stack = stack().await;
+    let store = stack.own_table("consent-legacy").await;
+    let phone = unique_phone();
+    let e164 = E164::parse(&phone).unwrap();
+    // An item as written before the cap: no version, no changed_by, 30 entries of history.
+    let entry = |i: usize| {
+        AttributeValue::M(
+            [
+                ("opted_out", AttributeValue::Bool(i % 2 == 1)),
+                ("keyword", AttributeValue::S("STOP".into())),
+                (
+                    "at",
+                    AttributeValue::S(format!("2025-01-01T00:00:{:02}.000Z", i)),
+                ),
+                ("message_id", AttributeValue::S(format!("legacy-{i}"))),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+        )
+    };
+    aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .put_item()
+        .table_name(store.table())
+        .item("pk", AttributeValue::S(format!("CONSENT#{phone}")))
+        .item("sk", AttributeValue::S("STATE".into()))
+        .item("entity", AttributeValue::S("consent".into()))
+        .item("phone", AttributeValue::S(phone.clone()))
+        .item("opted_out", AttributeValue::Bool(true))
+        .item("keyword", AttributeValue::S("STOP".into()))
+        .item(
+            "updated_at",
+            AttributeValue::S("2025-01-01T00:00:29.000Z".into()),
+        )
+        .item("history", AttributeValue::L((0..30).map(entry).collect()))
+        .send()
+        .await
+        .unwrap();
+
+    let (start, raw) = sms(&stack, &phone, "START");
+    let first = record_consent(&store, &start, &raw).await;
+    assert_eq!(
+        (first.write, first.consent),
+        (WriteOutcome::Recorded, ConsentOutcome::Changed)
+    );
+    let consent = store.consent(&e164).await.unwrap().unwrap();
+    assert!(!consent.opted_out);
+    assert_eq!(consent.history.len(), HISTORY_CAP);
+    assert_eq!(consent.history[0].message_id, "legacy-11");
+    assert_eq!(consent.version, 1);
+
+    let redelivered = record_consent(&store, &start, &raw).await;
+    assert_eq!(
+        (redelivered.write, redelivered.consent),
+        (WriteOutcome::Duplicate, ConsentOutcome::Changed)
+    );
+    let yes = keyword(&store, &stack, &phone, "YES").await;
+    assert_eq!(
+        (yes.write, yes.consent),
+        (WriteOutcome::Recorded, ConsentOutcome::Unchanged)
+    );
+    assert_eq!(store.consent(&e164).await.unwrap().unwrap().version, 1);
+}

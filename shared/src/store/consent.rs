@@ -1,8 +1,13 @@
 //! A number's consent item (`CONSENT#{e164}` / `STATE`), kept small however often it changes.
 //!
-//! Every write is a read-modify-write under optimistic concurrency: the item is read (strongly
-//! consistent), the new item is decided from it, and the write is conditional on the item's
-//! `version` being the one read (or on there being no item). So:
+//! An inbound keyword first tries a write that needs no read ([`optimistic_consent_write`]):
+//! an opt-out appends to `history` on condition that the number is not opted out and the
+//! history is not full; an opt-in only checks that the number is not opted out. Those are the
+//! common cases (a first STOP; a "Yes" from a subscribed tenant), and cost no extra request.
+//! When the condition fails, DynamoDB returns the item (`ReturnValuesOnConditionCheckFailure`),
+//! and the write becomes a read-modify-write under optimistic concurrency ([`consent_write`]):
+//! the new item is decided from the item as returned or read (strongly consistent), and the
+//! write is conditional on the item's `version` being that one (or on there being no item). So:
 //!
 //! - a keyword that does not change the state (STOP while opted out, START while opted in)
 //!   writes nothing: its transaction only checks the version, and `history` does not grow;
@@ -11,14 +16,16 @@
 //! - two writers of one number cannot both decide on the same old state: the loser's condition
 //!   fails, and it reads again.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use serde_dynamo::to_attribute_value;
 
 use super::items::{Consent, ConsentChange};
 use super::{keys, s, Store, StoreError, TxError};
 use crate::phone::E164;
 
-/// The consent changes a number's item keeps, newest last (about 100 bytes each).
+/// The consent changes a number's item keeps, newest last (about 140 bytes each).
 pub const HISTORY_CAP: usize = 20;
 
 /// How often a consent write is decided again after another writer changed the item first.
@@ -73,9 +80,10 @@ pub(crate) fn consent_write(
         .key("sk", s(keys::CONSENT_SK))
         .update_expression(
             "SET entity = :entity, phone = :phone, opted_out = :opted_out, keyword = :keyword, \
-             updated_at = :now, history = :history, version = :next",
+             updated_at = :now, history = :history, version = :next, changed_by = :by",
         )
         .condition_expression(condition)
+        .expression_attribute_values(":by", s(changed_by_of(change)))
         .expression_attribute_values(":entity", s(keys::Entity::Consent.as_str()))
         .expression_attribute_values(":phone", s(phone.as_str()))
         .expression_attribute_values(":opted_out", AttributeValue::Bool(change.opted_out))
@@ -92,6 +100,72 @@ pub(crate) fn consent_write(
     ))
 }
 
+/// The first, read-free try of an inbound keyword's consent write, assuming the common case:
+/// an opt-out changes the state (an `Update` that appends to `history`, on condition that the
+/// number is not opted out and `history` has room), an opt-in does not (a `ConditionCheck`
+/// that the number is not opted out, and that this message is not the one that opted it in,
+/// so a redelivery is told apart). Both return the item when their condition fails.
+pub(crate) fn optimistic_consent_write(
+    table: &str,
+    phone: &E164,
+    change: &ConsentChange,
+) -> Result<TransactWriteItem, StoreError> {
+    let key_pk = s(keys::consent_pk(phone));
+    let by = s(changed_by_of(change));
+    if !change.opted_out {
+        let check = ConditionCheck::builder()
+            .table_name(table)
+            .key("pk", key_pk)
+            .key("sk", s(keys::CONSENT_SK))
+            .condition_expression(
+                "attribute_not_exists(pk) OR (opted_out = :no AND \
+                 (attribute_not_exists(changed_by) OR changed_by <> :by))",
+            )
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .expression_attribute_values(":by", by)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()?;
+        return Ok(TransactWriteItem::builder().condition_check(check).build());
+    }
+    let update = Update::builder()
+        .table_name(table)
+        .key("pk", key_pk)
+        .key("sk", s(keys::CONSENT_SK))
+        .update_expression(
+            "SET entity = :entity, phone = :phone, opted_out = :yes, keyword = :keyword, \
+             updated_at = :now, changed_by = :by, \
+             history = list_append(if_not_exists(history, :empty), :change), \
+             version = if_not_exists(version, :zero) + :one",
+        )
+        .condition_expression(
+            "attribute_not_exists(pk) OR (opted_out = :no AND \
+             (attribute_not_exists(history) OR size(history) < :cap))",
+        )
+        .expression_attribute_values(":entity", s(keys::Entity::Consent.as_str()))
+        .expression_attribute_values(":phone", s(phone.as_str()))
+        .expression_attribute_values(":yes", AttributeValue::Bool(true))
+        .expression_attribute_values(":no", AttributeValue::Bool(false))
+        .expression_attribute_values(":keyword", s(&change.keyword))
+        .expression_attribute_values(":now", s(&change.at))
+        .expression_attribute_values(":by", by)
+        .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+        .expression_attribute_values(
+            ":change",
+            AttributeValue::L(vec![to_attribute_value(change)?]),
+        )
+        .expression_attribute_values(":zero", number(0))
+        .expression_attribute_values(":one", number(1))
+        .expression_attribute_values(":cap", number(HISTORY_CAP as u64))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// What `changed_by` records for a change: the inbound message's SID, else its message id.
+fn changed_by_of(change: &ConsentChange) -> &str {
+    change.twilio_sid.as_deref().unwrap_or(&change.message_id)
+}
+
 /// `history` with `change` appended, keeping the newest [`HISTORY_CAP`] entries.
 pub(crate) fn capped_history(
     history: &[ConsentChange],
@@ -106,12 +180,7 @@ pub(crate) fn capped_history(
 /// Whether `current` is the state this very message (by Twilio SID) put the number in: a
 /// redelivery of the message that changed consent is answered like its first delivery.
 pub(crate) fn changed_by(current: Option<&Consent>, opted_out: bool, sid: &str) -> bool {
-    current.is_some_and(|c| {
-        c.opted_out == opted_out
-            && c.history
-                .last()
-                .is_some_and(|h| h.twilio_sid.as_deref() == Some(sid))
-    })
+    current.is_some_and(|c| c.opted_out == opted_out && c.changed_by.as_deref() == Some(sid))
 }
 
 fn number(n: u64) -> AttributeValue {
@@ -189,6 +258,7 @@ mod tests {
             updated_at: "t".into(),
             history: vec![change(0)],
             version: 7,
+            changed_by: None,
         };
         let (item, changed) = consent_write("t", &phone, Some(&consent), &change(2)).unwrap();
         assert!(!changed);

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use serde_dynamo::to_attribute_value;
 
-use super::consent::{changed_by, consent_write, ConsentOutcome, CONSENT_ATTEMPTS};
+use super::consent::{
+    changed_by, consent_write, optimistic_consent_write, ConsentOutcome, CONSENT_ATTEMPTS,
+};
 use super::items::{Consent, ConsentChange, Direction, Message, SidGuard};
 use super::{keys, s, Store, StoreError, TxError};
 use crate::consent::Classification;
@@ -52,47 +54,79 @@ impl Store {
         Ok(self.record_inbound_consent(r).await?.write)
     }
 
-    /// Records the message, and for an opt-out or opt-in the consent it asks for: the consent
-    /// item is read, and the transaction is conditional on it being unchanged since; when
-    /// another writer changed it first, it is read and decided again.
+    /// Records the message, and for an opt-out or opt-in the consent it asks for.
+    ///
+    /// The first attempt does not read: an opt-out is written conditional on the number not
+    /// being opted out (and its history not full), an opt-in only checks that the number is not
+    /// opted out. Either way DynamoDB returns the item when that condition fails, and the write
+    /// is decided again from it (read-modify-write on its `version`, `store::consent`).
     pub async fn record_inbound_consent(
         &self,
         r: &InboundRecord<'_>,
     ) -> Result<InboundOutcome, StoreError> {
+        let items = self.inbound_write_items(r)?;
         let Some(opted_out) = r.keyword.and_then(|c| c.keyword.opted_out()) else {
-            let write = self
-                .record_items(self.inbound_write_items(r, None)?)
-                .await?;
+            let write = match self.transact(items).await {
+                Ok(()) => WriteOutcome::Recorded,
+                // The SID guard is the first item: its condition failing means a duplicate.
+                Err(TxError::ConditionFailed(0)) => WriteOutcome::Duplicate,
+                Err(e) => return Err(e.into()),
+            };
             return Ok(InboundOutcome {
                 write,
                 consent: ConsentOutcome::Untouched,
             });
         };
+        let sid = r.sms.message_sid.as_str();
+        let outcome = |write, changed: bool| InboundOutcome {
+            write,
+            consent: if changed {
+                ConsentOutcome::Changed
+            } else {
+                ConsentOutcome::Unchanged
+            },
+        };
+        // The item as the failed condition returned it, when it did.
+        let mut known: Option<Consent> = match self.transact_reasons(items).await {
+            // An optimistic opt-out that went through changed the state; an opt-in did not.
+            Ok(()) => return Ok(outcome(WriteOutcome::Recorded, opted_out)),
+            Err(Err(e)) => return Err(e),
+            Err(Ok(failed)) => {
+                let item = failed
+                    .iter()
+                    .find(|f| f.index == CONSENT_INDEX)
+                    .and_then(|f| f.item.clone())
+                    .map(serde_dynamo::from_item::<_, Consent>)
+                    .transpose()?;
+                match failed.first().map(|f| f.index) {
+                    // A duplicate: answered like its first delivery, which changed consent
+                    // only if the item still names it.
+                    Some(0) => {
+                        let changed = changed_by(item.as_ref(), opted_out, sid);
+                        return Ok(outcome(WriteOutcome::Duplicate, changed));
+                    }
+                    Some(CONSENT_INDEX) => item,
+                    _ => {
+                        return Err(StoreError::Cancelled {
+                            operation: "TransactWriteItems",
+                            reasons: "an unexpected condition failed".into(),
+                        })
+                    }
+                }
+            }
+        };
         for _ in 0..CONSENT_ATTEMPTS {
-            let current = self.consent(&r.sms.from.e164).await?;
-            let items = self.inbound_write_items(r, current.as_ref())?;
+            let current = match known.take() {
+                Some(item) => Some(item),
+                None => self.consent(&r.sms.from.e164).await?,
+            };
+            let items = self.inbound_write_items_as_read(r, current.as_ref())?;
             let changes = current.as_ref().is_some_and(|c| c.opted_out) != opted_out;
             match self.transact(items).await {
-                Ok(()) => {
-                    return Ok(InboundOutcome {
-                        write: WriteOutcome::Recorded,
-                        consent: if changes {
-                            ConsentOutcome::Changed
-                        } else {
-                            ConsentOutcome::Unchanged
-                        },
-                    })
-                }
+                Ok(()) => return Ok(outcome(WriteOutcome::Recorded, changes)),
                 Err(TxError::ConditionFailed(0)) => {
-                    let sid = r.sms.message_sid.as_str();
-                    return Ok(InboundOutcome {
-                        write: WriteOutcome::Duplicate,
-                        consent: if changed_by(current.as_ref(), opted_out, sid) {
-                            ConsentOutcome::Changed
-                        } else {
-                            ConsentOutcome::Unchanged
-                        },
-                    });
+                    let changed = changed_by(current.as_ref(), opted_out, sid);
+                    return Ok(outcome(WriteOutcome::Duplicate, changed));
                 }
                 Err(TxError::ConditionFailed(CONSENT_INDEX)) => continue,
                 Err(e) => return Err(e.into()),
@@ -104,25 +138,29 @@ impl Store {
         })
     }
 
-    async fn record_items(
-        &self,
-        items: Vec<TransactWriteItem>,
-    ) -> Result<WriteOutcome, StoreError> {
-        match self.transact(items).await {
-            Ok(()) => Ok(WriteOutcome::Recorded),
-            // The SID guard is the first item: its condition failing means a duplicate.
-            Err(TxError::ConditionFailed(0)) => Ok(WriteOutcome::Duplicate),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The TransactWriteItems entries of one inbound message (public for the benchmark), given
-    /// the number's consent item as read (`None`: there is none; only an opt-out or opt-in
-    /// looks at it).
+    /// The TransactWriteItems entries of one inbound message as first tried (public for the
+    /// benchmark): for an opt-out or opt-in, the optimistic consent entry.
     pub fn inbound_write_items(
         &self,
         r: &InboundRecord<'_>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        self.inbound_items(r, None)
+    }
+
+    /// The entries with the consent write decided from the item as read (`None`: no item).
+    fn inbound_write_items_as_read(
+        &self,
+        r: &InboundRecord<'_>,
         consent: Option<&Consent>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        self.inbound_items(r, Some(consent))
+    }
+
+    /// `read`: `None` for the optimistic first attempt, else the consent item as read.
+    fn inbound_items(
+        &self,
+        r: &InboundRecord<'_>,
+        read: Option<Option<&Consent>>,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let sms = r.sms;
         let pk = keys::conversation_pk(sms.channel(), &sms.from.e164);
@@ -211,8 +249,12 @@ impl Store {
                     message_id: r.message_id.clone(),
                     twilio_sid: Some(sms.message_sid.to_string()),
                 };
-                let (item, _) = consent_write(&self.table, &sms.from.e164, consent, &change)?;
-                items.push(item);
+                items.push(match read {
+                    None => optimistic_consent_write(&self.table, &sms.from.e164, &change)?,
+                    Some(current) => {
+                        consent_write(&self.table, &sms.from.e164, current, &change)?.0
+                    }
+                });
             }
         }
         Ok(items)

@@ -212,4 +212,8 @@ pub struct Consent {
     /// Bumped by every write; each write is conditional on it (0: written before versions).
     #[serde(default)]
     pub version: u64,
+    /// The Twilio SID of the message that made the current state (or, for a change without
+    /// one, its message id), so a redelivery of that message is recognised in a condition.
+    #[serde(default)]
+    pub changed_by: Option<String>,
 }
