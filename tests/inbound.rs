@@ -301,6 +301,62 @@ async fn stop_opts_out_and_start_opts_back_in_with_history() {
     assert_eq!(keywords, ["opt_in", "opt_out"]);
 }
 
+/// One confirmation per opt-out, in the language of the words used; a redelivery of the
+/// opt-out is answered like the first delivery, a second opt-out not at all.
+#[tokio::test]
+async fn an_opt_out_is_confirmed_once_in_the_senders_language() {
+    let stack = stack().await;
+    let phone = unique_phone();
+    let spanish = parley::config::ReplyTexts::builtin(parley::language::Language::Es);
+    let form = InboundForm::new(&stack, &phone, "No me manden más mensajes, por favor");
+    let first = stack.post_inbound(&form).await;
+    assert!(
+        first.body.contains(spanish.opt_out.as_deref().unwrap()),
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        stack.post_inbound(&form).await.body,
+        first.body,
+        "redelivery"
+    );
+    for again in ["STOP", "parar"] {
+        let reply = stack
+            .post_inbound(&InboundForm::new(&stack, &phone, again))
+            .await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, EMPTY_TWIML),
+            "{again}"
+        );
+    }
+    let consent = stack
+        .store
+        .consent(&E164::parse(&phone).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(consent.opted_out);
+    assert_eq!(consent.history.len(), 1);
+
+    let portuguese = parley::config::ReplyTexts::builtin(parley::language::Language::Pt);
+    let back = stack
+        .post_inbound(&InboundForm::new(&stack, &phone, "Voltar"))
+        .await;
+    assert!(
+        back.body
+            .contains(&xml_text(portuguese.opt_in.as_deref().unwrap())),
+        "{}",
+        back.body
+    );
+}
+
+fn xml_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 #[tokio::test]
 async fn every_opt_out_and_opt_in_keyword_is_honoured() {
     let stack = stack().await;
@@ -318,6 +374,12 @@ async fn every_opt_out_and_opt_in_keyword_is_honoured() {
         ("unstop", false),
     ] {
         let phone = unique_phone();
+        if !opted_out {
+            // Opting in is a change only for a number that opted out.
+            stack
+                .post_inbound(&InboundForm::new(&stack, &phone, "STOP"))
+                .await;
+        }
         let reply = stack
             .post_inbound(&InboundForm::new(&stack, &phone, word))
             .await;

@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::sync::{Arc, Once};
 
-use parley::config::{Replies, WebhookConfig};
+use parley::config::{Replies, ReplyTexts, WebhookConfig};
 use parley::secrets::SecretStore;
 use parley::store::Store;
 use parley::twilio::signature;
@@ -255,11 +255,11 @@ impl Stack {
     pub fn webhook_config(&self) -> WebhookConfig {
         WebhookConfig {
             public_base_url: self.public_base_url.clone(),
-            replies: Replies {
+            replies: Replies::with_english(ReplyTexts {
                 help: self.env.get("HELP_REPLY_TEXT").map(str::to_owned),
                 opt_out: self.env.get("OPT_OUT_REPLY_TEXT").map(str::to_owned),
                 opt_in: self.env.get("OPT_IN_REPLY_TEXT").map(str::to_owned),
-            },
+            }),
         }
     }
 

@@ -9,13 +9,13 @@ use tracing::{field, info, info_span, Instrument};
 
 use super::{request_id, webhook, ColdStart, InitError};
 use crate::config::{Replies, WebhookConfig};
-use crate::consent::Keyword;
+use crate::consent::{self, Classification, Keyword};
 use crate::error::ApiError;
 use crate::http::{twiml, xml_escape};
 use crate::language;
 use crate::metrics::Metrics;
 use crate::secrets::SecretStore;
-use crate::store::{InboundRecord, Store, WriteOutcome};
+use crate::store::{ConsentOutcome, InboundRecord, Store, WriteOutcome};
 use crate::telemetry::Pseudonymizer;
 use crate::twilio::InboundSms;
 
@@ -82,7 +82,8 @@ impl InboundSmsHandler {
         span.record("message_sid", sms.message_sid.as_str());
         span.record("phone", self.pseudonyms.pseudonym(&sms.from.e164));
 
-        let keyword = Keyword::classify(&sms.body);
+        let classification = consent::classify(&sms.body);
+        let keyword = classification.map(|c| c.keyword);
         let detection = language::detect(&sms.body);
         let record = InboundRecord {
             sms: &sms,
@@ -91,20 +92,22 @@ impl InboundSmsHandler {
             new_conversation_id: ulid::Ulid::new().to_string(),
             received_at: crate::time::now_rfc3339(),
             detection,
-            keyword,
+            keyword: classification,
         };
         let outcome = self
             .store
-            .record_inbound(&record)
+            .record_inbound_consent(&record)
             .await
             .map_err(|e| ApiError::Unavailable(e.into()))?;
 
         let metrics = Metrics::new(FUNCTION).dimension("channel", sms.channel().as_str());
-        match outcome {
+        match outcome.write {
             WriteOutcome::Recorded => {
                 info!(
                     message_id = %record.message_id,
                     keyword = keyword.map(Keyword::as_str),
+                    keyword_language = classification.map(|c| c.language.as_str()),
+                    consent = ?outcome.consent,
                     language = detection.language.as_str(),
                     confidence = detection.confidence,
                     media = sms.media.len(),
@@ -118,6 +121,10 @@ impl InboundSmsHandler {
                     .count("Received", 1)
                     .count("OptOuts", u64::from(keyword == Some(Keyword::OptOut)))
                     .count("OptIns", u64::from(keyword == Some(Keyword::OptIn)))
+                    .count(
+                        "ConsentUnchanged",
+                        u64::from(outcome.consent == ConsentOutcome::Unchanged),
+                    )
                     .emit();
             }
             WriteOutcome::Duplicate => {
@@ -125,19 +132,33 @@ impl InboundSmsHandler {
                 metrics.count("DuplicateSkipped", 1).emit();
             }
         }
-        // The same body always gives the same answer, so a duplicate is answered like the first.
-        Ok(twiml(reply(keyword, &self.config.replies)))
+        // A duplicate is answered like the first delivery: the store says whether that one
+        // changed consent.
+        Ok(twiml(reply(
+            classification,
+            outcome.consent,
+            &self.config.replies,
+        )))
     }
 }
 
-/// The TwiML answer: the configured text for a keyword, otherwise an empty `<Response/>`.
-pub fn reply(keyword: Option<Keyword>, replies: &Replies) -> String {
-    let text = match keyword {
-        Some(Keyword::Help) => replies.help.as_deref(),
-        Some(Keyword::OptOut) => replies.opt_out.as_deref(),
-        Some(Keyword::OptIn) => replies.opt_in.as_deref(),
-        None => None,
-    };
+/// The TwiML answer: for HELP, and for an opt-out or opt-in that changed the number's consent,
+/// the text of the keyword's family in the keyword's language; otherwise (no keyword, or a
+/// second STOP from a number already opted out) an empty `<Response/>`.
+pub fn reply(
+    keyword: Option<Classification>,
+    consent: ConsentOutcome,
+    replies: &Replies,
+) -> String {
+    let text = keyword.and_then(|c| {
+        let texts = replies.of(c.language);
+        match (c.keyword, consent) {
+            (Keyword::Help, _) => texts.help.as_deref(),
+            (_, ConsentOutcome::Unchanged | ConsentOutcome::Untouched) => None,
+            (Keyword::OptOut, ConsentOutcome::Changed) => texts.opt_out.as_deref(),
+            (Keyword::OptIn, ConsentOutcome::Changed) => texts.opt_in.as_deref(),
+        }
+    });
     match text {
         Some(text) => format!(
             r#"<?xml version="1.0" encoding="UTF-8"?><Response><Message>{}</Message></Response>"#,
@@ -150,18 +171,64 @@ pub fn reply(keyword: Option<Keyword>, replies: &Replies) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ReplyTexts;
+    use crate::language::Language;
 
-    #[test]
-    fn replies_follow_the_keyword_and_can_be_switched_off() {
-        let replies = Replies {
+    fn replies() -> Replies {
+        Replies::with_english(ReplyTexts {
             help: Some("Reply STOP to stop. <Acme & Co>".into()),
             opt_out: None,
             opt_in: Some("Welcome back".into()),
-        };
-        assert!(reply(Some(Keyword::Help), &replies)
+        })
+    }
+
+    fn answer(body: &str, consent: ConsentOutcome) -> String {
+        reply(consent::classify(body), consent, &replies())
+    }
+
+    const EMPTY: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response/>"#;
+
+    #[test]
+    fn replies_follow_the_keyword_and_can_be_switched_off() {
+        use ConsentOutcome::*;
+        assert!(answer("HELP", Untouched)
             .contains("<Message>Reply STOP to stop. &lt;Acme &amp; Co&gt;</Message>"));
-        assert!(reply(Some(Keyword::OptOut), &replies).ends_with("<Response/>"));
-        assert!(reply(Some(Keyword::OptIn), &replies).contains("Welcome back"));
-        assert!(reply(None, &replies).ends_with("<Response/>"));
+        assert_eq!(answer("STOP", Changed), EMPTY, "English opt-out text off");
+        assert!(answer("START", Changed).contains("Welcome back"));
+        assert_eq!(answer("Thanks!", Untouched), EMPTY);
+    }
+
+    #[test]
+    fn the_reply_is_in_the_language_of_the_keyword() {
+        use ConsentOutcome::*;
+        let es = ReplyTexts::builtin(Language::Es);
+        let pt = ReplyTexts::builtin(Language::Pt);
+        let has = |xml: String, text: &Option<String>| {
+            xml.contains(&xml_escape(text.as_deref().unwrap()))
+        };
+        assert!(has(answer("PARAR", Changed), &es.opt_out));
+        assert!(has(answer("no más mensajes", Changed), &es.opt_out));
+        assert!(has(answer("COMENZAR", Changed), &es.opt_in));
+        assert!(has(answer("ayuda", Untouched), &es.help));
+        assert!(has(answer("Sair", Changed), &pt.opt_out));
+        assert!(has(
+            answer("não me mandem mais mensagens", Changed),
+            &pt.opt_out
+        ));
+        assert!(has(answer("VOLTAR", Changed), &pt.opt_in));
+        assert!(has(answer("Ajuda", Untouched), &pt.help));
+        assert!(answer("START", Changed).contains("Welcome back"));
+    }
+
+    #[test]
+    fn an_opt_out_or_opt_in_that_changes_nothing_gets_no_second_confirmation() {
+        use ConsentOutcome::*;
+        for body in ["STOP", "PARAR", "SAIR", "START", "COMENZAR"] {
+            assert_eq!(answer(body, Unchanged), EMPTY, "{body}");
+        }
+        assert!(
+            answer("HELP", Unchanged).contains("<Message>"),
+            "help always answers"
+        );
     }
 }

@@ -1,14 +1,19 @@
 //! The inbound critical path's single durable write: the message, its conversation and the
 //! MessageSid guard (plus the consent record for a keyword) in one TransactWriteItems call.
+//! An opt-out or opt-in first reads the consent item, so the write can be conditional on it
+//! (`store::consent`).
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use serde_dynamo::to_attribute_value;
 
-use super::items::{ConsentChange, Direction, Message, SidGuard};
+use super::consent::{
+    changed_by, consent_write, optimistic_consent_write, ConsentOutcome, CONSENT_ATTEMPTS,
+};
+use super::items::{Consent, ConsentChange, Direction, Message, SidGuard};
 use super::{keys, s, Store, StoreError, TxError};
-use crate::consent::Keyword;
+use crate::consent::Classification;
 use crate::language::{Detection, Language};
 use crate::pipeline::PipelineState;
 use crate::time::Timestamp;
@@ -24,7 +29,7 @@ pub struct InboundRecord<'a> {
     pub new_conversation_id: String,
     pub received_at: String,
     pub detection: Detection,
-    pub keyword: Option<Keyword>,
+    pub keyword: Option<Classification>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,20 +39,128 @@ pub enum WriteOutcome {
     Duplicate,
 }
 
+/// What recording an inbound message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundOutcome {
+    pub write: WriteOutcome,
+    pub consent: ConsentOutcome,
+}
+
+/// The consent item is the fourth entry of the transaction.
+const CONSENT_INDEX: usize = 3;
+
 impl Store {
     pub async fn record_inbound(&self, r: &InboundRecord<'_>) -> Result<WriteOutcome, StoreError> {
-        match self.transact(self.inbound_write_items(r)?).await {
-            Ok(()) => Ok(WriteOutcome::Recorded),
-            // The SID guard is the first item: its condition failing means a duplicate.
-            Err(TxError::ConditionFailed(0)) => Ok(WriteOutcome::Duplicate),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.record_inbound_consent(r).await?.write)
     }
 
-    /// The TransactWriteItems entries of one inbound message (public for the benchmark).
+    /// Records the message, and for an opt-out or opt-in the consent it asks for.
+    ///
+    /// The first attempt does not read: an opt-out is written conditional on the number not
+    /// being opted out (and its history not full), an opt-in only checks that the number is not
+    /// opted out. Either way DynamoDB returns the item when that condition fails, and the write
+    /// is decided again from it (read-modify-write on its `version`, `store::consent`).
+    pub async fn record_inbound_consent(
+        &self,
+        r: &InboundRecord<'_>,
+    ) -> Result<InboundOutcome, StoreError> {
+        let items = self.inbound_write_items(r)?;
+        let Some(opted_out) = r.keyword.and_then(|c| c.keyword.opted_out()) else {
+            let write = match self.transact(items).await {
+                Ok(()) => WriteOutcome::Recorded,
+                // The SID guard is the first item: its condition failing means a duplicate.
+                Err(TxError::ConditionFailed(0)) => WriteOutcome::Duplicate,
+                Err(e) => return Err(e.into()),
+            };
+            return Ok(InboundOutcome {
+                write,
+                consent: ConsentOutcome::Untouched,
+            });
+        };
+        let sid = r.sms.message_sid.as_str();
+        let outcome = |write, changed: bool| InboundOutcome {
+            write,
+            consent: if changed {
+                ConsentOutcome::Changed
+            } else {
+                ConsentOutcome::Unchanged
+            },
+        };
+        // The item as the failed condition returned it, when it did.
+        let mut known: Option<Consent> = match self.transact_reasons(items).await {
+            // An optimistic opt-out that went through changed the state; an opt-in did not.
+            Ok(()) => return Ok(outcome(WriteOutcome::Recorded, opted_out)),
+            Err(Err(e)) => return Err(e),
+            Err(Ok(failed)) => {
+                let item = failed
+                    .iter()
+                    .find(|f| f.index == CONSENT_INDEX)
+                    .and_then(|f| f.item.clone())
+                    .map(serde_dynamo::from_item::<_, Consent>)
+                    .transpose()?;
+                match failed.first().map(|f| f.index) {
+                    // A duplicate: answered like its first delivery, which changed consent
+                    // only if the item still names it.
+                    Some(0) => {
+                        let changed = changed_by(item.as_ref(), opted_out, sid);
+                        return Ok(outcome(WriteOutcome::Duplicate, changed));
+                    }
+                    Some(CONSENT_INDEX) => item,
+                    _ => {
+                        return Err(StoreError::Cancelled {
+                            operation: "TransactWriteItems",
+                            reasons: "an unexpected condition failed".into(),
+                        })
+                    }
+                }
+            }
+        };
+        for _ in 0..CONSENT_ATTEMPTS {
+            let current = match known.take() {
+                Some(item) => Some(item),
+                None => self.consent(&r.sms.from.e164).await?,
+            };
+            let items = self.inbound_write_items_as_read(r, current.as_ref())?;
+            let changes = current.as_ref().is_some_and(|c| c.opted_out) != opted_out;
+            match self.transact(items).await {
+                Ok(()) => return Ok(outcome(WriteOutcome::Recorded, changes)),
+                Err(TxError::ConditionFailed(0)) => {
+                    let changed = changed_by(current.as_ref(), opted_out, sid);
+                    return Ok(outcome(WriteOutcome::Duplicate, changed));
+                }
+                Err(TxError::ConditionFailed(CONSENT_INDEX)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Cancelled {
+            operation: "TransactWriteItems",
+            reasons: "the consent item kept changing".into(),
+        })
+    }
+
+    /// The TransactWriteItems entries of one inbound message as first tried (public for the
+    /// benchmark): for an opt-out or opt-in, the optimistic consent entry.
     pub fn inbound_write_items(
         &self,
         r: &InboundRecord<'_>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        self.inbound_items(r, None)
+    }
+
+    /// The entries with the consent write decided from the item as read (`None`: no item).
+    fn inbound_write_items_as_read(
+        &self,
+        r: &InboundRecord<'_>,
+        consent: Option<&Consent>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        self.inbound_items(r, Some(consent))
+    }
+
+    /// `read`: `None` for the optimistic first attempt, else the consent item as read.
+    fn inbound_items(
+        &self,
+        r: &InboundRecord<'_>,
+        read: Option<Option<&Consent>>,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let sms = r.sms;
         let pk = keys::conversation_pk(sms.channel(), &sms.from.e164);
@@ -91,7 +204,7 @@ impl Store {
                 .collect(),
             language: r.detection.language,
             language_confidence: r.detection.confidence,
-            keyword: r.keyword.map(|k| k.as_str().to_owned()),
+            keyword: r.keyword.map(|k| k.keyword.as_str().to_owned()),
             status: PipelineState::Received,
             status_reason: None,
             version: 0,
@@ -127,18 +240,22 @@ impl Store {
                 .update(conversation_update(&self.table, pk, r)?)
                 .build(),
         ];
-        if let Some(opted_out) = r.keyword.and_then(Keyword::opted_out) {
-            let change = ConsentChange {
-                opted_out,
-                keyword: sms.body.trim().to_uppercase(),
-                at: r.received_at.clone(),
-                message_id: r.message_id.clone(),
-            };
-            items.push(
-                TransactWriteItem::builder()
-                    .update(consent_update(&self.table, &sms.from.e164, &change)?)
-                    .build(),
-            );
+        if let Some(c) = r.keyword {
+            if let Some(opted_out) = c.keyword.opted_out() {
+                let change = ConsentChange {
+                    opted_out,
+                    keyword: c.term.to_owned(),
+                    at: r.received_at.clone(),
+                    message_id: r.message_id.clone(),
+                    twilio_sid: Some(sms.message_sid.to_string()),
+                };
+                items.push(match read {
+                    None => optimistic_consent_write(&self.table, &sms.from.e164, &change)?,
+                    Some(current) => {
+                        consent_write(&self.table, &sms.from.e164, current, &change)?.0
+                    }
+                });
+            }
         }
         Ok(items)
     }
@@ -194,31 +311,4 @@ fn conversation_update(
     }
     expression.push_str(" ADD message_count :one, inbound_count :one");
     Ok(update.update_expression(expression).build()?)
-}
-
-/// Sets a number's consent and appends the change to its history.
-pub(crate) fn consent_update(
-    table: &str,
-    phone: &crate::phone::E164,
-    change: &ConsentChange,
-) -> Result<Update, StoreError> {
-    Ok(Update::builder()
-        .table_name(table)
-        .key("pk", s(keys::consent_pk(phone)))
-        .key("sk", s(keys::CONSENT_SK))
-        .update_expression(
-            "SET entity = :entity, phone = :phone, opted_out = :opted_out, keyword = :keyword, \
-             updated_at = :now, history = list_append(if_not_exists(history, :empty), :change)",
-        )
-        .expression_attribute_values(":entity", s(keys::Entity::Consent.as_str()))
-        .expression_attribute_values(":phone", s(phone.as_str()))
-        .expression_attribute_values(":opted_out", AttributeValue::Bool(change.opted_out))
-        .expression_attribute_values(":keyword", s(&change.keyword))
-        .expression_attribute_values(":now", s(&change.at))
-        .expression_attribute_values(":empty", AttributeValue::L(vec![]))
-        .expression_attribute_values(
-            ":change",
-            AttributeValue::L(vec![to_attribute_value(change)?]),
-        )
-        .build()?)
 }

@@ -191,9 +191,13 @@ pub struct ParkedCallback {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ConsentChange {
     pub opted_out: bool,
+    /// The matched keyword or phrase (`STOP`, `NO MAS MENSAJES`), or `TWILIO_21610`.
     pub keyword: String,
     pub at: String,
     pub message_id: String,
+    /// The inbound message's Twilio SID, so its redelivery is recognised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twilio_sid: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -202,6 +206,14 @@ pub struct Consent {
     pub opted_out: bool,
     pub keyword: String,
     pub updated_at: String,
+    /// The latest changes, oldest first, at most `store::consent::HISTORY_CAP`.
     #[serde(default)]
     pub history: Vec<ConsentChange>,
+    /// Bumped by every write; each write is conditional on it (0: written before versions).
+    #[serde(default)]
+    pub version: u64,
+    /// The Twilio SID of the message that made the current state (or, for a change without
+    /// one, its message id), so a redelivery of that message is recognised in a condition.
+    #[serde(default)]
+    pub changed_by: Option<String>,
 }

@@ -1,6 +1,7 @@
 //! Parley's DynamoDB store: one table, typed items, conditional writes for every invariant.
 
 pub mod api_keys;
+pub mod consent;
 pub mod data_keys;
 pub mod inbound;
 pub mod items;
@@ -20,7 +21,8 @@ use serde::de::DeserializeOwned;
 
 use crate::phone::{Channel, E164};
 use crate::twilio::MessageSid;
-pub use inbound::{InboundRecord, WriteOutcome};
+pub use consent::{ConsentOutcome, HISTORY_CAP};
+pub use inbound::{InboundOutcome, InboundRecord, WriteOutcome};
 pub use items::{
     Consent, ConsentChange, Conversation, Direction, Message, ParkedCallback, SidGuard,
     StatusChange,
@@ -121,7 +123,7 @@ impl Store {
     pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxError> {
         match self.transact_reasons(items).await {
             Ok(()) => Ok(()),
-            Err(Ok(failed)) => Err(TxError::ConditionFailed(failed[0])),
+            Err(Ok(failed)) => Err(TxError::ConditionFailed(failed[0].index)),
             Err(Err(e)) => Err(TxError::Failed(e)),
         }
     }
@@ -144,7 +146,7 @@ impl Store {
                 Err(Ok(failed)) => {
                     let mut kept = Vec::with_capacity(remaining.len());
                     for (position, (index, item)) in remaining.into_iter().enumerate() {
-                        if failed.contains(&position) {
+                        if failed.iter().any(|f| f.index == position) {
                             applied[index] = false;
                         } else {
                             kept.push((index, item));
@@ -158,11 +160,12 @@ impl Store {
         Ok(applied)
     }
 
-    /// A transaction; on cancellation by conditions, the positions whose condition failed.
-    async fn transact_reasons(
+    /// A transaction; on cancellation by conditions, the entries whose condition failed (with
+    /// the item as it was, for those that asked for it).
+    pub(crate) async fn transact_reasons(
         &self,
         items: Vec<TransactWriteItem>,
-    ) -> Result<(), Result<Vec<usize>, StoreError>> {
+    ) -> Result<(), Result<Vec<Failed>, StoreError>> {
         let mut attempt = 1;
         loop {
             let result = self
@@ -322,9 +325,18 @@ impl Store {
     }
 }
 
+/// A transaction entry whose condition failed.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub index: usize,
+    /// The item as it was, when the entry asked for `ReturnValuesOnConditionCheckFailure`
+    /// `ALL_OLD` and the item existed.
+    pub item: Option<std::collections::HashMap<String, AttributeValue>>,
+}
+
 enum Cancel {
-    /// Every position whose condition failed (at least one).
-    Condition(Vec<usize>),
+    /// Every entry whose condition failed (at least one).
+    Condition(Vec<Failed>),
     Conflict,
     Other(StoreError),
 }
@@ -338,11 +350,15 @@ fn classify<R>(err: SdkError<TransactWriteItemsError, R>) -> Cancel {
                     .iter()
                     .map(|r| r.code().unwrap_or("None"))
                     .collect();
-                let failed: Vec<usize> = codes
+                let failed: Vec<Failed> = cancel
+                    .cancellation_reasons()
                     .iter()
                     .enumerate()
-                    .filter(|(_, c)| **c == "ConditionalCheckFailed")
-                    .map(|(i, _)| i)
+                    .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
+                    .map(|(index, r)| Failed {
+                        index,
+                        item: r.item().cloned(),
+                    })
                     .collect();
                 if !failed.is_empty() {
                     return Cancel::Condition(failed);

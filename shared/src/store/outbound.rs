@@ -5,12 +5,12 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use serde_dynamo::to_attribute_value;
 
-use super::inbound::{consent_update, put};
-use super::items::{ConsentChange, Direction, Message, ParkedCallback, SidGuard, StatusChange};
+use super::inbound::put;
+use super::items::{Direction, Message, ParkedCallback, SidGuard, StatusChange};
 use super::{aws_error, keys, s, sending, Store, StoreError, TxError};
 use crate::delivery::DeliveryStatus;
 use crate::language::Language;
-use crate::phone::{Address, E164};
+use crate::phone::Address;
 use crate::pipeline::PipelineState;
 use crate::schedule::ZoneSource;
 use crate::segments::Segments;
@@ -396,26 +396,6 @@ impl Store {
             .await
             .map_err(|e| aws_error("UpdateItem", &e))?;
         Ok(())
-    }
-
-    /// Records an opt-out learnt from Twilio (error 21610) rather than from a keyword.
-    pub async fn record_opt_out(
-        &self,
-        phone: &E164,
-        reason: &str,
-        message_id: &str,
-        now: &str,
-    ) -> Result<(), StoreError> {
-        let change = ConsentChange {
-            opted_out: true,
-            keyword: reason.into(),
-            at: now.into(),
-            message_id: message_id.into(),
-        };
-        let update = consent_update(&self.table, phone, &change)?;
-        self.transact(vec![TransactWriteItem::builder().update(update).build()])
-            .await
-            .map_err(StoreError::from)
     }
 
     /// Applies a status callback for `sid`: to its message when the SID is recorded, else
