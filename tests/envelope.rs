@@ -67,7 +67,7 @@ async fn sealing_costs_no_kms_call_and_another_instance_opens_it_with_one() {
     );
     let body = unique_body("¿Pueden arreglar la calefacción? 🔥");
     let sealed: Vec<String> = (0..100)
-        .map(|i| writer.seal(&body, &format!("message-{i}")))
+        .map(|i| writer.seal(&body, &format!("message-{i}")).unwrap())
         .collect();
     assert_eq!(writer_calls.0.load(Ordering::SeqCst), 1, "sealing is local");
     assert!(sealed
@@ -95,7 +95,9 @@ async fn a_field_moved_to_another_item_or_altered_does_not_open() {
     let envelope = Envelope::start(aws_sdk_kms::Client::new(&stack.sdk), &key, store)
         .await
         .unwrap();
-    let sealed = envelope.seal("Rent is due on the 1st", "message-a");
+    let sealed = envelope
+        .seal("Rent is due on the 1st", "message-a")
+        .unwrap();
 
     assert!(matches!(
         envelope.open(&sealed, "message-b").await,
@@ -121,4 +123,67 @@ async fn a_field_moved_to_another_item_or_altered_does_not_open() {
         envelope.open(&unknown, "message-a").await,
         Err(EnvelopeError::UnknownKey(_))
     ));
+}
+
+#[tokio::test]
+async fn the_running_stack_stores_no_body_media_url_or_payload_in_plain_text() {
+    let stack = stack().await;
+    let phone = unique_phone();
+    let inbound = unique_body("The kitchen sink is leaking again");
+    let media_marker = ulid::Ulid::new().to_string();
+    let form = InboundForm::new(&stack, &phone, &inbound)
+        .set("NumMedia", "1")
+        .set(
+            "MediaUrl0",
+            &format!(
+                "https://api.twilio.com/2010-04-01/Accounts/AC/Messages/MM/Media/{media_marker}"
+            ),
+        )
+        .set("MediaContentType0", "image/jpeg");
+    assert_eq!(stack.post_inbound(&form).await.status, 200);
+    let outbound = unique_body("A plumber comes tomorrow at 10");
+    let sent = stack
+        .send(&serde_json::json!({"to": phone, "body": outbound}), None)
+        .await;
+    assert_eq!(sent.status, 202, "{}", sent.body);
+    let message_id = sent.json()["message_id"].as_str().unwrap().to_owned();
+
+    // Both read back in plain text through the API…
+    let read = stack
+        .get(&format!("/messages/{message_id}"), Some(&stack.api_key))
+        .await;
+    assert_eq!(read.json()["body"], outbound.as_str());
+
+    // …and nowhere in the table.
+    let client = aws_sdk_dynamodb::Client::new(&stack.sdk);
+    let table = stack.env.get("TABLE_NAME").unwrap();
+    let mut start = None;
+    let mut items = 0;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in page.items.unwrap_or_default() {
+            items += 1;
+            let text = format!("{item:?}");
+            for secret in [&inbound, &outbound, &media_marker] {
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "found in plain text: {:?}",
+                    item.get("pk")
+                );
+            }
+            // The raw payload form-encodes the body: look for that form too.
+            assert!(!text.contains(&encode(&inbound)));
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    assert!(items > 2, "the scan saw the table");
 }

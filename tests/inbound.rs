@@ -35,7 +35,11 @@ async fn a_signed_message_is_stored_once_with_its_conversation_and_guard() {
     let (conversation, messages) = thread(&stack, Channel::Sms, &phone).await;
     assert_eq!(messages.len(), 1);
     let m = &messages[0];
-    assert_eq!(m.body, body);
+    assert_eq!(stack.store.body_of(m).await.unwrap(), body);
+    assert!(
+        !m.body.stored().contains(&body) && m.body.sealed_value().is_some(),
+        "stored sealed"
+    );
     assert_eq!(m.direction, Direction::Inbound);
     assert_eq!(m.channel, Channel::Sms);
     assert_eq!(m.twilio_sid.as_deref(), Some(form.get("MessageSid")));
@@ -48,11 +52,13 @@ async fn a_signed_message_is_stored_once_with_its_conversation_and_guard() {
     assert_eq!(m.status, parley::pipeline::PipelineState::Received);
     assert_eq!(m.num_media, 0);
     assert_eq!(m.keyword, None);
+    let raw = m.raw_payload.as_ref().expect("raw payload kept");
     assert_eq!(
-        m.raw_payload.as_deref(),
-        Some(form.encode().as_str()),
+        stack.store.open(raw, &m.message_id).await.unwrap(),
+        form.encode(),
         "raw payload kept verbatim"
     );
+    assert!(raw.sealed_value().is_some(), "and sealed");
 
     let c = conversation.expect("conversation created");
     assert_eq!(
@@ -241,7 +247,7 @@ async fn whatsapp_messages_have_their_own_channel_and_keep_media() {
     assert_eq!(m.from_original, format!("whatsapp:{phone}"));
     assert_eq!(m.num_media, 2);
     assert_eq!(m.media_content_types, ["image/jpeg", "application/pdf"]);
-    assert!(m.media_urls[1].ends_with("/ME1"));
+    assert!(stack.store.media_of(m).await.unwrap()[1].ends_with("/ME1"));
 }
 
 #[tokio::test]

@@ -65,7 +65,7 @@ async fn the_sample_event_base64_and_plain_is_accepted_and_stored_once() {
     let messages = store.messages(Channel::Sms, &phone, 10).await.unwrap();
     assert_eq!(messages.len(), 1);
     assert_eq!(
-        messages[0].body,
+        messages[0].body.stored(),
         "Hola, ya pagué la renta de este mes. ¿Pueden confirmar?"
     );
     assert_eq!(messages[0].language, Language::Es);

@@ -37,6 +37,50 @@ pub enum EnvelopeError {
     Malformed,
     #[error("a sealed field does not open with its key (tampered, or moved from another item)")]
     Forged,
+    #[error("a sealed field was read by a store with no envelope (DATA_KEY_ID unset)")]
+    NoEnvelope,
+    #[error("this instance only opens sealed fields; it was started without a data key")]
+    ReadOnly,
+}
+
+/// Text people wrote as the table holds it: sealed, or plain when written before sealing
+/// existed or by a store without an envelope. Its `Debug` shows neither: open it
+/// ([`crate::store::Store::open`]) to read it.
+#[derive(Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct StoredText(String);
+
+impl StoredText {
+    pub fn plain(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+
+    pub(crate) fn sealed(sealed: String) -> Self {
+        Self(sealed)
+    }
+
+    /// The sealed value, when it is one.
+    pub fn sealed_value(&self) -> Option<&str> {
+        Envelope::is_sealed(&self.0).then_some(self.0.as_str())
+    }
+
+    /// The value as stored (sealed or not): for checks that nothing is stored in plain text.
+    pub fn stored(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for StoredText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.sealed_value() {
+            Some(_) => f.write_str("StoredText(<sealed>)"),
+            None => f.write_str("StoredText(<plain, redacted>)"),
+        }
+    }
 }
 
 /// The data key this instance seals with.
@@ -48,7 +92,8 @@ struct Writer {
 pub struct Envelope {
     kms: aws_sdk_kms::Client,
     store: Store,
-    writer: Writer,
+    /// None for an instance that only reads (no data key of its own).
+    writer: Option<Writer>,
     /// Unwrapped data keys by id (this instance's own among them).
     readers: Mutex<HashMap<String, Aes256Gcm>>,
 }
@@ -77,16 +122,26 @@ impl Envelope {
             kms,
             store,
             readers: Mutex::new(HashMap::from([(id.clone(), cipher.clone())])),
-            writer: Writer { id, cipher },
+            writer: Some(Writer { id, cipher }),
         })
     }
 
+    /// An envelope that only opens fields: no KMS call until a field needs a key.
+    pub fn read_only(kms: aws_sdk_kms::Client, store: Store) -> Self {
+        Self {
+            kms,
+            store,
+            writer: None,
+            readers: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// `plaintext` sealed for the item `bound_to` names (e.g. its message id). No I/O.
-    pub fn seal(&self, plaintext: &str, bound_to: &str) -> String {
+    pub fn seal(&self, plaintext: &str, bound_to: &str) -> Result<String, EnvelopeError> {
+        let writer = self.writer.as_ref().ok_or(EnvelopeError::ReadOnly)?;
         let mut nonce = [0u8; NONCE_BYTES];
         getrandom::fill(&mut nonce).expect("the OS random source is available");
-        let sealed = self
-            .writer
+        let sealed = writer
             .cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
@@ -96,12 +151,12 @@ impl Envelope {
                 },
             )
             .expect("AES-GCM encrypts any input under 64 GiB");
-        format!(
+        Ok(format!(
             "{PREFIX}{}:{}:{}",
-            self.writer.id,
+            writer.id,
             B64.encode(nonce),
             B64.encode(sealed)
-        )
+        ))
     }
 
     /// The plaintext of a field sealed for `bound_to`.
@@ -122,7 +177,7 @@ impl Envelope {
         if nonce.len() != NONCE_BYTES {
             return Err(EnvelopeError::Malformed);
         }
-        let cipher = self.reader(key_id).await?;
+        let cipher = self.key(key_id).await?;
         let plaintext = cipher
             .decrypt(
                 Nonce::from_slice(&nonce),
@@ -140,12 +195,12 @@ impl Envelope {
         value.starts_with(PREFIX)
     }
 
-    /// The id of the data key this instance seals with.
-    pub fn data_key_id(&self) -> &str {
-        &self.writer.id
+    /// The id of the data key this instance seals with, if it seals.
+    pub fn data_key_id(&self) -> Option<&str> {
+        self.writer.as_ref().map(|w| w.id.as_str())
     }
 
-    async fn reader(&self, key_id: &str) -> Result<Aes256Gcm, EnvelopeError> {
+    async fn key(&self, key_id: &str) -> Result<Aes256Gcm, EnvelopeError> {
         if let Some(cipher) = self.readers().get(key_id) {
             return Ok(cipher.clone());
         }
@@ -176,7 +231,7 @@ impl Envelope {
 impl std::fmt::Debug for Envelope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Envelope")
-            .field("data_key_id", &self.writer.id)
+            .field("data_key_id", &self.data_key_id())
             .finish_non_exhaustive()
     }
 }

@@ -44,6 +44,20 @@ pub async fn stack() -> Stack {
     let get = |k: &str| env.require(k).expect("local setting").to_owned();
     let sdk = parley::aws::sdk_config().await;
     let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), get("TABLE_NAME"));
+    // Seals what tests write and opens what the running stack sealed, as its functions do.
+    let store = match env.get("DATA_KEY_ID").filter(|k| !k.is_empty()) {
+        Some(key_id) => {
+            let envelope = parley::envelope::Envelope::start(
+                aws_sdk_kms::Client::new(&sdk),
+                key_id,
+                store.clone(),
+            )
+            .await
+            .expect("a data key from the emulator's KMS");
+            store.with_envelope(Arc::new(envelope))
+        }
+        None => store,
+    };
     Stack {
         gateway: format!("http://127.0.0.1:{}", get("LOCAL_GATEWAY_PORT")),
         public_base_url: get("PUBLIC_BASE_URL"),

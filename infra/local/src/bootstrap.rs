@@ -31,6 +31,9 @@ pub async fn bootstrap(
     create_table(&dynamodb, &table, env.require("TABLE_NAME")?).await?;
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
     put_secret(&secrets, env.require("SECRET_ID")?, &dev_secret(env)?).await?;
+    if let Some(alias) = env.get("DATA_KEY_ID").filter(|a| !a.is_empty()) {
+        create_data_key(&aws_sdk_kms::Client::new(sdk), alias).await?;
+    }
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let prefix = env.require("LOCAL_QUEUE_PREFIX")?;
     let queues = create_queues(&sqs, &template.queues(), prefix).await?;
@@ -59,6 +62,31 @@ pub async fn bootstrap(
         buses,
         table_stream_arn,
     })
+}
+
+/// The template's `DataKey`: a KMS key in the emulator under `alias` (`alias/parley-local`),
+/// unless the alias exists already.
+pub async fn create_data_key(client: &aws_sdk_kms::Client, alias: &str) -> Result<(), String> {
+    if client.describe_key().key_id(alias).send().await.is_ok() {
+        return Ok(());
+    }
+    let key = client
+        .create_key()
+        .description("Parley local data key")
+        .send()
+        .await
+        .map_err(|e| format!("CreateKey: {}", aws_sdk_kms::Error::from(e)))?
+        .key_metadata
+        .ok_or("CreateKey returned no key")?
+        .key_id;
+    client
+        .create_alias()
+        .alias_name(alias)
+        .target_key_id(key)
+        .send()
+        .await
+        .map_err(|e| format!("CreateAlias: {}", aws_sdk_kms::Error::from(e)))?;
+    Ok(())
 }
 
 /// The local name of a template queue.

@@ -116,7 +116,7 @@ pub async fn run(
                         secrets,
                         &CreateMessage {
                             to: message.to_e164.as_str(),
-                            body: &message.body,
+                            body: message.body.stored(),
                             media_urls: &[],
                             status_callback: &stack.sink.url,
                         },

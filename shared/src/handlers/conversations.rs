@@ -153,7 +153,7 @@ impl ConversationsHandler {
             .map_err(unavailable)?;
         let body = json!({
             "conversation": conversation_json(&conversation, consent.as_ref()),
-            "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
+            "messages": self.messages_json(&messages).await?,
             "next_cursor": next.map(|sk| seal_cursor(&key, &pk, &sk)),
         });
         Ok(json_response(StatusCode::OK, &body))
@@ -175,7 +175,7 @@ impl ConversationsHandler {
                 code: "message_not_found",
                 message: "there is no message with this id".into(),
             })?;
-        let mut body = message_json(&message);
+        let mut body = self.message_json(&message).await?;
         body["status_history"] = json!(message.status_history);
         body["error_message"] = json!(message.error_message);
         body["attempts"] = json!(message.attempts);
@@ -207,13 +207,38 @@ fn conversation_json(c: &Conversation, consent: Option<&crate::store::Consent>) 
     })
 }
 
-fn message_json(m: &Message) -> Value {
+impl ConversationsHandler {
+    async fn messages_json(&self, messages: &[Message]) -> Result<Vec<Value>, ApiError> {
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            out.push(self.message_json(m).await?);
+        }
+        Ok(out)
+    }
+
+    /// A message as the API shows it, its body and media opened.
+    async fn message_json(&self, m: &Message) -> Result<Value, ApiError> {
+        let opened = async {
+            Ok::<_, crate::store::StoreError>((
+                self.store.body_of(m).await?,
+                self.store.media_of(m).await?,
+            ))
+        };
+        let (body, media_urls) = opened.await.map_err(|e| match e.unreadable() {
+            true => ApiError::Internal(e.into()),
+            false => ApiError::Unavailable(e.into()),
+        })?;
+        Ok(message_json(m, &body, &media_urls))
+    }
+}
+
+fn message_json(m: &Message, body: &str, media_urls: &[String]) -> Value {
     json!({
         "message_id": m.message_id,
         "direction": m.direction,
         "channel": m.channel,
-        "body": m.body,
-        "media_urls": m.media_urls,
+        "body": body,
+        "media_urls": media_urls,
         "twilio_sid": m.twilio_sid,
         "status": m.status,
         "status_reason": m.status_reason,

@@ -275,8 +275,8 @@ impl InboundProcessor {
                     "body_included": self.bodies == EventBodies::Include,
             });
             if self.bodies == EventBodies::Include {
-                detail["body"] = json!(message.body);
-                detail["media_urls"] = json!(message.media_urls);
+                detail["body"] = json!(self.store.body_of(message).await?);
+                detail["media_urls"] = json!(self.store.media_of(message).await?);
             }
             let event = DomainEvent::new(
                 "sms.received",

@@ -42,7 +42,7 @@ impl InboundSmsHandler {
 
     pub async fn from_env() -> Result<Self, InitError> {
         let config = WebhookConfig::from_env()?;
-        let cold = ColdStart::load().await?;
+        let cold = ColdStart::load_sealing().await?;
         Ok(Self::new(cold.store, cold.secrets, config))
     }
 

@@ -25,6 +25,16 @@ pub enum InitError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    #[error("could not start the field envelope: {0}")]
+    Envelope(#[from] crate::envelope::EnvelopeError),
+}
+
+/// Whether a function writes what people wrote (and so needs a data key of its own), only
+/// reads it, or neither. Without `DATA_KEY_ID` nothing is sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealing {
+    Writes,
+    Reads,
 }
 
 /// What every function builds once per cold start: the AWS configuration, the secrets (read
@@ -37,7 +47,17 @@ pub struct ColdStart {
 }
 
 impl ColdStart {
+    /// For functions that only read sealed fields, or none.
     pub async fn load() -> Result<Self, InitError> {
+        Self::load_with(Sealing::Reads).await
+    }
+
+    /// For functions that store bodies, media URLs or raw payloads (a KMS data key at start).
+    pub async fn load_sealing() -> Result<Self, InitError> {
+        Self::load_with(Sealing::Writes).await
+    }
+
+    async fn load_with(sealing: Sealing) -> Result<Self, InitError> {
         let aws = crate::config::AwsConfig::from_env()?;
         let sdk = crate::aws::sdk_config().await;
         let secrets = crate::secrets::SecretStore::load(
@@ -46,6 +66,19 @@ impl ColdStart {
         )
         .await?;
         let store = crate::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
+        let store = match crate::config::optional("DATA_KEY_ID") {
+            None => store,
+            Some(key_id) => {
+                let kms = aws_sdk_kms::Client::new(&sdk);
+                let envelope = match sealing {
+                    Sealing::Writes => {
+                        crate::envelope::Envelope::start(kms, &key_id, store.clone()).await?
+                    }
+                    Sealing::Reads => crate::envelope::Envelope::read_only(kms, store.clone()),
+                };
+                store.with_envelope(std::sync::Arc::new(envelope))
+            }
+        };
         Ok(Self {
             sdk,
             secrets: std::sync::Arc::new(secrets),

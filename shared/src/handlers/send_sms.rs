@@ -49,7 +49,7 @@ impl SendSmsHandler {
     pub async fn from_env() -> Result<Self, InitError> {
         let queue_url = required("SEND_QUEUE_URL")?;
         let policy = Arc::new(Policy::from_env()?);
-        let cold = ColdStart::load().await?;
+        let cold = ColdStart::load_sealing().await?;
         let queue = JobQueue::new(aws_sdk_sqs::Client::new(&cold.sdk), queue_url);
         Ok(Self::new(
             SendService::new(cold.store, queue, policy),

@@ -188,7 +188,7 @@ impl Store {
             message_id: r.message_id.clone(),
             direction: Direction::Inbound,
             channel: sms.channel(),
-            body: sms.body.clone(),
+            body: self.seal(&sms.body, &r.message_id)?,
             twilio_sid: Some(sms.message_sid.to_string()),
             account_sid: Some(sms.account_sid.to_string()),
             from_e164: Some(sms.from.e164.clone()),
@@ -196,7 +196,11 @@ impl Store {
             to_e164: sms.to.e164.clone(),
             to_original: sms.to.original.clone(),
             num_media: sms.media.len() as u32,
-            media_urls: sms.media.iter().map(|m| m.url.clone()).collect(),
+            media_urls: sms
+                .media
+                .iter()
+                .map(|m| self.seal(&m.url, &r.message_id))
+                .collect::<Result<_, _>>()?,
             media_content_types: sms
                 .media
                 .iter()
@@ -215,7 +219,7 @@ impl Store {
             time_zone: None,
             time_zone_source: None,
             urgent: false,
-            raw_payload: Some(r.raw_payload.to_owned()),
+            raw_payload: Some(self.seal(r.raw_payload, &r.message_id)?),
             delivery_status: None,
             status_history: Vec::new(),
             error_code: None,

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::envelope::StoredText;
+
 use super::keys::Entity;
 use crate::delivery::DeliveryStatus;
 use crate::language::Language;
@@ -42,7 +44,8 @@ pub struct Message {
     pub message_id: String,
     pub direction: Direction,
     pub channel: Channel,
-    pub body: String,
+    /// Sealed when the store has an envelope: [`Store::body_of`](super::Store::body_of).
+    pub body: StoredText,
     pub twilio_sid: Option<String>,
     pub account_sid: Option<String>,
     /// Inbound: the sender. Outbound: absent until Twilio reports the number it sent from.
@@ -53,7 +56,7 @@ pub struct Message {
     pub to_original: String,
     pub num_media: u32,
     #[serde(default)]
-    pub media_urls: Vec<String>,
+    pub media_urls: Vec<StoredText>,
     #[serde(default)]
     pub media_content_types: Vec<String>,
     pub language: Language,
@@ -86,7 +89,7 @@ pub struct Message {
     #[serde(default)]
     pub urgent: bool,
     /// The webhook body exactly as Twilio sent it, for replay and audit.
-    pub raw_payload: Option<String>,
+    pub raw_payload: Option<StoredText>,
     /// Outbound: Twilio's status, moving only forward (see `delivery`).
     #[serde(default)]
     pub delivery_status: Option<DeliveryStatus>,

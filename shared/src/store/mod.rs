@@ -77,6 +77,19 @@ pub enum StoreError {
     Build(#[from] aws_sdk_dynamodb::error::BuildError),
     #[error("an item in the table does not have the expected shape")]
     Shape(#[from] serde_dynamo::Error),
+    /// A sealed field could not be opened (see [`crate::envelope`]).
+    #[error("a sealed field could not be opened")]
+    Sealed(#[source] Box<crate::envelope::EnvelopeError>),
+}
+
+impl StoreError {
+    /// A sealed field that will never open (tampered, unknown key, no envelope), as opposed
+    /// to a fault that may pass (KMS or the table unreachable).
+    pub fn unreadable(&self) -> bool {
+        use crate::envelope::EnvelopeError as E;
+        matches!(self, StoreError::Sealed(e)
+            if matches!(**e, E::Forged | E::Malformed | E::NoEnvelope | E::ReadOnly | E::UnknownKey(_)))
+    }
 }
 
 pub(crate) fn aws_error<E: ProvideErrorMetadata, R>(
@@ -97,6 +110,8 @@ pub(crate) fn aws_error<E: ProvideErrorMetadata, R>(
 pub struct Store {
     client: Client,
     table: String,
+    /// Seals what people wrote on write and opens it on read; none: stored as it is.
+    envelope: Option<std::sync::Arc<crate::envelope::Envelope>>,
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -108,7 +123,62 @@ impl Store {
         Self {
             client,
             table: table.into(),
+            envelope: None,
         }
+    }
+
+    /// This store, sealing bodies, media URLs and raw payloads with `envelope`.
+    pub fn with_envelope(mut self, envelope: std::sync::Arc<crate::envelope::Envelope>) -> Self {
+        self.envelope = Some(envelope);
+        self
+    }
+
+    /// `text` as this store keeps it for the item `bound_to` names: sealed when it has an
+    /// envelope.
+    pub fn seal(
+        &self,
+        text: &str,
+        bound_to: &str,
+    ) -> Result<crate::envelope::StoredText, StoreError> {
+        match &self.envelope {
+            Some(envelope) => envelope
+                .seal(text, bound_to)
+                .map(crate::envelope::StoredText::sealed)
+                .map_err(|e| StoreError::Sealed(Box::new(e))),
+            None => Ok(crate::envelope::StoredText::plain(text)),
+        }
+    }
+
+    /// The text of a stored field of the item `bound_to` names.
+    pub async fn open(
+        &self,
+        text: &crate::envelope::StoredText,
+        bound_to: &str,
+    ) -> Result<String, StoreError> {
+        match (text.sealed_value(), &self.envelope) {
+            (None, _) => Ok(text.stored().to_owned()),
+            (Some(sealed), Some(envelope)) => envelope
+                .open(sealed, bound_to)
+                .await
+                .map_err(|e| StoreError::Sealed(Box::new(e))),
+            (Some(_), None) => Err(StoreError::Sealed(Box::new(
+                crate::envelope::EnvelopeError::NoEnvelope,
+            ))),
+        }
+    }
+
+    /// A message's body, opened.
+    pub async fn body_of(&self, m: &Message) -> Result<String, StoreError> {
+        self.open(&m.body, &m.message_id).await
+    }
+
+    /// A message's media URLs, opened.
+    pub async fn media_of(&self, m: &Message) -> Result<Vec<String>, StoreError> {
+        let mut urls = Vec::with_capacity(m.media_urls.len());
+        for url in &m.media_urls {
+            urls.push(self.open(url, &m.message_id).await?);
+        }
+        Ok(urls)
     }
 
     pub fn table(&self) -> &str {

@@ -189,7 +189,7 @@ impl Store {
             message_id: n.message_id.clone(),
             direction: Direction::Outbound,
             channel: n.to.channel,
-            body: n.body.to_owned(),
+            body: self.seal(n.body, &n.message_id)?,
             twilio_sid: None,
             account_sid: None,
             from_e164: None,
@@ -197,7 +197,11 @@ impl Store {
             to_e164: n.to.e164.clone(),
             to_original: n.to.original.clone(),
             num_media: n.media_urls.len() as u32,
-            media_urls: n.media_urls.to_vec(),
+            media_urls: n
+                .media_urls
+                .iter()
+                .map(|url| self.seal(url, &n.message_id))
+                .collect::<Result<_, _>>()?,
             media_content_types: Vec::new(),
             language: Language::Unknown,
             language_confidence: 0.0,

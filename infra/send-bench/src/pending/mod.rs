@@ -120,7 +120,7 @@ pub async fn seed_scheduled(
         m.message_id = id;
         m.to_original = address.original.clone();
         m.to_e164 = address.e164.clone();
-        m.body = body(label, i);
+        m.body = parley::envelope::StoredText::plain(&body(label, i));
         items.push(serde_dynamo::to_item(&m).map_err(|e| e.to_string())?);
         let mut conversation = conversation_item.clone();
         conversation.insert("pk".into(), s(pk.clone()));

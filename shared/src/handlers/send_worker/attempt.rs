@@ -123,6 +123,15 @@ impl SendWorker {
         attempt: u32,
     ) -> Result<Option<(MessageSid, DeliveryStatus)>, Interrupted> {
         let to = &super::recipient(message);
+        let (body, media_urls) = match self.opened(message).await {
+            Ok(opened) => opened,
+            Err(e) if e.unreadable() => {
+                self.fail_unreadable(message).await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(Interrupted::not_at_twilio(e)),
+        };
+        let body = body.as_str();
 
         // A previous attempt may have been accepted by Twilio without us hearing back.
         if message.ambiguous || message.status == crate::pipeline::PipelineState::Sending {
@@ -132,9 +141,7 @@ impl SendWorker {
                 .unwrap_or_else(OffsetDateTime::now_utc)
                 - Duration::from_secs(5);
             let found = with_credentials(&self.secrets, |secrets| async move {
-                self.twilio
-                    .find_accepted(&secrets, to, &message.body, since)
-                    .await
+                self.twilio.find_accepted(&secrets, to, body, since).await
             })
             .await;
             match found {
@@ -162,8 +169,8 @@ impl SendWorker {
         }
         let request = &CreateMessage {
             to,
-            body: &message.body,
-            media_urls: &message.media_urls,
+            body,
+            media_urls: &media_urls,
             status_callback: &self.config.status_callback_url,
         };
         let created = with_credentials(&self.secrets, |secrets| async move {
@@ -222,6 +229,34 @@ impl SendWorker {
                 Err(Interrupted::Retry(self.config.retry_base))
             }
         }
+    }
+
+    /// The body and media URLs to send, opened.
+    async fn opened(&self, message: &Message) -> Result<(String, Vec<String>), StoreError> {
+        Ok((
+            self.store.body_of(message).await?,
+            self.store.media_of(message).await?,
+        ))
+    }
+
+    /// A message whose sealed body no key opens can never be sent: failed, not retried.
+    async fn fail_unreadable(&self, message: &Message) -> Result<(), Interrupted> {
+        error!("the stored body cannot be opened; failed without sending");
+        self.store
+            .finish_unsent(
+                message,
+                DeliveryStatus::Failed,
+                "body_unreadable",
+                "the stored body could not be decrypted",
+                &self.clock.now().to_string(),
+            )
+            .await
+            .map_err(Interrupted::not_at_twilio)?;
+        Metrics::new(FUNCTION)
+            .dimension("error_code", "body_unreadable")
+            .count("Failed", 1)
+            .emit();
+        Ok(())
     }
 
     async fn fail_permanently(
