@@ -628,3 +628,81 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(pairs: &[(&str, &str)]) -> Item {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), s(*v)))
+            .collect()
+    }
+
+    #[test]
+    fn an_erased_copy_keeps_statuses_and_drops_bodies_media_payloads_and_numbers() {
+        let original = item(&[
+            ("pk", "CONV#sms#+14155552671"),
+            ("sk", "MSG#01J"),
+            ("entity", "message"),
+            ("message_id", "01J"),
+            ("status", "queued"),
+            ("version", "3"),
+            ("body", "secret"),
+            ("raw_payload", "From=%2B14155552671&Body=secret"),
+            ("from_e164", "+14155552671"),
+            ("to_e164", "+15005550006"),
+            ("to_original", "(415) 555-2671"),
+            ("error_message", "The 'To' number +14155552671 is not valid"),
+            ("gsi2pk", "DUE#2026-12-01T09:00#3"),
+            ("idempotency_pk", "IDEM#k#1"),
+            ("some_future_attribute", "+14155552671"),
+        ]);
+        let (writes, canceled) =
+            message_move("t", &original, "ERASED#01C", "2026-12-01T09:00:00.000Z").unwrap();
+        assert!(canceled, "a pending message is canceled by the move");
+        assert_eq!(writes.len(), 2, "no SID: no guard to point");
+        let copy = writes[0].put().unwrap().item();
+        assert_eq!(copy["pk"], s("ERASED#01C"));
+        assert_eq!(copy["sk"], s("MSG#01J"));
+        assert_eq!(copy["entity"], s("message"));
+        assert_eq!(copy["status"], s("canceled"));
+        assert_eq!(copy["status_reason"], s("erased"));
+        assert!(copy.contains_key("erased_at"));
+        let text = format!("{copy:?}");
+        for gone in ["secret", "4155552671", "5005550006", "DUE#", "IDEM#"] {
+            assert!(!text.contains(gone), "{gone} in {text}");
+        }
+        let delete = writes[1].delete().unwrap();
+        assert_eq!(delete.key()["pk"], s("CONV#sms#+14155552671"));
+        let condition = delete.condition_expression().unwrap_or_default();
+        assert!(
+            condition.starts_with("attribute_exists(pk) AND"),
+            "{condition}"
+        );
+        assert!(
+            condition.contains("attribute_not_exists(#u1)"),
+            "{condition}"
+        );
+    }
+
+    #[test]
+    fn an_erased_conversation_keeps_its_counts_and_not_its_number_or_tenant() {
+        let meta = item(&[
+            ("pk", "CONV#whatsapp#+14155552671"),
+            ("sk", "META"),
+            ("conversation_id", "01C"),
+            ("phone", "+14155552671"),
+            ("tenant_id", "t-1"),
+            ("message_count", "4"),
+        ]);
+        let copy = kept(&meta, CONVERSATION_KEEPS, "ERASED#01C", "now");
+        let mut names: Vec<&str> = copy.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["conversation_id", "erased_at", "message_count", "pk", "sk"]
+        );
+    }
+}
