@@ -12,6 +12,7 @@
 //! lands before (and is moved with the rest) or after (a fresh conversation, new id).
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
@@ -35,6 +36,10 @@ pub const ERASED_REQUEST_HASH: &str = "erased";
 const ROUNDS: usize = 6;
 /// Messages per transaction: three items each, and at most 100 items in one.
 const MESSAGES_PER_TRANSACTION: usize = 30;
+/// How long a message a worker is sending (`sending`) is given to settle before the move: its
+/// Twilio answer is then recorded, and its SID guard moves with it. Within the API's 10 s.
+const SETTLE_WAIT: Duration = Duration::from_secs(4);
+const SETTLE_POLL: Duration = Duration::from_millis(200);
 
 /// What a message keeps when erased: ids, direction, statuses and their history, counts and
 /// times. Everything else — body, media, raw payload, numbers, Twilio's error text (it can
@@ -399,8 +404,20 @@ impl Store {
         let mut idempotency = Vec::new();
         // Used only when the conversation item is missing (messages without one).
         let fallback_id = ulid::Ulid::new().to_string();
+        let settle_by = Instant::now() + SETTLE_WAIT;
+        let sending = |items: &[Item]| {
+            items
+                .iter()
+                .any(|i| attr_s(i, "status") == Some(PipelineState::Sending.as_str()))
+        };
         for _ in 0..ROUNDS {
-            let items = self.partition(&pk).await?;
+            let mut items = self.partition(&pk).await?;
+            // A send in flight is let finish (a worker holds it for one Twilio call); one
+            // still `sending` after the wait (a worker that died) is moved as it is.
+            while sending(&items) && Instant::now() < settle_by {
+                tokio::time::sleep(SETTLE_POLL).await;
+                items = self.partition(&pk).await?;
+            }
             if items.is_empty() {
                 return Ok((counts, tenant, idempotency));
             }
