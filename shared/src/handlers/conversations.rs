@@ -15,13 +15,14 @@ use subtle::ConstantTimeEq;
 use tracing::{info_span, Instrument};
 
 use super::{api, request_id, ColdStart, InitError};
-use crate::access::{Access, Scope};
+use crate::access::{Access, Caller, Scope};
 use crate::error::ApiError;
 use crate::http::json_response;
 use crate::phone::Address;
 use crate::queue::JobQueue;
 use crate::secrets::SecretStore;
-use crate::store::{keys, Conversation, Message, Store};
+use crate::store::{keys, Conversation, ErasedMessage, Message, MessageLookup, Store};
+use crate::telemetry::Pseudonymizer;
 
 pub const CONVERSATION_ROUTE: &str = "/conversations/{phone_number}";
 pub const MESSAGE_ROUTE: &str = "/messages/{message_id}";
@@ -66,20 +67,29 @@ impl ConversationsHandler {
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let span = info_span!("conversations", request_id = %request_id(&req));
         let path = req.raw_http_path().trim_end_matches('/');
-        let scope = if path == super::keys::ROUTE || path.starts_with("/keys/") {
+        let scope = if path == super::keys::ROUTE
+            || path.starts_with("/keys/")
+            || path.starts_with(super::contacts::PREFIX)
+        {
             Scope::Admin
         } else {
             Scope::Read
         };
-        api::call(&self.access, &req, Some(scope), |_| self.process(&req))
-            .instrument(span)
-            .await
+        api::call(&self.access, &req, Some(scope), |caller| {
+            self.process(&req, caller)
+        })
+        .instrument(span)
+        .await
     }
 
-    async fn process(&self, req: &Request) -> Result<Response<Body>, ApiError> {
+    async fn process(&self, req: &Request, caller: Caller) -> Result<Response<Body>, ApiError> {
         let path = req.raw_http_path();
         if path == super::keys::ROUTE || path.starts_with("/keys/") {
             return super::keys::route(&self.store, req).await;
+        }
+        if path.starts_with(super::contacts::PREFIX) {
+            let pseudonyms = Pseudonymizer::new(&self.secrets.current().log_hmac_key);
+            return super::contacts::route(&self.store, &pseudonyms, &caller, req).await;
         }
         match path.trim_end_matches('/') {
             super::queue::ROUTE => {
@@ -168,14 +178,21 @@ impl ConversationsHandler {
         }
         let message = self
             .store
-            .message_by_id(id)
+            .lookup_message(id)
             .await
             .map_err(|e| ApiError::Unavailable(e.into()))?
             .ok_or_else(|| ApiError::NotFound {
                 code: "message_not_found",
                 message: "there is no message with this id".into(),
             })?;
+        let message = match message {
+            MessageLookup::Live(m) => m,
+            MessageLookup::Erased(m) => {
+                return Ok(json_response(StatusCode::OK, &erased_message_json(&m)))
+            }
+        };
         let mut body = self.message_json(&message).await?;
+        body["erased"] = json!(false);
         body["status_history"] = json!(message.status_history);
         body["error_message"] = json!(message.error_message);
         body["attempts"] = json!(message.attempts);
@@ -250,6 +267,29 @@ fn message_json(m: &Message, body: &str, media_urls: &[String]) -> Value {
         "error_code": m.error_code,
         "language": m.language,
         "created_at": m.created_at,
+    })
+}
+
+/// What an erasure kept of a message: no body, media or number, flagged `erased`.
+fn erased_message_json(m: &ErasedMessage) -> Value {
+    json!({
+        "message_id": m.message_id,
+        "direction": m.direction,
+        "channel": m.channel,
+        "body": null,
+        "media_urls": [],
+        "twilio_sid": m.twilio_sid,
+        "status": m.status,
+        "status_reason": m.status_reason,
+        "send_at": m.send_at,
+        "delivery_status": m.delivery_status,
+        "error_code": m.error_code,
+        "language": m.language,
+        "created_at": m.created_at,
+        "status_history": m.status_history,
+        "attempts": m.attempts,
+        "erased": true,
+        "erased_at": m.erased_at,
     })
 }
 

@@ -18,8 +18,8 @@ use crate::events::{DomainEvent, EventPublisher};
 use crate::language::{self, Decision, Detection, Preference};
 use crate::metrics::Metrics;
 use crate::monitor::{self, MonitorClient, MonitorError, Tenant};
-use crate::phone::E164;
-use crate::store::keys::Entity;
+use crate::phone::{Channel, E164};
+use crate::store::keys::{self, Entity};
 use crate::store::tenants::PhoneTenant;
 use crate::store::{Consent, Direction, Message, Store, StoreError};
 use crate::telemetry::Pseudonymizer;
@@ -90,6 +90,8 @@ enum Lookup {
     Unknown,
     /// The monitor failed even after retries; try again later.
     Unavailable,
+    /// The conversation was erased meanwhile: nothing more to do for it.
+    Erased,
 }
 
 impl InboundProcessor {
@@ -189,6 +191,13 @@ impl InboundProcessor {
         if image.len() <= 2 {
             return Ok(());
         }
+        // Items moved by an erasure (and its audit entry) are nobody's to act on: no events, no
+        // tenant lookups. Their keys say so; the removal of the originals is ignored below too.
+        if serde_dynamo::from_item::<_, Keys>(record.change.keys.clone())
+            .is_ok_and(|k| keys::is_erased(&k.pk))
+        {
+            return Ok(());
+        }
         match (record.event_name.as_str(), entity(image)) {
             ("INSERT", Some(Entity::Message)) => {
                 let message: Message =
@@ -231,9 +240,27 @@ impl InboundProcessor {
         };
         let span = info_span!("inbound", message_id = %message.message_id, phone = %self.pseudonyms.pseudonym(phone));
         async {
+            // A record delivered after its message was erased: the number must not go to the
+            // monitor, into a mapping or onto the bus.
+            if self
+                .store
+                .message(&message.pk, &message.sk)
+                .await?
+                .is_none()
+            {
+                info!("the message was erased before processing; skipped");
+                return Ok(());
+            }
             let now = crate::time::now_rfc3339();
-            let (tenant_id, time_zone) = match self.resolve(phone, &message.from_original).await? {
+            let (tenant_id, time_zone) = match self
+                .resolve(message.channel, phone, &message.from_original)
+                .await?
+            {
                 Lookup::Known(id, zone) => (id, zone),
+                Lookup::Erased => {
+                    info!("the conversation was erased during processing; skipped");
+                    return Ok(());
+                }
                 Lookup::Unknown => {
                     info!("unknown sender: stored without a tenant, no downstream event");
                     Metrics::new(FUNCTION).count("UnknownSenders", 1).emit();
@@ -247,7 +274,8 @@ impl InboundProcessor {
                     return Ok(());
                 }
             };
-            self.store
+            let linked = self
+                .store
                 .link_tenant(
                     message.channel,
                     phone,
@@ -256,6 +284,10 @@ impl InboundProcessor {
                     &now,
                 )
                 .await?;
+            if !linked {
+                info!("the conversation was erased during processing; skipped");
+                return Ok(());
+            }
             Metrics::new(FUNCTION).count("KnownSenders", 1).emit();
             self.update_language(&tenant_id, message).await?;
             let conversation = self.store.conversation(message.channel, phone).await?;
@@ -293,7 +325,12 @@ impl InboundProcessor {
     }
 
     /// The tenant of a number: the stored mapping, else the monitor tried with each variant.
-    async fn resolve(&self, phone: &E164, original: &str) -> Result<Lookup, StoreError> {
+    async fn resolve(
+        &self,
+        channel: Channel,
+        phone: &E164,
+        original: &str,
+    ) -> Result<Lookup, StoreError> {
         if let Some(mapping) = self.store.phone_tenant(phone).await? {
             return Ok(Lookup::Known(mapping.tenant_id, mapping.time_zone));
         }
@@ -311,7 +348,13 @@ impl InboundProcessor {
                             .clone()
                             .filter(|z| crate::schedule::parse_zone(z).is_ok()),
                     };
-                    self.store.put_phone_tenant(phone, &mapping).await?;
+                    if !self
+                        .store
+                        .put_phone_tenant(channel, phone, &mapping)
+                        .await?
+                    {
+                        return Ok(Lookup::Erased);
+                    }
                     info!(variant = mapping.matched_variant, "tenant found");
                     return Ok(Lookup::Known(tenant.tenant_id, mapping.time_zone));
                 }
@@ -525,9 +568,13 @@ impl InboundProcessor {
         for conversation in self.store.unlinked_conversations().await? {
             report.checked += 1;
             let phone = &conversation.phone;
-            match self.resolve(phone, phone.as_str()).await? {
+            match self
+                .resolve(conversation.channel, phone, phone.as_str())
+                .await?
+            {
                 Lookup::Known(tenant_id, time_zone) => {
-                    self.store
+                    let linked = self
+                        .store
                         .link_tenant(
                             conversation.channel,
                             phone,
@@ -536,9 +583,9 @@ impl InboundProcessor {
                             &crate::time::now_rfc3339(),
                         )
                         .await?;
-                    report.linked += 1;
+                    report.linked += usize::from(linked);
                 }
-                Lookup::Unknown => {}
+                Lookup::Unknown | Lookup::Erased => {}
                 Lookup::Unavailable => report.still_pending += 1,
             }
         }

@@ -3,6 +3,7 @@
 //! gateway run exactly this code.
 
 pub mod api;
+pub mod contacts;
 pub mod conversations;
 pub mod dispatcher;
 pub mod health;

@@ -29,6 +29,8 @@ pub enum CancelReason {
     Api,
     /// The recipient opted out (a STOP keyword or Twilio's 21610).
     OptedOut,
+    /// The recipient's data is being erased (`DELETE /contacts/{phone}`).
+    Erased,
 }
 
 impl CancelReason {
@@ -36,6 +38,7 @@ impl CancelReason {
         match self {
             Self::Api => "api",
             Self::OptedOut => "opted_out",
+            Self::Erased => "erased",
         }
     }
 }

@@ -289,13 +289,21 @@ impl SendService {
         record: IdempotencyRecord,
         request_hash: &str,
     ) -> Result<Accepted, SendError> {
-        if record.request_hash != request_hash {
+        // An erased recipient's record keeps its key (a retry must not send again) but not
+        // the request's hash (a hash of the number and the body): any retry gets the answer.
+        let erased = record.request_hash == crate::store::ERASED_REQUEST_HASH
+            || keys::is_erased(&record.message_pk);
+        if record.request_hash != request_hash && !erased {
             return Err(SendError::IdempotencyKeyReused);
         }
-        let message = self
-            .store
-            .message(&record.message_pk, &record.message_sk)
-            .await?;
+        let message = match erased {
+            true => None,
+            false => {
+                self.store
+                    .message(&record.message_pk, &record.message_sk)
+                    .await?
+            }
+        };
         if let Some(m) = message.filter(|m| m.status == PipelineState::Queued) {
             let delay = Timestamp::now().until(m.send_at.unwrap_or_else(Timestamp::now));
             let job = SendJob::new(m.message_id, record.message_pk, record.message_sk);

@@ -234,6 +234,7 @@ impl Store {
             workflow_id: None,
             callbacks_seen: Vec::new(),
             status_version: 0,
+            idempotency_pk: None,
         };
 
         let mut items = vec![

@@ -125,6 +125,9 @@ pub struct Message {
     /// Optimistic-concurrency version of the delivery status.
     #[serde(default)]
     pub status_version: u64,
+    /// Outbound: the `IDEM#…` record the send was made under, so an erasure finds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_pk: Option<String>,
 }
 
 /// One entry of a message's status history.

@@ -23,6 +23,7 @@ pub enum Entity {
     ApiKey,
     QuotaCounter,
     DataKey,
+    ErasureAudit,
 }
 
 impl Entity {
@@ -40,6 +41,7 @@ impl Entity {
             Self::ApiKey => "api_key",
             Self::QuotaCounter => "quota_counter",
             Self::DataKey => "data_key",
+            Self::ErasureAudit => "erasure_audit",
         }
     }
 }
@@ -50,6 +52,27 @@ pub const MESSAGE_PREFIX: &str = "MSG#";
 pub fn conversation_pk(channel: Channel, phone: &E164) -> String {
     format!("CONV#{}#{}", channel.as_str(), phone.as_str())
 }
+
+/// Where an erased conversation's items go (see `store::erasure`): the conversation's own
+/// id, never its number, so what is kept (counts, statuses) can no longer be found by the
+/// number. Items keep their `sk` (`META`, `MSG#<ulid>`) and their `entity`.
+pub const ERASED_PREFIX: &str = "ERASED#";
+
+pub fn erased_pk(conversation_id: &str) -> String {
+    format!("{ERASED_PREFIX}{conversation_id}")
+}
+
+/// Whether an item lives in an erased partition (its key is not a conversation's any more).
+pub fn is_erased(pk: &str) -> bool {
+    pk.starts_with(ERASED_PREFIX)
+}
+
+/// One erasure's audit entry: when, by which API key, a keyed pseudonym of the number and
+/// how much was erased.
+pub fn erasure_audit_pk(audit_id: &str) -> String {
+    format!("ERASURE#{audit_id}")
+}
+pub const ERASURE_AUDIT_SK: &str = "AUDIT";
 
 /// ULIDs sort by time, so a thread's messages come back in order from one Query.
 pub fn message_sk(message_id: &str) -> String {

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod consent;
 pub mod data_keys;
+pub mod erasure;
 pub mod inbound;
 pub mod items;
 pub mod keys;
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 use crate::phone::{Channel, E164};
 use crate::twilio::MessageSid;
 pub use consent::{ConsentOutcome, HISTORY_CAP};
+pub use erasure::{ErasedMessage, ErasureAudit, ErasureCounts, MessageLookup, ERASED_REQUEST_HASH};
 pub use inbound::{InboundOutcome, InboundRecord, WriteOutcome};
 pub use items::{
     Consent, ConsentChange, Conversation, Direction, Message, ParkedCallback, SidGuard,
@@ -347,28 +349,13 @@ impl Store {
         Ok((messages, next))
     }
 
-    /// A message by its id, through the message-id index.
+    /// A message by its id, through the message-id index; `None` for an erased one too (see
+    /// [`Store::lookup_message`]).
     pub async fn message_by_id(&self, message_id: &str) -> Result<Option<Message>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("gsi1")
-            .key_condition_expression("gsi1pk = :id")
-            .expression_attribute_values(":id", s(keys::message_gsi1pk(message_id)))
-            .limit(1)
-            .send()
-            .await
-            .map_err(|e| aws_error("Query", &e))?;
-        match out.items.unwrap_or_default().into_iter().next() {
-            // The index is eventually consistent and projects everything; read the item itself
-            // for the latest status.
-            Some(item) => {
-                let m: Message = serde_dynamo::from_item(item)?;
-                self.message(&m.pk, &m.sk).await
-            }
-            None => Ok(None),
-        }
+        Ok(match self.lookup_message(message_id).await? {
+            Some(MessageLookup::Live(m)) => Some(*m),
+            _ => None,
+        })
     }
 
     /// A conversation's messages, newest first, `limit` at most (one page).

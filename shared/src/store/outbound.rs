@@ -235,6 +235,7 @@ impl Store {
             workflow_id: n.workflow_id.map(str::to_owned),
             callbacks_seen: Vec::new(),
             status_version: 0,
+            idempotency_pk: n.idempotency.as_ref().map(|i| i.key.pk()),
         };
         items.push(put(&self.table, serde_dynamo::to_item(&message)?)?);
         items.push(
@@ -431,9 +432,18 @@ impl Store {
                 .as_ref()
                 .and_then(|g| g.message_pk.clone().zip(g.message_sk.clone()))
             {
-                return self
+                match self
                     .apply_to_message(&pk, &sk, status, error_code, at, source)
-                    .await;
+                    .await?
+                {
+                    Some(outcome) => return Ok(outcome),
+                    // The message moved (an erasure) after the guard was read: the guard
+                    // names its new place once the move is done; read it again.
+                    None => {
+                        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                        continue;
+                    }
+                }
             }
             let parked = ParkedCallback {
                 status: status.as_str().into(),
@@ -474,6 +484,9 @@ impl Store {
         })
     }
 
+    /// `Ok(None)`: no message at `pk`/`sk` (moved by an erasure since the guard was read).
+    /// Works on erased messages too (they keep their statuses), so a late callback lands in
+    /// the erased copy and never recreates an item under the number's key.
     async fn apply_to_message(
         &self,
         pk: &str,
@@ -482,17 +495,14 @@ impl Store {
         error_code: Option<&str>,
         at: &str,
         source: StatusSource,
-    ) -> Result<StatusOutcome, StoreError> {
+    ) -> Result<Option<StatusOutcome>, StoreError> {
         let seen_key = format!("{}|{}", status.as_str(), error_code.unwrap_or(""));
         for _ in 0..STATUS_ATTEMPTS {
-            let Some(message) = self.message(pk, sk).await? else {
-                return Err(StoreError::Cancelled {
-                    operation: "GetItem",
-                    reasons: "the SID guard points to a missing message".into(),
-                });
+            let Some(message) = self.get::<StatusView>(pk.to_owned(), sk).await? else {
+                return Ok(None);
             };
             if message.callbacks_seen.contains(&seen_key) {
-                return Ok(StatusOutcome::Duplicate);
+                return Ok(Some(StatusOutcome::Duplicate));
             }
             let current = message.delivery_status.unwrap_or(DeliveryStatus::Unknown);
             let advanced = current.advances_to(status);
@@ -535,9 +545,12 @@ impl Store {
                 expression.push_str(" REMOVE gsi2pk, gsi2sk");
             }
             // Items written before versioning (inbound ones) have no attribute: that is version 0.
+            // The message must still be there: an update of a message moved away meanwhile
+            // (an erasure) would otherwise create an item under the number's key.
             update = update
                 .condition_expression(
-                    "attribute_not_exists(status_version) OR status_version = :version",
+                    "attribute_exists(pk) AND \
+                     (attribute_not_exists(status_version) OR status_version = :version)",
                 )
                 .expression_attribute_values(
                     ":version",
@@ -561,7 +574,7 @@ impl Store {
                 ])
                 .await
             {
-                Ok(()) => return Ok(StatusOutcome::Applied { advanced }),
+                Ok(()) => return Ok(Some(StatusOutcome::Applied { advanced })),
                 Err(TxError::ConditionFailed(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -571,6 +584,19 @@ impl Store {
             reasons: "status update contention".into(),
         })
     }
+}
+
+/// What a status update reads of a message: live and erased messages alike have it.
+#[derive(Deserialize)]
+struct StatusView {
+    #[serde(default)]
+    callbacks_seen: Vec<String>,
+    #[serde(default)]
+    delivery_status: Option<DeliveryStatus>,
+    #[serde(default)]
+    status_version: u64,
+    #[serde(default)]
+    gsi2pk: Option<String>,
 }
 
 fn outbound_conversation_update(

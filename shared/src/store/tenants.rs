@@ -1,10 +1,10 @@
 //! What Parley remembers about tenants: which tenant a number belongs to (and the form that
 //! matched), the tenant's most recently used number, and their language preference.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
-use super::{aws_error, keys, s, Conversation, Store, StoreError};
+use super::{aws_error, keys, s, Conversation, Store, StoreError, TxError};
 use crate::language::Preference;
 use crate::phone::{Channel, E164};
 
@@ -25,27 +25,35 @@ impl Store {
             .await
     }
 
+    /// Stores the mapping while the number's conversation on `channel` exists; `Ok(false)`
+    /// when it does not (erased since the message was read): nothing is written under the
+    /// number's key again.
     pub async fn put_phone_tenant(
         &self,
+        channel: Channel,
         phone: &E164,
         mapping: &PhoneTenant,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut item: std::collections::HashMap<String, AttributeValue> =
             serde_dynamo::to_item(mapping)?;
         item.insert("pk".into(), s(keys::phone_tenant_pk(phone)));
         item.insert("sk".into(), s(keys::PHONE_TENANT_SK));
         item.insert("entity".into(), s(keys::Entity::PhoneTenant.as_str()));
-        self.client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| aws_error("PutItem", &e))?;
-        Ok(())
+            .build()?;
+        self.while_conversation_exists(
+            channel,
+            phone,
+            vec![TransactWriteItem::builder().put(put).build()],
+        )
+        .await
     }
 
-    /// Links a conversation to its tenant (idempotent) and records the tenant's latest number.
+    /// Links a conversation to its tenant (idempotent) and records the tenant's latest number,
+    /// in one transaction conditional on the conversation: `Ok(false)` when it is gone (erased),
+    /// and then the tenant's profile does not learn the number either.
     pub async fn link_tenant(
         &self,
         channel: Channel,
@@ -53,14 +61,12 @@ impl Store {
         tenant_id: &str,
         time_zone: Option<&str>,
         now: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let (set_zone, remove_zone) = match time_zone {
             Some(_) => (", tenant_time_zone = :zone", ""),
             None => ("", ", tenant_time_zone"),
         };
-        let mut update = self
-            .client
-            .update_item()
+        let mut conversation = Update::builder()
             .table_name(&self.table)
             .key("pk", s(keys::conversation_pk(channel, phone)))
             .key("sk", s(keys::META))
@@ -73,14 +79,9 @@ impl Store {
             .expression_attribute_values(":tenant", s(tenant_id))
             .expression_attribute_values(":now", s(now));
         if let Some(zone) = time_zone {
-            update = update.expression_attribute_values(":zone", s(zone));
+            conversation = conversation.expression_attribute_values(":zone", s(zone));
         }
-        update
-            .send()
-            .await
-            .map_err(|e| aws_error("UpdateItem", &e))?;
-        self.client
-            .update_item()
+        let profile = Update::builder()
             .table_name(&self.table)
             .key("pk", s(keys::tenant_pk(tenant_id)))
             .key("sk", s(keys::TENANT_PROFILE_SK))
@@ -93,10 +94,44 @@ impl Store {
             .expression_attribute_values(":phone", s(phone.as_str()))
             .expression_attribute_values(":channel", s(channel.as_str()))
             .expression_attribute_values(":now", s(now))
-            .send()
+            .build()?;
+        match self
+            .transact(vec![
+                TransactWriteItem::builder()
+                    .update(conversation.build()?)
+                    .build(),
+                TransactWriteItem::builder().update(profile).build(),
+            ])
             .await
-            .map_err(|e| aws_error("UpdateItem", &e))?;
-        Ok(())
+        {
+            Ok(()) => Ok(true),
+            Err(TxError::ConditionFailed(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs `items` on the condition that the conversation exists.
+    async fn while_conversation_exists(
+        &self,
+        channel: Channel,
+        phone: &E164,
+        mut items: Vec<TransactWriteItem>,
+    ) -> Result<bool, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(keys::conversation_pk(channel, phone)))
+            .key("sk", s(keys::META))
+            .condition_expression("attribute_exists(pk)")
+            .build()?;
+        items.insert(
+            0,
+            TransactWriteItem::builder().condition_check(check).build(),
+        );
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
+            Err(TxError::ConditionFailed(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The tenant's most recently used number, for later sends.
@@ -117,7 +152,8 @@ impl Store {
         channel: Channel,
         phone: &E164,
     ) -> Result<(), StoreError> {
-        self.client
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(keys::conversation_pk(channel, phone)))
@@ -126,9 +162,18 @@ impl Store {
             .update_expression("SET tenant_lookup_pending = :true")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .send()
-            .await
-            .map_err(|e| aws_error("UpdateItem", &e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Gone (erased): nothing is left to reconcile.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(aws_error("UpdateItem", &e)),
+        }
     }
 
     pub async fn language_preference(
@@ -172,11 +217,15 @@ impl Store {
                 .client
                 .scan()
                 .table_name(&self.table)
-                .filter_expression("entity = :conversation AND attribute_not_exists(tenant_id)")
+                .filter_expression(
+                    "entity = :conversation AND attribute_not_exists(tenant_id) \
+                     AND NOT begins_with(pk, :erased)",
+                )
                 .expression_attribute_values(
                     ":conversation",
                     s(keys::Entity::Conversation.as_str()),
                 )
+                .expression_attribute_values(":erased", s(keys::ERASED_PREFIX))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
