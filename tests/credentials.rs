@@ -310,3 +310,44 @@ async fn while_twilio_refuses_every_token_messages_wait_unfailed_and_go_once_it_
     assert!(sent, "sent once the secret is right");
     assert_eq!(rig.accepted_at_twilio(&to).await.len(), 1, "exactly once");
 }
+
+#[tokio::test]
+async fn a_function_given_several_secrets_reads_them_merged() {
+    let stack = stack().await;
+    let client = aws_sdk_secretsmanager::Client::new(&stack.sdk);
+    let twilio = format!("test/credentials/twilio-{}", ulid::Ulid::new());
+    let log = format!("test/credentials/log-{}", ulid::Ulid::new());
+    let twilio_value =
+        json!({"twilio_account_sid": stack.account_sid, "twilio_auth_token": "token-one"});
+    parley_local::bootstrap::put_secret(&client, &twilio, &twilio_value.to_string())
+        .await
+        .unwrap();
+    parley_local::bootstrap::put_secret(&client, &log, r#"{"log_hmac_key": "log-key"}"#)
+        .await
+        .unwrap();
+
+    let merged = SecretStore::load(client.clone(), format!("{log}, {twilio}"))
+        .await
+        .unwrap()
+        .current();
+    assert_eq!(merged.twilio_auth_token, "token-one");
+    assert_eq!(merged.log_hmac_key, "log-key");
+    assert!(merged.api_keys.is_empty(), "not given the API keys");
+
+    // Without the Twilio secret there is no account: Twilio calls count as refused
+    // credentials (the message waits), never as a message's fault.
+    let log_only = SecretStore::load(client, log).await.unwrap().current();
+    assert!(log_only.twilio_account_sid.is_none());
+    let twilio_client = TwilioClient::new(
+        "http://127.0.0.1:9",
+        Sender::Number(TWILIO_NUMBER.into()),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let sid = parley::twilio::MessageSid::parse("SM00000000000000000000000000000000").unwrap();
+    let refused = twilio_client.fetch(&log_only, &sid).await.unwrap_err();
+    assert_eq!(
+        refused.failure(),
+        parley::twilio::client::Failure::Unauthorized
+    );
+}

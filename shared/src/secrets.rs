@@ -26,9 +26,15 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How long a read secret is trusted unless `SECRETS_TTL_SECONDS` says otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
+/// What a function's secrets hold, merged: a deployment keeps them in one secret per purpose
+/// (Twilio, API keys, cursor key, log key, monitor key) and gives each function the ids of
+/// those it uses (`SECRET_ID`, comma-separated), so most fields are optional.
 #[derive(Clone, Deserialize)]
 pub struct Secrets {
-    pub twilio_account_sid: AccountSid,
+    /// The Twilio account; functions that neither call Twilio nor check its webhooks lack it.
+    #[serde(default)]
+    pub twilio_account_sid: Option<AccountSid>,
+    #[serde(default)]
     pub twilio_auth_token: String,
     #[serde(default)]
     pub twilio_auth_token_previous: Option<String>,
@@ -37,12 +43,24 @@ pub struct Secrets {
     pub api_keys: Vec<String>,
     /// Key for the HMAC pseudonyms that stand for phone numbers in logs.
     pub log_hmac_key: String,
+    /// Key of the MACs that seal pagination cursors; when absent, `log_hmac_key` (deployments
+    /// from before it existed keep working, but the two should differ).
+    #[serde(default)]
+    pub cursor_hmac_key: Option<String>,
     /// Bearer key for the Collections Monitor API.
     #[serde(default)]
     pub monitor_api_key: Option<String>,
 }
 
 impl Secrets {
+    /// The key pagination cursors are signed with.
+    pub fn cursor_key(&self) -> &str {
+        self.cursor_hmac_key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .unwrap_or(&self.log_hmac_key)
+    }
+
     /// The auth tokens a Twilio signature may be made with: current, then previous.
     pub fn twilio_tokens(&self) -> Vec<&str> {
         std::iter::once(self.twilio_auth_token.as_str())
@@ -66,6 +84,8 @@ pub enum SecretsError {
     Empty,
     #[error("the secret's JSON does not have the expected fields")]
     Malformed(#[source] serde_json::Error),
+    #[error("a secret is not a JSON object")]
+    NotAnObject,
 }
 
 /// When AWS was last asked, for the rate limits.
@@ -236,13 +256,51 @@ fn ttl_from_env() -> Duration {
         .unwrap_or(DEFAULT_TTL)
 }
 
-async fn fetch(client: &Client, secret_id: &str) -> Result<Secrets, SecretsError> {
-    let out = client
-        .get_secret_value()
-        .secret_id(secret_id)
-        .send()
-        .await
-        .map_err(|e| SecretsError::Fetch(e.into()))?;
-    let text = out.secret_string().ok_or(SecretsError::Empty)?;
-    serde_json::from_str(text).map_err(SecretsError::Malformed)
+/// Reads every secret in `secret_ids` (comma-separated) at once and merges their JSON objects
+/// (a later one's fields win).
+async fn fetch(client: &Client, secret_ids: &str) -> Result<Secrets, SecretsError> {
+    let ids = secret_ids
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty());
+    let reads = ids.map(|id| async move {
+        let out = client
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| SecretsError::Fetch(e.into()))?;
+        let text = out.secret_string().ok_or(SecretsError::Empty)?;
+        match serde_json::from_str(text).map_err(SecretsError::Malformed)? {
+            serde_json::Value::Object(fields) => Ok(fields),
+            _ => Err(SecretsError::NotAnObject),
+        }
+    });
+    let mut merged = serde_json::Map::new();
+    for fields in futures::future::try_join_all(reads).await? {
+        merged.extend(fields);
+    }
+    serde_json::from_value(serde_json::Value::Object(merged)).map_err(SecretsError::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(cursor: Option<&str>) -> Secrets {
+        serde_json::from_value(serde_json::json!({
+            "twilio_account_sid": "AC00000000000000000000000000000000",
+            "twilio_auth_token": "t",
+            "log_hmac_key": "log-key",
+            "cursor_hmac_key": cursor,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn cursors_have_their_own_key_and_fall_back_to_the_log_key() {
+        assert_eq!(secrets(Some("cursor-key")).cursor_key(), "cursor-key");
+        assert_eq!(secrets(None).cursor_key(), "log-key");
+        assert_eq!(secrets(Some("")).cursor_key(), "log-key");
+    }
 }

@@ -207,6 +207,7 @@ pub fn dev_secret(env: &LocalEnv) -> Result<String, String> {
         "twilio_auth_token_previous": env.get("LOCAL_TWILIO_AUTH_TOKEN_PREVIOUS"),
         "api_keys": [env.require("LOCAL_API_KEY")?],
         "log_hmac_key": env.require("LOCAL_LOG_HMAC_KEY")?,
+        "cursor_hmac_key": env.require("LOCAL_CURSOR_HMAC_KEY")?,
         "monitor_api_key": env.require("LOCAL_MONITOR_API_KEY")?,
     })
     .to_string())

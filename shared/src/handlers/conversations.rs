@@ -93,7 +93,7 @@ impl ConversationsHandler {
         }
         match path.trim_end_matches('/') {
             super::queue::ROUTE => {
-                let key = self.secrets.current().log_hmac_key.clone();
+                let key = self.secrets.current().cursor_key().to_owned();
                 let page = super::queue::list(&self.store, &key, req).await?;
                 return Ok(json_response(StatusCode::OK, &page));
             }
@@ -133,7 +133,7 @@ impl ConversationsHandler {
         let query = req.query_string_parameters();
         let limit = crate::http::page_limit(query.first("limit"), DEFAULT_LIMIT, MAX_LIMIT)?;
         let pk = keys::conversation_pk(address.channel, &address.e164);
-        let key = self.secrets.current().log_hmac_key.clone();
+        let key = self.secrets.current().cursor_key().to_owned();
         let after = query
             .first("cursor")
             .map(|c| open_cursor(&key, &pk, c))

@@ -84,7 +84,7 @@ impl HealthHandler {
                 probe(
                     self.secrets_client
                         .describe_secret()
-                        .secret_id(&self.secret_id)
+                        .secret_id(self.secret_id.split(',').next().unwrap_or_default().trim())
                         .send()
                 ),
             );

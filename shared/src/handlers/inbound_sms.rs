@@ -72,7 +72,7 @@ impl InboundSmsHandler {
         let verified = webhook::verify(req, ROUTE, &self.config, &self.secrets).await?;
         let sms = InboundSms::from_form(&verified.form)
             .map_err(|e| ApiError::bad_request("invalid_webhook", e.to_string()))?;
-        if sms.account_sid != self.secrets.current().twilio_account_sid {
+        if Some(&sms.account_sid) != self.secrets.current().twilio_account_sid.as_ref() {
             return Err(ApiError::forbidden(
                 "account_mismatch",
                 "the webhook is for another Twilio account",

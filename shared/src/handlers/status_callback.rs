@@ -72,7 +72,7 @@ impl StatusCallbackHandler {
             .get("AccountSid")
             .and_then(|s| AccountSid::parse(s).ok())
             .ok_or_else(|| invalid("AccountSid"))?;
-        if account != self.secrets.current().twilio_account_sid {
+        if Some(&account) != self.secrets.current().twilio_account_sid.as_ref() {
             return Err(ApiError::forbidden(
                 "account_mismatch",
                 "the webhook is for another Twilio account",

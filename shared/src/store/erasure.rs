@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::items::{Direction, StatusChange};
 use super::pending::PageKey;
-use super::{aws_error, keys, s, Store, StoreError, TxError};
+use super::{aws_error, keys, s, update_applied, Store, StoreError, TxError};
 use crate::delivery::DeliveryStatus;
 use crate::language::Language;
 use crate::phone::{Channel, E164};
@@ -550,16 +550,7 @@ impl Store {
             .expression_attribute_values(":now", s(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(aws_error("UpdateItem", &e)),
-        }
+        update_applied(result)
     }
 
     /// Removes the number from a tenant's profile if it is the one named there.
@@ -579,16 +570,7 @@ impl Store {
             .expression_attribute_values(":phone", s(phone.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(aws_error("UpdateItem", &e)),
-        }
+        update_applied(result)
     }
 
     pub async fn put_erasure_audit(&self, audit: &ErasureAudit) -> Result<(), StoreError> {

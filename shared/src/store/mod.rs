@@ -94,6 +94,25 @@ impl StoreError {
     }
 }
 
+/// Whether a conditional `UpdateItem` was applied: `false` when its condition did not hold.
+pub(crate) fn update_applied<R>(
+    result: Result<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+        SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>,
+    >,
+) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(aws_error("UpdateItem", &e)),
+    }
+}
+
 pub(crate) fn aws_error<E: ProvideErrorMetadata, R>(
     operation: &'static str,
     err: &SdkError<E, R>,

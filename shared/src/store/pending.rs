@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use serde_dynamo::to_attribute_value;
 
 use super::items::{Message, StatusChange};
-use super::{aws_error, keys, s, Store, StoreError};
+use super::{aws_error, keys, s, update_applied, Store, StoreError};
 use crate::delivery::DeliveryStatus;
 use crate::phone::{Channel, E164};
 use crate::pipeline::PipelineState;
@@ -255,16 +255,7 @@ impl Store {
                 .expression_attribute_values(":from", s(from.to_string())),
             None => request.condition_expression("attribute_not_exists(#minute)"),
         };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(aws_error("UpdateItem", &e)),
-        }
+        update_applied(request.send().await)
     }
 
     /// Every pending (scheduled, deferred or queued) message to a number, on any channel.

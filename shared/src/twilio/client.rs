@@ -82,6 +82,8 @@ pub enum TwilioError {
     Interrupted,
     #[error("Twilio's answer could not be read")]
     Decode,
+    #[error("no Twilio credentials are configured for this function")]
+    NoCredentials,
 }
 
 impl TwilioError {
@@ -94,6 +96,7 @@ impl TwilioError {
             | TwilioError::Api {
                 code: Some(20003), ..
             } => Failure::Unauthorized,
+            TwilioError::NoCredentials => Failure::Unauthorized,
             TwilioError::Api { .. } => Failure::Permanent,
             TwilioError::Connect => Failure::Transient,
             TwilioError::Timeout | TwilioError::Interrupted | TwilioError::Decode => {
@@ -113,6 +116,7 @@ impl TwilioError {
             TwilioError::Timeout => "timeout".into(),
             TwilioError::Interrupted => "interrupted".into(),
             TwilioError::Decode => "decode".into(),
+            TwilioError::NoCredentials => "no_credentials".into(),
         }
     }
 
@@ -146,6 +150,16 @@ where
     }
 }
 
+/// The account the credentials belong to; a function given no Twilio secret has none, which
+/// counts as refused credentials (the message waits, it is not failed).
+fn account(secrets: &Secrets) -> Result<&str, TwilioError> {
+    secrets
+        .twilio_account_sid
+        .as_ref()
+        .map(crate::twilio::AccountSid::as_str)
+        .ok_or(TwilioError::NoCredentials)
+}
+
 fn transport(e: reqwest::Error) -> TwilioError {
     if e.is_connect() {
         TwilioError::Connect
@@ -176,11 +190,10 @@ impl TwilioClient {
         })
     }
 
-    fn messages_url(&self, secrets: &Secrets) -> String {
+    fn messages_url(&self, account: &str) -> String {
         format!(
-            "{}/2010-04-01/Accounts/{}/Messages.json",
-            self.api_base,
-            secrets.twilio_account_sid.as_str()
+            "{}/2010-04-01/Accounts/{account}/Messages.json",
+            self.api_base
         )
     }
 
@@ -199,13 +212,11 @@ impl TwilioClient {
             Sender::MessagingService(s) => form.push(("MessagingServiceSid", s)),
         }
         form.extend(message.media_urls.iter().map(|u| ("MediaUrl", u.as_str())));
+        let account = account(secrets)?;
         let response = self
             .http
-            .post(self.messages_url(secrets))
-            .basic_auth(
-                secrets.twilio_account_sid.as_str(),
-                Some(&secrets.twilio_auth_token),
-            )
+            .post(self.messages_url(account))
+            .basic_auth(account, Some(&secrets.twilio_auth_token))
             .form(&form)
             .send()
             .await
@@ -219,19 +230,16 @@ impl TwilioClient {
         secrets: &Secrets,
         sid: &crate::twilio::MessageSid,
     ) -> Result<TwilioMessage, TwilioError> {
+        let account = account(secrets)?;
         let url = format!(
-            "{}/2010-04-01/Accounts/{}/Messages/{}.json",
+            "{}/2010-04-01/Accounts/{account}/Messages/{}.json",
             self.api_base,
-            secrets.twilio_account_sid.as_str(),
             sid.as_str()
         );
         let response = self
             .http
             .get(url)
-            .basic_auth(
-                secrets.twilio_account_sid.as_str(),
-                Some(&secrets.twilio_auth_token),
-            )
+            .basic_auth(account, Some(&secrets.twilio_auth_token))
             .send()
             .await
             .map_err(transport)?;
@@ -254,13 +262,11 @@ impl TwilioClient {
             u8::from(day.month()),
             day.day()
         );
+        let account = account(secrets)?;
         let response = self
             .http
-            .get(self.messages_url(secrets))
-            .basic_auth(
-                secrets.twilio_account_sid.as_str(),
-                Some(&secrets.twilio_auth_token),
-            )
+            .get(self.messages_url(account))
+            .basic_auth(account, Some(&secrets.twilio_auth_token))
             .query(&[
                 ("To", to),
                 ("DateSent>", date.as_str()),
