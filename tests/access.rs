@@ -356,3 +356,34 @@ async fn a_revoked_key_is_refused_once_the_ttl_has_passed() {
         "refused within the TTL"
     );
 }
+
+#[tokio::test]
+async fn the_local_stack_seeds_a_send_only_and_a_read_only_dev_key() {
+    let stack = stack().await;
+    let send_key = stack.env.get("LOCAL_SEND_API_KEY").unwrap().to_owned();
+    let read_key = stack.env.get("LOCAL_READ_API_KEY").unwrap().to_owned();
+    assert_eq!(
+        send_with(&stack, &send_key, &unique_phone(), None)
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        call(&stack, "GET", "/queue/summary", Some(&send_key), None)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        call(&stack, "GET", "/queue/summary", Some(&read_key), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send_with(&stack, &read_key, &unique_phone(), None)
+            .await
+            .status,
+        403
+    );
+}

@@ -31,6 +31,11 @@ pub async fn bootstrap(
     create_table(&dynamodb, &table, env.require("TABLE_NAME")?).await?;
     let secrets = aws_sdk_secretsmanager::Client::new(sdk);
     put_secret(&secrets, env.require("SECRET_ID")?, &dev_secret(env)?).await?;
+    seed_dev_keys(
+        &parley::store::Store::new(dynamodb.clone(), env.require("TABLE_NAME")?),
+        env,
+    )
+    .await?;
     if let Some(alias) = env.get("DATA_KEY_ID").filter(|a| !a.is_empty()) {
         create_data_key(&aws_sdk_kms::Client::new(sdk), alias).await?;
     }
@@ -86,6 +91,41 @@ pub async fn create_data_key(client: &aws_sdk_kms::Client, alias: &str) -> Resul
         .send()
         .await
         .map_err(|e| format!("CreateAlias: {}", aws_sdk_kms::Error::from(e)))?;
+    Ok(())
+}
+
+/// The dev keys of `infra/local.env` (`LOCAL_SEND_API_KEY`, `LOCAL_READ_API_KEY`), stored as
+/// `POST /keys` would store them, unless they are there already.
+pub async fn seed_dev_keys(store: &parley::store::Store, env: &LocalEnv) -> Result<(), String> {
+    use parley::access::{key::sha256_hex, ApiKey, Quotas, Scope, Token};
+    for (var, scope) in [
+        ("LOCAL_SEND_API_KEY", Scope::Send),
+        ("LOCAL_READ_API_KEY", Scope::Read),
+    ] {
+        let Some(value) = env.get(var).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let token =
+            Token::parse(value).ok_or_else(|| format!("{var} is not a prly_<id>_<secret> key"))?;
+        let seeded = store
+            .api_key(token.key_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if seeded.is_some() {
+            continue;
+        }
+        let key = ApiKey {
+            key_id: token.key_id.to_owned(),
+            name: format!("dev key from {var}"),
+            scopes: [scope].into_iter().collect(),
+            countries: None,
+            quotas: Quotas::default(),
+            created_at: parley::time::Timestamp::now(),
+            revoked_at: None,
+            secret_sha256: sha256_hex(token.secret),
+        };
+        store.put_api_key(&key).await.map_err(|e| e.to_string())?;
+    }
     Ok(())
 }
 
