@@ -351,3 +351,42 @@ async fn a_function_given_several_secrets_reads_them_merged() {
         parley::twilio::client::Failure::Unauthorized
     );
 }
+
+#[tokio::test]
+async fn the_sending_functions_may_use_a_twilio_api_key_instead_of_the_auth_token() {
+    let rig = rig("api-key").await;
+    let key_sid = format!("SK{:032x}", ulid::Ulid::new().0);
+    let resp = rig
+        .stack
+        .http
+        .post(format!("{}/_sandbox/api-keys", rig.sandbox.url()))
+        .json(&json!({"sid": key_sid, "secret": "key-secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    // The REST secret holds the account and the API key, not the auth token.
+    let value = json!({
+        "twilio_account_sid": rig.stack.account_sid,
+        "twilio_api_key_sid": key_sid,
+        "twilio_api_key_secret": "key-secret",
+        "log_hmac_key": "test-pseudonym-key",
+    });
+    parley_local::bootstrap::put_secret(
+        &aws_sdk_secretsmanager::Client::new(&rig.stack.sdk),
+        &rig.secret_id,
+        &value.to_string(),
+    )
+    .await
+    .unwrap();
+    rig.secrets.allow_refresh_now().await;
+
+    let (to, id, job) = rig.queued("Your inspection is on Friday").await;
+    assert_eq!(rig.run(&job).await, 0);
+    assert_eq!(rig.message(&to, &id).await.status, PipelineState::Submitted);
+    assert!(
+        rig.secrets.current().twilio_auth_token.is_empty(),
+        "no auth token held"
+    );
+    assert_eq!(rig.accepted_at_twilio(&to).await.len(), 1);
+}

@@ -36,6 +36,12 @@ pub struct Secrets {
     pub twilio_account_sid: Option<AccountSid>,
     #[serde(default)]
     pub twilio_auth_token: String,
+    /// A Twilio API key (`SK…`) and its secret for REST calls, so the functions that send need
+    /// not hold the auth token that validates webhooks; without them REST uses the auth token.
+    #[serde(default)]
+    pub twilio_api_key_sid: Option<String>,
+    #[serde(default)]
+    pub twilio_api_key_secret: Option<String>,
     #[serde(default)]
     pub twilio_auth_token_previous: Option<String>,
     /// Bearer keys accepted on the authenticated HTTP API.
@@ -59,6 +65,21 @@ impl Secrets {
             .as_deref()
             .filter(|k| !k.is_empty())
             .unwrap_or(&self.log_hmac_key)
+    }
+
+    /// The HTTP Basic user and password of Twilio's REST API: the API key when there is one,
+    /// else the account and its auth token.
+    pub fn twilio_rest_credentials(&self) -> Option<(&str, &str)> {
+        let account = self.twilio_account_sid.as_ref()?.as_str();
+        match (
+            self.twilio_api_key_sid.as_deref().filter(|s| !s.is_empty()),
+            self.twilio_api_key_secret
+                .as_deref()
+                .filter(|s| !s.is_empty()),
+        ) {
+            (Some(sid), Some(secret)) => Some((sid, secret)),
+            _ => Some((account, self.twilio_auth_token.as_str())),
+        }
     }
 
     /// The auth tokens a Twilio signature may be made with: current, then previous.

@@ -229,7 +229,8 @@ pub(crate) fn lenient_number(value: &str) -> String {
     }
 }
 
-/// HTTP Basic `AccountSid:AuthToken`, for the account in the path.
+/// HTTP Basic `AccountSid:AuthToken`, or `ApiKeySid:ApiKeySecret` of a key the sandbox was
+/// given, for the account in the path.
 fn authenticate(shared: &Shared, headers: &HeaderMap, account_sid: &str) -> Result<(), ApiError> {
     let credentials = headers
         .get(http::header::AUTHORIZATION)
@@ -245,7 +246,9 @@ fn authenticate(shared: &Shared, headers: &HeaderMap, account_sid: &str) -> Resu
         return Err(ApiError::unauthenticated());
     };
     let config = &shared.config;
-    if user == config.account_sid && password == shared.auth_token() && account_sid == user {
+    let by_token = user == config.account_sid && password == shared.auth_token();
+    let by_api_key = shared.api_key_matches(user, password);
+    if account_sid == config.account_sid && (by_token || by_api_key) {
         Ok(())
     } else {
         Err(ApiError::unauthenticated())

@@ -194,3 +194,24 @@ pub(crate) async fn rotate_auth_token(State(shared): State<Arc<Shared>>, body: B
     tracing::info!("auth token rotated");
     StatusCode::NO_CONTENT.into_response()
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApiKey {
+    sid: String,
+    secret: String,
+}
+
+/// `POST /_sandbox/api-keys`
+pub(crate) async fn add_api_key(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let key: NewApiKey = match parse_json(&body) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    if !key.sid.starts_with("SK") || key.secret.is_empty() {
+        return ControlError("sid must start with SK and secret must not be empty".into())
+            .into_response();
+    }
+    shared.add_api_key(key.sid, key.secret);
+    StatusCode::NO_CONTENT.into_response()
+}

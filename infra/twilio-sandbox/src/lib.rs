@@ -58,6 +58,8 @@
 //!   sid?}]}` in arrival order.
 //! - `POST /_sandbox/auth-token` `{"auth_token"}` → 204: rotates the account's auth token, as
 //!   promoting a secondary token in Twilio's console does (the old one stops working at once).
+//! - `POST /_sandbox/api-keys` `{"sid": "SK…", "secret"}` → 204: an API key that may call the
+//!   REST API in place of the auth token (a new secret for a known SID replaces the old one).
 //! - `POST /_sandbox/reset` (optional `{"to"}`: only that recipient) → 204.
 //!
 //! # Status callbacks
@@ -139,6 +141,7 @@ fn app(shared: Arc<Shared>) -> axum::Router {
         .route("/_sandbox/calls", get(control::calls))
         .route("/_sandbox/reset", post(control::reset))
         .route("/_sandbox/auth-token", post(control::rotate_auth_token))
+        .route("/_sandbox/api-keys", post(control::add_api_key))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(shared)

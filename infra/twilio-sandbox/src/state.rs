@@ -301,6 +301,8 @@ pub(crate) struct Shared {
     pub http: reqwest::Client,
     /// The auth token in force: the configured one until a rotation replaces it.
     auth_token: std::sync::RwLock<String>,
+    /// API keys (`SK…` SID → secret) that may stand in for the account's auth token.
+    api_keys: Mutex<std::collections::HashMap<String, String>>,
     state: Mutex<State>,
     closed: AtomicBool,
     call_ids: AtomicU64,
@@ -321,6 +323,7 @@ impl Shared {
             .map_err(std::io::Error::other)?;
         Ok(Arc::new(Self {
             auth_token: std::sync::RwLock::new(config.auth_token.clone()),
+            api_keys: Mutex::new(std::collections::HashMap::new()),
             config,
             http,
             state: Mutex::new(State::default()),
@@ -351,6 +354,22 @@ impl Shared {
             .auth_token
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
+    }
+
+    /// Registers an API key (a new secret for a known SID replaces the old one).
+    pub fn add_api_key(&self, sid: String, secret: String) {
+        self.api_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(sid, secret);
+    }
+
+    pub fn api_key_matches(&self, sid: &str, secret: &str) -> bool {
+        self.api_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(sid)
+            .is_some_and(|s| s == secret)
     }
 
     pub fn close(&self) {

@@ -150,14 +150,18 @@ where
     }
 }
 
-/// The account the credentials belong to; a function given no Twilio secret has none, which
+/// The account and the REST credentials; a function given no Twilio secret has none, which
 /// counts as refused credentials (the message waits, it is not failed).
-fn account(secrets: &Secrets) -> Result<&str, TwilioError> {
-    secrets
+fn credentials(secrets: &Secrets) -> Result<(&str, (&str, &str)), TwilioError> {
+    let account = secrets
         .twilio_account_sid
         .as_ref()
         .map(crate::twilio::AccountSid::as_str)
-        .ok_or(TwilioError::NoCredentials)
+        .ok_or(TwilioError::NoCredentials)?;
+    let rest = secrets
+        .twilio_rest_credentials()
+        .ok_or(TwilioError::NoCredentials)?;
+    Ok((account, rest))
 }
 
 fn transport(e: reqwest::Error) -> TwilioError {
@@ -212,11 +216,11 @@ impl TwilioClient {
             Sender::MessagingService(s) => form.push(("MessagingServiceSid", s)),
         }
         form.extend(message.media_urls.iter().map(|u| ("MediaUrl", u.as_str())));
-        let account = account(secrets)?;
+        let (account, (user, password)) = credentials(secrets)?;
         let response = self
             .http
             .post(self.messages_url(account))
-            .basic_auth(account, Some(&secrets.twilio_auth_token))
+            .basic_auth(user, Some(password))
             .form(&form)
             .send()
             .await
@@ -230,7 +234,7 @@ impl TwilioClient {
         secrets: &Secrets,
         sid: &crate::twilio::MessageSid,
     ) -> Result<TwilioMessage, TwilioError> {
-        let account = account(secrets)?;
+        let (account, (user, password)) = credentials(secrets)?;
         let url = format!(
             "{}/2010-04-01/Accounts/{account}/Messages/{}.json",
             self.api_base,
@@ -239,7 +243,7 @@ impl TwilioClient {
         let response = self
             .http
             .get(url)
-            .basic_auth(account, Some(&secrets.twilio_auth_token))
+            .basic_auth(user, Some(password))
             .send()
             .await
             .map_err(transport)?;
@@ -262,11 +266,11 @@ impl TwilioClient {
             u8::from(day.month()),
             day.day()
         );
-        let account = account(secrets)?;
+        let (account, (user, password)) = credentials(secrets)?;
         let response = self
             .http
             .get(self.messages_url(account))
-            .basic_auth(account, Some(&secrets.twilio_auth_token))
+            .basic_auth(user, Some(password))
             .query(&[
                 ("To", to),
                 ("DateSent>", date.as_str()),
