@@ -68,10 +68,6 @@ impl StoredText {
     pub fn stored(&self) -> &str {
         &self.0
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl std::fmt::Debug for StoredText {

@@ -5,6 +5,7 @@ pub mod aws;
 pub mod config;
 pub mod consent;
 pub mod delivery;
+pub mod digest;
 pub mod envelope;
 pub mod error;
 pub mod events;

@@ -7,7 +7,6 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::time::Timestamp;
@@ -211,7 +210,7 @@ pub struct Issued {
 pub fn issue() -> Issued {
     let mut secret = [0u8; SECRET_BYTES];
     getrandom::fill(&mut secret).expect("the OS random source is available");
-    let secret = hex(&secret);
+    let secret = crate::digest::hex(&secret);
     let key_id = ulid::Ulid::new().to_string().to_lowercase();
     Issued {
         token: format!("{TOKEN_PREFIX}{key_id}_{secret}"),
@@ -220,12 +219,9 @@ pub fn issue() -> Issued {
     }
 }
 
+/// The digest a key's secret is stored as.
 pub fn sha256_hex(s: &str) -> String {
-    hex(&Sha256::digest(s.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::sha256_hex(s.as_bytes())
 }
 
 #[cfg(test)]

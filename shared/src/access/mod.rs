@@ -41,10 +41,6 @@ impl Caller {
     pub fn key_id(&self) -> &str {
         &self.key.key_id
     }
-
-    pub fn key(&self) -> &ApiKey {
-        &self.key
-    }
 }
 
 pub struct Access {
@@ -105,24 +101,15 @@ impl Access {
             return Ok(());
         };
         let second = Timestamp::now().unix_seconds();
-        let counted = self
-            .store
-            .count_use(
-                caller.key_id(),
-                &keys::quota_second_sk(second),
-                limit,
-                second + 120,
-            )
-            .await
-            .map_err(|e| ApiError::Unavailable(e.into()))?;
-        match counted {
-            Counted::Within => Ok(()),
-            Counted::OverLimit => Err(ApiError::TooManyRequests {
+        let window = keys::quota_second_sk(second);
+        self.count(caller, &window, limit, second + 120, || {
+            ApiError::TooManyRequests {
                 code: "rate_limited",
                 message: format!("this API key may make {limit} requests per second"),
                 retry_after: 1,
-            }),
-        }
+            }
+        })
+        .await
     }
 
     /// Whether the caller may send one more message to `to`: 403 `destination_not_allowed`
@@ -154,23 +141,35 @@ impl Access {
             return Ok(());
         };
         let (date, next_midnight) = now.utc_day();
+        let window = keys::quota_day_sk(&date);
+        let expires = next_midnight.unix_seconds() + 86_400;
+        self.count(caller, &window, limit, expires, || {
+            ApiError::TooManyRequests {
+                code: "daily_quota_exceeded",
+                message: format!("this API key may send {limit} messages per UTC day"),
+                retry_after: (next_midnight.unix_seconds() - now.unix_seconds()).max(1) as u64,
+            }
+        })
+        .await
+    }
+
+    /// One more use of the caller's quota window, or `over_limit` when it is used up.
+    async fn count(
+        &self,
+        caller: &Caller,
+        window_sk: &str,
+        limit: u32,
+        expires_at: i64,
+        over_limit: impl FnOnce() -> ApiError,
+    ) -> Result<(), ApiError> {
         let counted = self
             .store
-            .count_use(
-                caller.key_id(),
-                &keys::quota_day_sk(&date),
-                limit,
-                next_midnight.unix_seconds() + 86_400,
-            )
+            .count_use(caller.key_id(), window_sk, limit, expires_at)
             .await
             .map_err(|e| ApiError::Unavailable(e.into()))?;
         match counted {
             Counted::Within => Ok(()),
-            Counted::OverLimit => Err(ApiError::TooManyRequests {
-                code: "daily_quota_exceeded",
-                message: format!("this API key may send {limit} messages per UTC day"),
-                retry_after: (next_midnight.unix_seconds() - now.unix_seconds()).max(1) as u64,
-            }),
+            Counted::OverLimit => Err(over_limit()),
         }
     }
 

@@ -67,10 +67,7 @@ impl ConversationsHandler {
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let span = info_span!("conversations", request_id = %request_id(&req));
         let path = req.raw_http_path().trim_end_matches('/');
-        let scope = if path == super::keys::ROUTE
-            || path.starts_with("/keys/")
-            || path.starts_with(super::contacts::PREFIX)
-        {
+        let scope = if super::keys::serves(path) || path.starts_with(super::contacts::PREFIX) {
             Scope::Admin
         } else {
             Scope::Read
@@ -84,7 +81,7 @@ impl ConversationsHandler {
 
     async fn process(&self, req: &Request, caller: Caller) -> Result<Response<Body>, ApiError> {
         let path = req.raw_http_path();
-        if path == super::keys::ROUTE || path.starts_with("/keys/") {
+        if super::keys::serves(path) {
             return super::keys::route(&self.store, req).await;
         }
         if path.starts_with(super::contacts::PREFIX) {

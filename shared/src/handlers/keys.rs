@@ -16,6 +16,11 @@ pub const ROUTE: &str = "/keys";
 pub const KEY_ROUTE: &str = "/keys/{key_id}";
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
+/// Whether `path` is one of these routes.
+pub fn serves(path: &str) -> bool {
+    path.trim_end_matches('/') == ROUTE || path.starts_with("/keys/")
+}
+
 pub async fn route(store: &Store, req: &Request) -> Result<Response<Body>, ApiError> {
     let unavailable = |e: crate::store::StoreError| ApiError::Unavailable(e.into());
     let key_id = req.path_parameters().first("key_id").map(str::to_owned);

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::pending::{Decision, Pending, Policy};
@@ -119,10 +118,7 @@ impl NewSend {
             urgent: self.urgent,
         };
         let json = serde_json::to_vec(&canonical).unwrap_or_default();
-        Sha256::digest(json)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::digest::sha256_hex(&json)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{aws_error, keys, s, Store, StoreError};
+use super::{aws_error, keys, s, update_applied, Store, StoreError};
 use crate::access::ApiKey;
 use crate::time::Timestamp;
 
@@ -118,15 +118,9 @@ impl Store {
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Counted::Within),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Counted::OverLimit)
-            }
-            Err(e) => Err(aws_error("UpdateItem", &e)),
-        }
+        Ok(match update_applied(result)? {
+            true => Counted::Within,
+            false => Counted::OverLimit,
+        })
     }
 }

@@ -5,7 +5,6 @@
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::form::Form;
@@ -33,10 +32,7 @@ pub fn compute(token: &str, url: &str, params: &[(String, String)]) -> String {
 
 /// Hex SHA-256 of a JSON body, the value Twilio puts in `bodySHA256`.
 pub fn body_sha256(body: &[u8]) -> String {
-    Sha256::digest(body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(body)
 }
 
 /// True when `signature` is Twilio's for this request under any of `tokens` (current, then
