@@ -19,6 +19,7 @@ pub mod phone;
 pub mod pipeline;
 pub mod queue;
 pub mod rate;
+pub mod rules;
 pub mod schedule;
 pub mod secrets;
 pub mod segments;

@@ -47,6 +47,8 @@ pub struct NewSend {
     pub time_zone: Option<TimeZone>,
     pub urgent: bool,
     pub segments: Segments,
+    /// Set when an event rule made it.
+    pub cause: Option<crate::rules::Cause>,
 }
 
 /// The 202's body (also what an idempotent replay answers).
@@ -248,6 +250,7 @@ impl SendService {
                 response: serde_json::to_string(&accepted).unwrap_or_default(),
                 expires_at: now.plus(IDEMPOTENCY_TTL).unix_seconds(),
             }),
+            cause: new.cause.as_ref(),
         };
         match self.store.create_outbound(&outbound).await? {
             CreateOutcome::Replay(record) => return self.replay(record, &request_hash).await,

@@ -216,6 +216,7 @@ impl SendRequest {
                 not_after,
                 time_zone,
                 urgent: self.urgent.unwrap_or(false),
+                cause: None,
             }),
             _ => Err(fields),
         }

@@ -235,6 +235,7 @@ impl Store {
             callbacks_seen: Vec::new(),
             status_version: 0,
             idempotency_pk: None,
+            cause: None,
         };
 
         let mut items = vec![

@@ -128,6 +128,9 @@ pub struct Message {
     /// Outbound: the `IDEM#…` record the send was made under, so an erasure finds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_pk: Option<String>,
+    /// Outbound, made by an event rule: which rule, version and event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<crate::rules::Cause>,
 }
 
 /// One entry of a message's status history.

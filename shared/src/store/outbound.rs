@@ -41,6 +41,8 @@ pub struct NewOutbound<'a> {
     /// The due-index minute: its release, or when to sweep it if still queued.
     pub index_minute: Timestamp,
     pub idempotency: Option<Idempotency<'a>>,
+    /// Made by an event rule.
+    pub cause: Option<&'a crate::rules::Cause>,
 }
 
 impl<'a> NewOutbound<'a> {
@@ -66,6 +68,7 @@ impl<'a> NewOutbound<'a> {
             urgent: false,
             index_minute: now.plus(std::time::Duration::from_secs(60)).minute(),
             idempotency: None,
+            cause: None,
         }
     }
 }
@@ -236,6 +239,7 @@ impl Store {
             callbacks_seen: Vec::new(),
             status_version: 0,
             idempotency_pk: n.idempotency.as_ref().map(|i| i.key.pk()),
+            cause: n.cause.cloned(),
         };
         items.push(put(&self.table, serde_dynamo::to_item(&message)?)?);
         items.push(
