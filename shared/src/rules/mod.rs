@@ -4,6 +4,8 @@
 //! template in the recipient's language, resolves when to send, and goes through the send use
 //! case like every other message.
 
+pub mod path;
+
 use serde::{Deserialize, Serialize};
 
 /// Why a rule made a message: kept on the message, on its events and in the rule's activity.
