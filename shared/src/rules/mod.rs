@@ -5,6 +5,8 @@
 //! case like every other message.
 
 pub mod path;
+pub mod render;
+pub mod timing;
 
 use serde::{Deserialize, Serialize};
 
