@@ -19,6 +19,9 @@ pub struct Tenant {
     /// IANA time zone of the tenant, when the monitor has one: quiet hours are judged in it.
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// The numbers on the tenant's record, as stored (any written form).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phone_numbers: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,15 +78,23 @@ impl MonitorClient {
     }
 
     /// The tenant whose record holds exactly this string, or `None` (a definitive answer).
-    pub async fn lookup(&self, phone: &str) -> Result<Option<Tenant>, MonitorError> {
+    /// The tenant with this id, or `None` (a definitive answer).
+    pub async fn tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, MonitorError> {
+        let mut url = reqwest::Url::parse(&self.base).map_err(|_| MonitorError::Unreachable)?;
+        url.path_segments_mut()
+            .map_err(|_| MonitorError::Unreachable)?
+            .extend(["tenants", tenant_id]);
         let response = self
             .http
-            .get(format!("{}/tenants/lookup", self.base))
+            .get(url)
             .bearer_auth(&self.api_key)
-            .query(&[("phone", phone)])
             .send()
             .await
             .map_err(|_| MonitorError::Unreachable)?;
+        Self::tenant_answer(response).await
+    }
+
+    async fn tenant_answer(response: reqwest::Response) -> Result<Option<Tenant>, MonitorError> {
         match response.status().as_u16() {
             200 => response
                 .json::<LookupBody>()
@@ -93,6 +104,18 @@ impl MonitorClient {
             404 => Ok(None),
             status => Err(MonitorError::Status(status)),
         }
+    }
+
+    pub async fn lookup(&self, phone: &str) -> Result<Option<Tenant>, MonitorError> {
+        let response = self
+            .http
+            .get(format!("{}/tenants/lookup", self.base))
+            .bearer_auth(&self.api_key)
+            .query(&[("phone", phone)])
+            .send()
+            .await
+            .map_err(|_| MonitorError::Unreachable)?;
+        Self::tenant_answer(response).await
     }
 
     pub async fn update_language(

@@ -54,6 +54,9 @@ pub async fn bootstrap(
             .map_err(|e| format!("CreateEventBus: {}", aws_sdk_eventbridge::Error::from(e)))?;
         buses.insert(id, name);
     }
+    for rule in template.event_rules() {
+        create_event_rule(&events, &rule, prefix, &buses, &queues).await?;
+    }
     let table_stream_arn = dynamodb
         .describe_table()
         .table_name(env.require("TABLE_NAME")?)
@@ -67,6 +70,48 @@ pub async fn bootstrap(
         buses,
         table_stream_arn,
     })
+}
+
+/// An EventBridge rule on a local bus, delivering to local queues (the emulator runs it).
+async fn create_event_rule(
+    events: &aws_sdk_eventbridge::Client,
+    rule: &crate::template::EventRuleDef,
+    prefix: &str,
+    buses: &HashMap<String, String>,
+    queues: &HashMap<String, (String, String)>,
+) -> Result<(), String> {
+    let bus = buses
+        .get(&rule.bus)
+        .ok_or_else(|| format!("{}: no bus {}", rule.logical_id, rule.bus))?;
+    let name = format!("{prefix}{}", rule.logical_id);
+    let err = |op: &str, e: aws_sdk_eventbridge::Error| format!("{op} {name}: {e}");
+    events
+        .put_rule()
+        .name(&name)
+        .event_bus_name(bus)
+        .event_pattern(rule.pattern.to_string())
+        .send()
+        .await
+        .map_err(|e| err("PutRule", e.into()))?;
+    for queue in &rule.queues {
+        let (_, arn) = queues
+            .get(queue)
+            .ok_or_else(|| format!("{}: no queue {queue}", rule.logical_id))?;
+        let target = aws_sdk_eventbridge::types::Target::builder()
+            .id(queue)
+            .arn(arn)
+            .build()
+            .map_err(|e| e.to_string())?;
+        events
+            .put_targets()
+            .rule(&name)
+            .event_bus_name(bus)
+            .targets(target)
+            .send()
+            .await
+            .map_err(|e| err("PutTargets", e.into()))?;
+    }
+    Ok(())
 }
 
 /// The template's `DataKey`: a KMS key in the emulator under `alias` (`alias/parley-local`),

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use parley::handlers::conversations::ConversationsHandler;
 use parley::handlers::dispatcher::Dispatcher;
+use parley::handlers::event_router::EventRouter;
 use parley::handlers::health::HealthHandler;
 use parley::handlers::inbound_processor::InboundProcessor;
 use parley::handlers::inbound_sms::InboundSmsHandler;
+use parley::handlers::rules::RulesHandler;
 use parley::handlers::send_sms::SendSmsHandler;
 use parley::handlers::send_worker::SendWorker;
 use parley::handlers::status_callback::StatusCallbackHandler;
@@ -60,6 +62,10 @@ pub async fn http_functions() -> Result<HashMap<String, HttpFunction>, String> {
             ),
         ),
         (
+            "RulesFunction".to_owned(),
+            function!(HttpFunction, RulesHandler::from_env().await.map_err(err)?),
+        ),
+        (
             "HealthFunction".to_owned(),
             function!(HttpFunction, HealthHandler::from_env().await.map_err(err)?),
         ),
@@ -68,10 +74,16 @@ pub async fn http_functions() -> Result<HashMap<String, HttpFunction>, String> {
 
 /// Builds every SQS-triggered function from the environment.
 pub async fn sqs_functions() -> Result<HashMap<String, SqsFunction>, String> {
-    Ok(HashMap::from([(
-        "SendWorkerFunction".to_owned(),
-        function!(SqsFunction, SendWorker::from_env().await.map_err(err)?),
-    )]))
+    Ok(HashMap::from([
+        (
+            "SendWorkerFunction".to_owned(),
+            function!(SqsFunction, SendWorker::from_env().await.map_err(err)?),
+        ),
+        (
+            "EventRouterFunction".to_owned(),
+            function!(SqsFunction, EventRouter::from_env().await.map_err(err)?),
+        ),
+    ]))
 }
 
 /// Builds every stream-triggered function from the environment.

@@ -104,6 +104,17 @@ pub struct QueueDef {
     pub redrive: Option<(String, i64)>,
 }
 
+/// An `AWS::Events::Rule` on one of the template's buses, with queue targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRuleDef {
+    pub logical_id: String,
+    /// The bus's logical id.
+    pub bus: String,
+    pub pattern: serde_json::Value,
+    /// Logical ids of the target queues.
+    pub queues: Vec<String>,
+}
+
 /// A `Schedule` event of a function: EventBridge invokes it at `rate` with `input` (or the
 /// scheduled-event JSON when there is none).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,6 +258,28 @@ impl Template {
             }
         }
         sources
+    }
+
+    /// The template's EventBridge rules that deliver to its queues.
+    pub fn event_rules(&self) -> Vec<EventRuleDef> {
+        self.resources_of_type("AWS::Events::Rule")
+            .filter_map(|(id, r)| {
+                let p = &r["Properties"];
+                let pattern: serde_json::Value =
+                    serde_yaml::from_value(p["EventPattern"].clone()).ok()?;
+                Some(EventRuleDef {
+                    logical_id: id.to_owned(),
+                    bus: referenced(&p["EventBusName"])?,
+                    pattern,
+                    queues: p["Targets"]
+                        .as_sequence()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| referenced(&t["Arn"]))
+                        .collect(),
+                })
+            })
+            .collect()
     }
 
     /// Logical ids of the template's event buses.

@@ -264,6 +264,9 @@ fn message_json(m: &Message, body: &str, media_urls: &[String]) -> Value {
         "error_code": m.error_code,
         "language": m.language,
         "created_at": m.created_at,
+        "workflow_type": m.workflow_type,
+        "workflow_id": m.workflow_id,
+        "cause": m.cause,
     })
 }
 
@@ -301,24 +304,34 @@ fn tag(key: &str, pk: &str, sk: &str) -> Vec<u8> {
     mac.finalize().into_bytes()[..16].to_vec()
 }
 
-/// `base64url(sk).base64url(hmac(pk, sk))`: opaque, and bound to the conversation it pages.
-fn seal_cursor(key: &str, pk: &str, sk: &str) -> String {
+/// `base64url(sk).base64url(hmac(pk, sk))`: opaque, and bound to the partition it pages.
+pub(crate) fn seal_cursor(key: &str, pk: &str, sk: &str) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     format!("{}.{}", b64.encode(sk), b64.encode(tag(key, pk, sk)))
 }
 
 fn open_cursor(key: &str, pk: &str, cursor: &str) -> Result<String, ApiError> {
+    open_cursor_of(key, pk, cursor, |sk| sk.starts_with(keys::MESSAGE_PREFIX))
+}
+
+/// The `sk` a cursor sealed for `pk`, if it is genuine and `accepts` it.
+pub(crate) fn open_cursor_of(
+    key: &str,
+    pk: &str,
+    cursor: &str,
+    accepts: impl Fn(&str) -> bool,
+) -> Result<String, ApiError> {
     let invalid = || {
         ApiError::bad_request(
             "invalid_cursor",
-            "the cursor is not one this conversation issued",
+            "the cursor is not one this resource issued",
         )
     };
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let (sk, mac) = cursor.split_once('.').ok_or_else(invalid)?;
     let sk = String::from_utf8(b64.decode(sk).map_err(|_| invalid())?).map_err(|_| invalid())?;
     let mac = b64.decode(mac).map_err(|_| invalid())?;
-    if !sk.starts_with(keys::MESSAGE_PREFIX) || !bool::from(tag(key, pk, &sk).ct_eq(&mac)) {
+    if !accepts(&sk) || !bool::from(tag(key, pk, &sk).ct_eq(&mac)) {
         return Err(invalid());
     }
     Ok(sk)

@@ -39,6 +39,10 @@ pub struct QueueItem {
     pub urgent: bool,
     pub attempts: u32,
     pub created_at: Timestamp,
+    pub workflow_type: Option<String>,
+    pub workflow_id: Option<String>,
+    /// The event rule, version and event that made it, if a rule did.
+    pub cause: Option<crate::rules::Cause>,
 }
 
 impl From<&Message> for QueueItem {
@@ -56,6 +60,9 @@ impl From<&Message> for QueueItem {
             urgent: m.urgent,
             attempts: m.attempts,
             created_at: m.created_at,
+            workflow_type: m.workflow_type.clone(),
+            workflow_id: m.workflow_id.clone(),
+            cause: m.cause.clone(),
         }
     }
 }

@@ -4,8 +4,15 @@
 //! template in the recipient's language, resolves when to send, and goes through the send use
 //! case like every other message.
 
+pub mod activity;
+pub mod cache;
+pub mod engine;
+pub mod event;
+pub mod ingest;
 pub mod path;
+pub mod pattern;
 pub mod render;
+pub mod rule;
 pub mod timing;
 
 use serde::{Deserialize, Serialize};

@@ -434,6 +434,15 @@ impl Window {
         Timestamp::from_jiff(end)
     }
 
+    /// The start of the window that ends at `instant` (a rolling cap's "since").
+    pub fn before(&self, instant: Timestamp) -> Timestamp {
+        let start = instant
+            .jiff()
+            .checked_sub(self.0.duration)
+            .unwrap_or(jiff::Timestamp::MIN);
+        Timestamp::from_jiff(start)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0.text
     }

@@ -31,6 +31,8 @@ pub enum CancelReason {
     OptedOut,
     /// The recipient's data is being erased (`DELETE /contacts/{phone}`).
     Erased,
+    /// An event rule's `cancel_on` event (a payment cancels the overdue reminder).
+    Event,
 }
 
 impl CancelReason {
@@ -39,6 +41,7 @@ impl CancelReason {
             Self::Api => "api",
             Self::OptedOut => "opted_out",
             Self::Erased => "erased",
+            Self::Event => "event",
         }
     }
 }

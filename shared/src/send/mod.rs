@@ -9,6 +9,9 @@
 pub mod cancel;
 pub mod request;
 
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +26,8 @@ use crate::queue::{JobQueue, SendJob};
 use crate::schedule::{self, SendAt, ZoneSource, Zones};
 use crate::segments::Segments;
 use crate::store::{
-    keys, CreateOutcome, Idempotency, IdempotencyKey, IdempotencyRecord, NewOutbound, Store,
-    StoreError,
+    item_of, keys, Consent, Conversation, CreateOutcome, Idempotency, IdempotencyKey,
+    IdempotencyRecord, Item, ItemKey, NewOutbound, Store, StoreError,
 };
 use crate::time::Timestamp;
 
@@ -101,6 +104,11 @@ struct Canonical<'a> {
     not_after: Option<Timestamp>,
     time_zone: Option<std::borrow::Cow<'a, str>>,
     urgent: bool,
+    /// A rule's message: the event that made it, so a redelivered event is told apart from
+    /// another event with the same business key. Absent for API requests (their hashes stay
+    /// as they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause_event: Option<&'a str>,
 }
 
 impl NewSend {
@@ -118,10 +126,88 @@ impl NewSend {
             not_after: self.not_after,
             time_zone: self.time_zone.as_ref().map(schedule::zone_name),
             urgent: self.urgent,
+            cause_event: self.cause.as_ref().map(|c| c.event_id.as_str()),
         };
         let json = serde_json::to_vec(&canonical).unwrap_or_default();
         crate::digest::sha256_hex(&json)
     }
+}
+
+/// The record a message is created under, written with it: a caller's `Idempotency-Key`,
+/// or an event rule's business key. Only one message is ever created under one record.
+#[derive(Debug, Clone, Copy)]
+pub struct Guard<'a> {
+    pub key: IdempotencyKey<'a>,
+    /// Epoch seconds; DynamoDB's TTL removes the record after it.
+    pub expires_at: i64,
+}
+
+/// What a send is decided on, read in one BatchGetItem.
+#[derive(Debug, Default)]
+pub struct Prior {
+    /// The guard's record, when it exists (a replay, or a duplicate business key).
+    pub record: Option<IdempotencyRecord>,
+    pub opted_out: bool,
+    pub conversation: Option<Conversation>,
+}
+
+impl Prior {
+    /// The items to read for `to` (and the guard's record).
+    pub fn keys(guard: Option<&Guard<'_>>, to: &Address) -> Vec<ItemKey> {
+        let mut keys = vec![
+            (keys::consent_pk(&to.e164), keys::CONSENT_SK.to_owned()),
+            (
+                keys::conversation_pk(to.channel, &to.e164),
+                keys::META.to_owned(),
+            ),
+        ];
+        if let Some(g) = guard {
+            keys.push((g.key.pk(), keys::IDEMPOTENCY_SK.to_owned()));
+        }
+        keys
+    }
+
+    pub fn read(
+        items: &HashMap<ItemKey, Item>,
+        guard: Option<&Guard<'_>>,
+        to: &Address,
+    ) -> Result<Self, StoreError> {
+        let consent: Option<Consent> =
+            item_of(items, &keys::consent_pk(&to.e164), keys::CONSENT_SK)?;
+        Ok(Self {
+            record: match guard {
+                Some(g) => item_of(items, &g.key.pk(), keys::IDEMPOTENCY_SK)?,
+                None => None,
+            },
+            opted_out: consent.is_some_and(|c| c.opted_out),
+            conversation: item_of(
+                items,
+                &keys::conversation_pk(to.channel, &to.e164),
+                keys::META,
+            )?,
+        })
+    }
+}
+
+/// Where a message would stand: its 202 answer, and what the write and enqueue need.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The time asked for (before quiet hours).
+    pub requested: Timestamp,
+    pub accepted: Accepted,
+    pub index_minute: Timestamp,
+    /// `Some` when it goes to the queue now, with this delay.
+    pub delay: Option<Duration>,
+}
+
+/// What [`SendService::accept`] did.
+#[derive(Debug)]
+pub enum Outcome {
+    Accepted(Accepted),
+    /// The guard's record existed: nothing written.
+    Existing(IdempotencyRecord),
+    /// An extra write's condition failed: nothing written.
+    Refused,
 }
 
 /// What the use case needs; built once per cold start.
@@ -142,7 +228,8 @@ impl SendService {
     }
 
     /// Accepts `new` at `now`: refuses an opted-out recipient, resolves the time and zone,
-    /// stores the message in its first state and, when due soon enough, enqueues it.
+    /// stores the message in its first state and, when due soon enough, enqueues it. One read
+    /// (the key's record, consent and the conversation together) and one transaction.
     pub async fn send(
         &self,
         new: &NewSend,
@@ -150,24 +237,37 @@ impl SendService {
         now: Timestamp,
     ) -> Result<Accepted, SendError> {
         let request_hash = new.request_hash();
-        if let Some(key) = idempotency_key {
-            if let Some(record) = self.store.idempotency(key).await? {
-                return self.replay(record, &request_hash).await;
-            }
+        let guard = idempotency_key.map(|key| Guard {
+            key,
+            expires_at: now.plus(IDEMPOTENCY_TTL).unix_seconds(),
+        });
+        let keys = Prior::keys(guard.as_ref(), &new.to);
+        let items = self.store.items(&keys).await?;
+        let prior = Prior::read(&items, guard.as_ref(), &new.to)?;
+        if let Some(record) = prior.record {
+            return self.replay(record, &request_hash).await;
         }
-        if self
-            .store
-            .consent(&new.to.e164)
+        match self
+            .accept(new, &prior, guard, |_| Ok(Vec::new()), now)
             .await?
-            .is_some_and(|c| c.opted_out)
         {
+            Outcome::Accepted(accepted) => Ok(accepted),
+            Outcome::Existing(record) => self.replay(record, &request_hash).await,
+            Outcome::Refused => Err(SendError::Store(StoreError::Cancelled {
+                operation: "TransactWriteItems",
+                reasons: "a condition of the send failed".into(),
+            })),
+        }
+    }
+
+    /// Where `new` would stand if accepted at `now`, given what was read: the decision
+    /// without the write (the send itself, and previews).
+    pub fn plan(&self, new: &NewSend, prior: &Prior, now: Timestamp) -> Result<Plan, SendError> {
+        if prior.opted_out {
             return Err(SendError::OptedOut);
         }
-        let existing = self
-            .store
-            .conversation(new.to.channel, &new.to.e164)
-            .await?;
-        let conversation_id = match (&existing, &new.conversation_id) {
+        let existing = prior.conversation.as_ref();
+        let conversation_id = match (existing, &new.conversation_id) {
             (Some(c), Some(asked)) if &c.conversation_id != asked => {
                 return Err(SendError::ConversationMismatch)
             }
@@ -175,21 +275,11 @@ impl SendService {
             (Some(c), _) => c.conversation_id.clone(),
             (None, None) => ulid::Ulid::new().to_string(),
         };
-        let tenant_zone = existing
-            .as_ref()
-            .and_then(|c| c.tenant_time_zone.as_deref())
-            .and_then(|name| schedule::parse_zone(name).ok());
-        let zones = schedule::choose(
-            new.time_zone.as_ref(),
-            tenant_zone.as_ref(),
-            new.to.e164.as_str(),
-            &self.policy.default_zone,
-        );
+        let zones = self.zones(new, existing);
         let requested = match &new.send_at {
             Some(at) => resolve(at, &zones, &self.policy.default_zone, now)?,
             None => now,
         };
-
         let message_id = ulid::Ulid::new().to_string();
         let decision = self.policy.decide(
             now,
@@ -214,10 +304,9 @@ impl SendService {
                 })
             }
         };
-        tracing::Span::current().record("message_id", message_id.as_str());
         let accepted = Accepted {
-            message_id: message_id.clone(),
-            conversation_id: conversation_id.clone(),
+            message_id,
+            conversation_id,
             status: state,
             send_at: due,
             time_zone: zones.name(),
@@ -226,9 +315,51 @@ impl SendService {
             segments: new.segments.count,
             encoding: new.segments.encoding.as_str().to_owned(),
         };
+        Ok(Plan {
+            requested,
+            accepted,
+            index_minute,
+            delay: match decision {
+                Decision::Queue { delay, .. } => Some(delay),
+                _ => None,
+            },
+        })
+    }
+
+    /// The zones quiet hours are judged in for `new` (see `schedule::choose`).
+    pub fn zones(&self, new: &NewSend, conversation: Option<&Conversation>) -> Zones {
+        let tenant_zone = conversation
+            .and_then(|c| c.tenant_time_zone.as_deref())
+            .and_then(|name| schedule::parse_zone(name).ok());
+        schedule::choose(
+            new.time_zone.as_ref(),
+            tenant_zone.as_ref(),
+            new.to.e164.as_str(),
+            &self.policy.default_zone,
+        )
+    }
+
+    /// Plans `new` and writes it in one transaction with its guard record (an
+    /// `Idempotency-Key`'s, or a rule's business key) and the `extra` writes made for it; enqueues it when
+    /// due soon. `Existing` when the guard was there first, `Refused` when an `extra`
+    /// condition failed: nothing was written in either case.
+    pub async fn accept(
+        &self,
+        new: &NewSend,
+        prior: &Prior,
+        guard: Option<Guard<'_>>,
+        extra: impl FnOnce(&Accepted) -> Result<Vec<TransactWriteItem>, StoreError>,
+        now: Timestamp,
+    ) -> Result<Outcome, SendError> {
+        let plan = self.plan(new, prior, now)?;
+        let accepted = plan.accepted;
+        let extra = extra(&accepted)?;
+        let message_id = accepted.message_id.clone();
+        let state = accepted.status;
+        tracing::Span::current().record("message_id", message_id.as_str());
         let outbound = NewOutbound {
             message_id: message_id.clone(),
-            conversation_id,
+            conversation_id: accepted.conversation_id.clone(),
             to: &new.to,
             body: &new.body,
             media_urls: &new.media_urls,
@@ -238,25 +369,27 @@ impl SendService {
             created_at: now,
             state,
             reason: (state == PipelineState::Deferred).then_some("quiet_hours"),
-            send_at: due,
+            send_at: accepted.send_at,
             not_after: new.not_after,
             time_zone: accepted.time_zone.clone(),
-            time_zone_source: zones.source,
+            time_zone_source: accepted.time_zone_source,
             urgent: new.urgent,
-            index_minute,
-            idempotency: idempotency_key.map(|key| Idempotency {
-                key,
-                request_hash: request_hash.clone(),
+            index_minute: plan.index_minute,
+            idempotency: guard.map(|g| Idempotency {
+                key: g.key,
+                request_hash: new.request_hash(),
                 response: serde_json::to_string(&accepted).unwrap_or_default(),
-                expires_at: now.plus(IDEMPOTENCY_TTL).unix_seconds(),
+                expires_at: g.expires_at,
             }),
             cause: new.cause.as_ref(),
+            extra,
         };
         match self.store.create_outbound(&outbound).await? {
-            CreateOutcome::Replay(record) => return self.replay(record, &request_hash).await,
+            CreateOutcome::Replay(record) => return Ok(Outcome::Existing(record)),
+            CreateOutcome::ExtraRefused => return Ok(Outcome::Refused),
             CreateOutcome::Created => {}
         }
-        if let Decision::Queue { delay, .. } = decision {
+        if let Some(delay) = plan.delay {
             let job = SendJob::new(
                 message_id.clone(),
                 keys::conversation_pk(new.to.channel, &new.to.e164),
@@ -273,11 +406,11 @@ impl SendService {
         info!(
             status = %state,
             urgent = new.urgent,
-            time_zone_source = ?zones.source,
+            time_zone_source = ?accepted.time_zone_source,
             segments = new.segments.count,
             "outbound message accepted"
         );
-        Ok(accepted)
+        Ok(Outcome::Accepted(accepted))
     }
 
     /// The first answer for a reused key, after putting a still-queued message on the queue

@@ -24,6 +24,10 @@ pub enum Entity {
     QuotaCounter,
     DataKey,
     ErasureAudit,
+    Rule,
+    RuleVersion,
+    RuleActivity,
+    RuleCap,
 }
 
 impl Entity {
@@ -42,6 +46,10 @@ impl Entity {
             Self::QuotaCounter => "quota_counter",
             Self::DataKey => "data_key",
             Self::ErasureAudit => "erasure_audit",
+            Self::Rule => "rule",
+            Self::RuleVersion => "rule_version",
+            Self::RuleActivity => "rule_activity",
+            Self::RuleCap => "rule_cap",
         }
     }
 }
@@ -171,6 +179,43 @@ pub fn data_key_pk(id: &str) -> String {
     format!("DEK#{id}")
 }
 pub const DATA_KEY_SK: &str = "DEK";
+
+/// An event rule: its current version at `CURRENT`, every version kept at `V#<n>`.
+pub fn rule_pk(rule_id: &str) -> String {
+    format!("RULE#{rule_id}")
+}
+pub const RULE_CURRENT_SK: &str = "CURRENT";
+pub fn rule_version_sk(version: u32) -> String {
+    format!("V#{version:06}")
+}
+/// Every rule's current version is in one partition of GSI1, so the router loads them all
+/// with one Query (there are tens, not millions).
+pub const RULES_GSI1PK: &str = "RULES";
+
+/// What a rule did with each event it matched, newest last (`{at}#{event digest}`).
+pub fn rule_activity_pk(rule_id: &str) -> String {
+    format!("RULEACT#{rule_id}")
+}
+pub fn rule_activity_sk(at: Timestamp, event_id: &str, outcome: &str) -> String {
+    let digest = crate::digest::sha256_hex(format!("{event_id}|{outcome}").as_bytes());
+    format!("{at}#{}", &digest[..16])
+}
+
+/// The dedupe record of a rule's business key is an idempotency record owned by the rule
+/// (`IDEM#rule.<rule_id>#<digest of the key>`): one transaction writes it with the message,
+/// and an erasure finds it like any other.
+pub fn rule_dedupe_owner(rule_id: &str) -> String {
+    format!("rule.{rule_id}")
+}
+pub fn rule_dedupe_key(dedupe_key: &str) -> String {
+    crate::digest::sha256_hex(dedupe_key.as_bytes())
+}
+
+/// A rule's recent sends to one number, for its `cap`.
+pub fn rule_cap_pk(rule_id: &str, phone: &E164) -> String {
+    format!("RULECAP#{rule_id}#{}", phone.as_str())
+}
+pub const RULE_CAP_SK: &str = "CAP";
 
 #[cfg(test)]
 mod tests {

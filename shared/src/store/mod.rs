@@ -9,6 +9,8 @@ pub mod items;
 pub mod keys;
 pub mod outbound;
 pub mod pending;
+pub mod rules;
+
 pub mod sending;
 pub mod tenants;
 
@@ -82,6 +84,9 @@ pub enum StoreError {
     /// A sealed field could not be opened (see [`crate::envelope`]).
     #[error("a sealed field could not be opened")]
     Sealed(#[source] Box<crate::envelope::EnvelopeError>),
+    /// An item whose JSON attribute does not read back (a stored rule).
+    #[error("an item in the table could not be read: {0}")]
+    Corrupt(String),
 }
 
 impl StoreError {
@@ -452,4 +457,51 @@ fn classify<R>(err: SdkError<TransactWriteItemsError, R>) -> Cancel {
         }
     }
     Cancel::Other(aws_error("TransactWriteItems", &err))
+}
+
+/// An item's key: `(pk, sk)`.
+pub type ItemKey = (String, String);
+pub type Item = std::collections::HashMap<String, AttributeValue>;
+
+impl Store {
+    /// The items at `keys` that exist, by key: one consistent BatchGetItem for up to 100 keys
+    /// (so a decision that needs several items costs one round trip).
+    pub async fn items(
+        &self,
+        keys: &[ItemKey],
+    ) -> Result<std::collections::HashMap<ItemKey, Item>, StoreError> {
+        let mut unique: Vec<&ItemKey> = keys.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let mut found = std::collections::HashMap::new();
+        for chunk in unique.chunks(100) {
+            let request = chunk
+                .iter()
+                .map(|(pk, sk)| Item::from([("pk".into(), s(pk)), ("sk".into(), s(sk))]))
+                .collect();
+            for item in self.batch_get(request).await? {
+                let key = |name: &str| {
+                    item.get(name)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                found.insert((key("pk"), key("sk")), item);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The item at `key` among `items`, read as `T`.
+pub fn item_of<T: DeserializeOwned>(
+    items: &std::collections::HashMap<ItemKey, Item>,
+    pk: &str,
+    sk: &str,
+) -> Result<Option<T>, StoreError> {
+    items
+        .get(&(pk.to_owned(), sk.to_owned()))
+        .map(|item| serde_dynamo::from_item(item.clone()))
+        .transpose()
+        .map_err(StoreError::from)
 }

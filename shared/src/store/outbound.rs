@@ -43,6 +43,9 @@ pub struct NewOutbound<'a> {
     pub idempotency: Option<Idempotency<'a>>,
     /// Made by an event rule.
     pub cause: Option<&'a crate::rules::Cause>,
+    /// Further conditional writes that stand or fall with the message (a rule's cap and
+    /// activity entry).
+    pub extra: Vec<TransactWriteItem>,
 }
 
 impl<'a> NewOutbound<'a> {
@@ -69,6 +72,7 @@ impl<'a> NewOutbound<'a> {
             index_minute: now.plus(std::time::Duration::from_secs(60)).minute(),
             idempotency: None,
             cause: None,
+            extra: Vec::new(),
         }
     }
 }
@@ -117,6 +121,8 @@ pub enum CreateOutcome {
     Created,
     /// The idempotency key was used before; nothing was written.
     Replay(IdempotencyRecord),
+    /// One of the `extra` writes' conditions failed; nothing was written.
+    ExtraRefused,
 }
 
 /// Where a delivery status came from, as the history records it.
@@ -247,8 +253,13 @@ impl Store {
                 .update(outbound_conversation_update(&self.table, pk, n)?)
                 .build(),
         );
+        let extra_from = items.len();
+        items.extend(n.extra.iter().cloned());
         match (self.transact(items).await, &n.idempotency) {
             (Ok(()), _) => Ok(CreateOutcome::Created),
+            (Err(TxError::ConditionFailed(i)), _) if i >= extra_from => {
+                Ok(CreateOutcome::ExtraRefused)
+            }
             (Err(TxError::ConditionFailed(0)), Some(idem)) => {
                 match self.idempotency(idem.key).await? {
                     Some(record) => Ok(CreateOutcome::Replay(record)),

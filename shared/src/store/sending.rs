@@ -105,7 +105,7 @@ impl Store {
         Ok(state)
     }
 
-    async fn batch_get(
+    pub(crate) async fn batch_get(
         &self,
         mut keys: Vec<HashMap<String, AttributeValue>>,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {

@@ -93,7 +93,9 @@ pub async fn seed_scheduled(
     };
     match store.create_outbound(&new).await {
         Ok(CreateOutcome::Created) => {}
-        Ok(CreateOutcome::Replay(_)) => return Err("create_outbound replayed".into()),
+        Ok(CreateOutcome::Replay(_) | CreateOutcome::ExtraRefused) => {
+            return Err("create_outbound replayed".into())
+        }
         Err(e) => return Err(format!("create_outbound: {}", parley::error::chain(&e))),
     }
     let pk = keys::conversation_pk(address.channel, &address.e164);

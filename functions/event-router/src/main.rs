@@ -1,0 +1,13 @@
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use parley::handlers::event_router::EventRouter;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    parley::telemetry::init();
+    let router = EventRouter::from_env().await?;
+    run(service_fn(|event: LambdaEvent<SqsEvent>| async {
+        Ok::<_, Error>(router.handle(event.payload).await)
+    }))
+    .await
+}
