@@ -414,6 +414,24 @@ async fn a_cap_limits_a_rules_messages_to_one_recipient() {
         json!({"phone": other, "invoice_id": "K-9"}),
     );
     assert_eq!(l.fire(&rule, &e).await.unwrap().outcome, Outcome::Scheduled);
+    // The cap item names the number: erasing the number removes it.
+    l.store.put_rule(&rule, None).await.unwrap();
+    let e164 = Address::parse(&phone).unwrap().e164;
+    let counts = l
+        .store
+        .erase_contact(&e164, Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(counts.rule_caps, 1);
+    let cap = l
+        .store
+        .items(&[(
+            keys::rule_cap_pk(&rule.rule_id, &e164),
+            keys::RULE_CAP_SK.to_owned(),
+        )])
+        .await
+        .unwrap();
+    assert!(cap.is_empty());
 }
 
 #[tokio::test]
@@ -636,7 +654,7 @@ async fn the_invoice_overdue_walkthrough_on_the_running_stack() {
     stack
         .put_bus_event(&source, "invoice.overdue", overdue.clone())
         .await;
-    let queued = eventually(30, "the reminder in GET /queue", || async {
+    let queued = eventually(90, "the reminder in GET /queue", || async {
         let found = stack.queued_with_cause(&rule_id).await;
         (!found.is_empty()).then_some(found)
     })
@@ -673,7 +691,7 @@ async fn the_invoice_overdue_walkthrough_on_the_running_stack() {
         .await;
     assert_eq!(paid.status, 202, "{}", paid.body);
     assert_eq!(paid.json()["event_ids"].as_array().unwrap().len(), 1);
-    eventually(30, "the reminder canceled", || async {
+    eventually(90, "the reminder canceled", || async {
         let m = stack
             .get(&format!("/messages/{message_id}"), Some(&stack.api_key))
             .await
@@ -686,7 +704,7 @@ async fn the_invoice_overdue_walkthrough_on_the_running_stack() {
     stack
         .put_bus_event(&source, "invoice.overdue", overdue)
         .await;
-    let activity = eventually(30, "the second overdue event recorded", || async {
+    let activity = eventually(90, "the second overdue event recorded", || async {
         let page = stack
             .admin(
                 reqwest::Method::GET,
@@ -749,7 +767,7 @@ async fn a_cancel_racing_the_send_ends_sent_or_canceled_never_both() {
     for phone in &phones {
         let address = Address::parse(phone).unwrap();
         let pk = keys::conversation_pk(address.channel, &address.e164);
-        let m = eventually(30, "a final state", || async {
+        let m = eventually(90, "a final state", || async {
             let (messages, _) = stack
                 .store
                 .messages_page(address.channel, &address.e164, 10, None)
@@ -918,4 +936,89 @@ async fn the_rules_api_versions_previews_and_refuses_what_is_wrong() {
         )
         .await;
     assert_eq!(r.status, 400);
+}
+
+/// Counts the DynamoDB requests a client sends, by operation.
+#[derive(Debug, Clone, Default)]
+struct Requests(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl aws_sdk_dynamodb::config::Intercept for Requests {
+    fn name(&self) -> &'static str {
+        "Requests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map(|m| m.name().to_owned())
+            .unwrap_or_default();
+        self.0.lock().unwrap().push(operation);
+        Ok(())
+    }
+}
+
+impl Requests {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+#[tokio::test]
+async fn a_matching_event_costs_two_dynamodb_requests_and_others_none() {
+    let l = local("requests").await;
+    let requests = Requests::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&l.stack.sdk)
+            .interceptor(requests.clone())
+            .build(),
+    );
+    let store = Store::new(client, l.store.table());
+    let service = SendService::new(
+        store.clone(),
+        l.engine.service.queue.clone(),
+        l.engine.service.policy.clone(),
+    );
+    let router = EventRouter::new(
+        Engine::new(service, None),
+        RuleCache::new(store.clone(), Duration::from_secs(3600)),
+    );
+    for i in 0..100 {
+        let mut spec = reminder(&l.source, json!({"timing": {"delay": "P1D"}}));
+        spec["match"]["detail"] = json!({"rule": [i]});
+        let rule = l.rule(spec);
+        l.store.put_rule(&rule, None).await.unwrap();
+    }
+    let phone = unique_phone();
+    let event = |rule: i64, invoice: &str| {
+        l.event(
+            "invoice.overdue",
+            json!({"phone": phone, "invoice_id": invoice, "rule": rule}),
+        )
+    };
+    // The first event loads the rules (one Query per page); then they are cached.
+    router
+        .route(&event(-1, "warm-up"), Timestamp::now())
+        .await
+        .unwrap();
+    assert!(requests.take().iter().all(|op| op == "Query"));
+
+    let none = router
+        .route(&event(-1, "R-0"), Timestamp::now())
+        .await
+        .unwrap();
+    assert!(none.activity.is_empty());
+    assert_eq!(requests.take(), Vec::<String>::new());
+
+    let one = router
+        .route(&event(7, "R-1"), Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(one.activity.len(), 1);
+    assert_eq!(one.activity[0].outcome, Outcome::Scheduled);
+    assert_eq!(requests.take(), vec!["BatchGetItem", "TransactWriteItems"]);
 }

@@ -115,6 +115,9 @@ pub struct ErasureCounts {
     pub idempotency_records: u64,
     pub phone_tenant: u64,
     pub tenant_profiles: u64,
+    /// Event rules' caps for the number (`RULECAP#<rule>#<e164>`).
+    #[serde(default)]
+    pub rule_caps: u64,
 }
 
 impl ErasureCounts {
@@ -126,6 +129,7 @@ impl ErasureCounts {
         self.idempotency_records += other.idempotency_records;
         self.phone_tenant += other.phone_tenant;
         self.tenant_profiles += other.tenant_profiles;
+        self.rule_caps += other.rule_caps;
     }
 }
 
@@ -381,6 +385,21 @@ impl Store {
             if let Some(tenant) = attr_s(&old, "tenant_id") {
                 tenants.insert(tenant.to_owned());
             }
+        }
+        // Rules' caps are keyed by the number: one delete per rule (there are tens).
+        for rule in self.rules().await? {
+            let old = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(keys::rule_cap_pk(&rule.rule_id, phone)))
+                .key("sk", s(keys::RULE_CAP_SK))
+                .return_values(ReturnValue::AllOld)
+                .send()
+                .await
+                .map_err(|e| aws_error("DeleteItem", &e))?
+                .attributes;
+            counts.rule_caps += u64::from(old.is_some());
         }
         for tenant in tenants {
             if self.forget_tenant_number(&tenant, phone).await? {
