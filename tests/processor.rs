@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use parley::events::DomainEvent;
+use parley::handlers::inbound_processor::{InboundProcessor, ProcessorError, ProcessorInput};
 use parley::phone::{Channel, E164};
 use parley_e2e::*;
 use serde_json::{json, Value};
@@ -375,6 +377,21 @@ async fn opt_out_and_opt_in_and_status_changes_are_published() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Every event on the bus reads back as Parley's typed events; a message no rule made
+    // has a null cause.
+    for event in &seen {
+        let detail_type = event["detail-type"].as_str().unwrap();
+        let parsed = DomainEvent::parse(detail_type, &event["detail"].to_string());
+        assert!(parsed.is_ok(), "{event}: {parsed:?}");
+    }
+    let delivered = seen
+        .iter()
+        .find(|e| {
+            e["detail-type"] == "sms.status_changed"
+                && e["detail"]["message_id"] == message_id.as_str()
+        })
+        .unwrap();
+    assert!(delivered["detail"].get("cause").is_some_and(Value::is_null));
     let out = seen
         .iter()
         .find(|e| {
@@ -388,23 +405,166 @@ async fn opt_out_and_opt_in_and_status_changes_are_published() {
         .starts_with("sms.opted_out/"));
 }
 
-async fn processor(stack: &Stack) -> parley::handlers::inbound_processor::InboundProcessor {
+async fn processor(stack: &Stack) -> InboundProcessor {
+    processor_with(stack, stack.store.clone(), &stack.monitor())
+}
+
+/// A processor on `store`, asking the Collections Monitor at `monitor`.
+fn processor_with(stack: &Stack, store: parley::store::Store, monitor: &str) -> InboundProcessor {
     use parley::events::EventPublisher;
     use parley::monitor::MonitorClient;
     let monitor = MonitorClient::new(
-        &stack.monitor(),
+        monitor,
         stack.env.get("LOCAL_MONITOR_API_KEY").unwrap(),
         Duration::from_secs(3),
     )
     .unwrap();
     let bus = format!("{}EventBus", stack.env.get("LOCAL_QUEUE_PREFIX").unwrap());
     let events = EventPublisher::new(aws_sdk_eventbridge::Client::new(&stack.sdk), bus);
-    parley::handlers::inbound_processor::InboundProcessor::new(
-        stack.store.clone(),
-        monitor,
-        events,
-        "test-pseudonym-key",
+    InboundProcessor::new(store, monitor, events, "test-pseudonym-key")
+}
+
+/// An inbound message from `phone` recorded in `store` (a table of the test's own, so the
+/// stack's processor never sees it), the number already mapped to `tenant`, and the stream
+/// record of the message (the sample's, made about this number and message).
+async fn recorded_inbound(
+    stack: &Stack,
+    store: &parley::store::Store,
+    phone: &str,
+    tenant: &str,
+) -> (String, aws_lambda_events::event::dynamodb::Event) {
+    use parley::store::InboundRecord;
+    let message_id = ulid::Ulid::new().to_string();
+    let body = "Hola, ya pagué la renta de este mes. ¿Pueden confirmar?";
+    let raw = InboundForm::new(stack, phone, body).encode();
+    let sms = parley::twilio::InboundSms::from_form(
+        &parley::twilio::Form::parse(raw.as_bytes()).unwrap(),
     )
+    .unwrap();
+    store
+        .record_inbound(&InboundRecord {
+            sms: &sms,
+            raw_payload: &raw,
+            message_id: message_id.clone(),
+            new_conversation_id: ulid::Ulid::new().to_string(),
+            received_at: parley::time::now_rfc3339(),
+            detection: parley::language::detect(body),
+            keyword: None,
+        })
+        .await
+        .unwrap();
+    let mapping = parley::store::tenants::PhoneTenant {
+        tenant_id: tenant.to_owned(),
+        matched_variant: "e164".into(),
+        updated_at: parley::time::now_rfc3339(),
+        time_zone: None,
+    };
+    let e164 = E164::parse(phone).unwrap();
+    assert!(store
+        .put_phone_tenant(Channel::Sms, &e164, &mapping)
+        .await
+        .unwrap());
+    let record = include_str!("../events/inbound-processor.json")
+        .replace("+14155550101", phone)
+        .replace("01JDPROCESSOREVENT0000000A", &message_id);
+    (message_id, serde_json::from_str(&record).unwrap())
+}
+
+/// The `sms.received` events of `message_id` on `queue`, waiting up to 30 s for the first.
+async fn received_events(stack: &Stack, queue: &str, message_id: &str) -> Vec<Value> {
+    eventually(30, "sms.received on the bus", || async {
+        let mine: Vec<Value> = stack
+            .drain_events(queue)
+            .await
+            .into_iter()
+            .filter(|e| {
+                e["detail-type"] == "sms.received" && e["detail"]["message_id"] == message_id
+            })
+            .collect();
+        (!mine.is_empty()).then_some(mine)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_failing_language_push_does_not_hold_back_sms_received() {
+    let stack = stack().await;
+    let store = stack.own_table("processor-order").await;
+    let phone = unique_phone();
+    let tenant = tenant_id();
+    stack.add_tenant(&tenant, &[&phone]).await;
+    let (message_id, record) = recorded_inbound(&stack, &store, &phone, &tenant).await;
+    let bus = stack.subscribe_events().await;
+
+    // Nothing listens on port 9: the language push fails, after the event went out.
+    let monitor_down = processor_with(&stack, store.clone(), "http://127.0.0.1:9");
+    let response = monitor_down.handle_stream(record.clone()).await;
+    assert_eq!(
+        response.batch_item_failures.len(),
+        1,
+        "the record is retried"
+    );
+    let first = received_events(&stack, &bus, &message_id).await;
+    assert_eq!(
+        first[0]["detail"]["tenant_id"], tenant,
+        "published before the push"
+    );
+    assert!(
+        store.language_preference(&tenant).await.unwrap().is_none(),
+        "a preference the monitor has not taken is not stored"
+    );
+
+    // The retry, with the monitor back: the event again, under the same id.
+    let monitor_up = processor_with(&stack, store.clone(), &stack.monitor());
+    let response = monitor_up.handle_stream(record).await;
+    assert!(response.batch_item_failures.is_empty());
+    let again = received_events(&stack, &bus, &message_id).await;
+    assert_eq!(
+        again[0]["detail"]["event_id"],
+        format!("sms.received/{message_id}")
+    );
+    assert_eq!(
+        again[0]["detail"]["event_id"],
+        first[0]["detail"]["event_id"]
+    );
+    assert_eq!(
+        store
+            .language_preference(&tenant)
+            .await
+            .unwrap()
+            .unwrap()
+            .language,
+        parley::language::Language::Es
+    );
+    for event in first.iter().chain(&again) {
+        let parsed = DomainEvent::parse("sms.received", &event["detail"].to_string());
+        assert!(parsed.is_ok(), "{parsed:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_reconciliation_the_store_fails_is_an_invocation_error() {
+    let stack = stack().await;
+    let missing = parley::store::Store::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        format!(
+            "test-missing-{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ),
+    );
+    let processor = processor_with(&stack, missing, &stack.monitor());
+    let input: ProcessorInput = serde_json::from_value(json!({"reconcile": true})).unwrap();
+    let error = processor
+        .handle(input)
+        .await
+        .expect_err("no answer when the table cannot be read");
+    assert!(matches!(error, ProcessorError::Reconcile(_)), "{error:?}");
+    assert_eq!(error.kind(), "ReconcileFailed");
+    assert!(
+        parley::error::chain(&error).starts_with("reconciliation failed: DynamoDB"),
+        "{}",
+        parley::error::chain(&error)
+    );
 }
 
 #[tokio::test]
@@ -431,21 +591,8 @@ async fn the_sample_stream_event_links_a_fixture_tenant() {
         })
         .await
         .unwrap();
-    let processor = parley::handlers::inbound_processor::InboundProcessor::new(
-        store.clone(),
-        parley::monitor::MonitorClient::new(
-            &stack.monitor(),
-            stack.env.get("LOCAL_MONITOR_API_KEY").unwrap(),
-            Duration::from_secs(3),
-        )
-        .unwrap(),
-        parley::events::EventPublisher::new(
-            aws_sdk_eventbridge::Client::new(&stack.sdk),
-            format!("{}EventBus", stack.env.get("LOCAL_QUEUE_PREFIX").unwrap()),
-        ),
-        "test-pseudonym-key",
-    )
-    .with_event_bodies(parley::handlers::inbound_processor::EventBodies::Include);
+    let processor = processor_with(&stack, store.clone(), &stack.monitor())
+        .with_event_bodies(parley::handlers::inbound_processor::EventBodies::Include);
     let bus = stack.subscribe_events().await;
     let event: aws_lambda_events::event::dynamodb::Event =
         serde_json::from_str(include_str!("../events/inbound-processor.json")).unwrap();

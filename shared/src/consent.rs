@@ -636,6 +636,13 @@ impl Keyword {
         }
     }
 
+    /// A family back from its stored name ([`as_str`](Self::as_str)); `None` for other text.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Keyword::OptOut, Keyword::OptIn, Keyword::Help]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+
     /// Whether this keyword changes the number's consent state (HELP does not).
     pub fn opted_out(self) -> Option<bool> {
         match self {
@@ -864,6 +871,15 @@ mod tests {
 
     fn kind(body: &str) -> Option<Keyword> {
         Keyword::classify(body)
+    }
+
+    #[test]
+    fn a_stored_keyword_name_reads_back() {
+        for k in [Keyword::OptOut, Keyword::OptIn, Keyword::Help] {
+            assert_eq!(Keyword::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+        assert_eq!(Keyword::parse("STOP"), None);
     }
 
     #[test]

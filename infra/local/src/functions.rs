@@ -104,12 +104,22 @@ pub async fn schedule_functions() -> Result<HashMap<String, ScheduleFunction>, S
         let dispatcher = dispatcher.clone();
         Box::pin(async move { dispatcher.handle(event).await })
     });
+    // Lambda would count a failed reconciliation as an invocation error; the schedule runner
+    // sees it as an answer with an `error` (the processor has logged it with its cause).
     let reconcile: ScheduleFunction = Arc::new(move |event| {
         let processor = processor.clone();
         Box::pin(async move {
-            match serde_json::from_value(event) {
-                Ok(input) => processor.handle(input).await,
-                Err(e) => serde_json::json!({ "error": e.to_string() }),
+            let input = match serde_json::from_value(event) {
+                Ok(input) => input,
+                Err(e) => return serde_json::json!({ "error": e.to_string() }),
+            };
+            match processor.handle(input).await {
+                Ok(output) => serde_json::to_value(output)
+                    .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
+                Err(e) => serde_json::json!({
+                    "errorType": e.kind(),
+                    "error": parley::error::chain(&e),
+                }),
             }
         })
     });
