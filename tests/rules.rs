@@ -1022,3 +1022,52 @@ async fn a_matching_event_costs_two_dynamodb_requests_and_others_none() {
     assert_eq!(one.activity[0].outcome, Outcome::Scheduled);
     assert_eq!(requests.take(), vec!["BatchGetItem", "TransactWriteItems"]);
 }
+
+#[tokio::test]
+async fn the_sample_router_event_fires_its_rule() {
+    let l = local("sample-router").await;
+    let rule = l.rule(json!({
+        "name": "sample",
+        "match": {"source": ["billing"], "detail-type": ["invoice.overdue"]},
+        "recipient": {"phone": "$.detail.phone"},
+        "template": {"default": "Invoice {{ detail.invoice_id }} is overdue."},
+        "dedupe": "invoice-{{ detail.invoice_id }}",
+    }));
+    l.store.put_rule(&rule, None).await.unwrap();
+    let router = EventRouter::new(
+        l.engine.clone(),
+        RuleCache::new(l.store.clone(), Duration::from_secs(1)),
+    );
+    let batch: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(include_str!("../events/event-router.json")).unwrap();
+    let response = router.handle(batch).await;
+    assert!(response.batch_item_failures.is_empty());
+    let (activity, _) = l
+        .store
+        .activity_page(&rule.rule_id, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(activity.len(), 1);
+    assert_eq!(activity[0].outcome, Outcome::Scheduled);
+    assert_eq!(activity[0].dedupe_key.as_deref(), Some("invoice-INV-1001"));
+    assert_eq!(l.body(&activity[0]).await, "Invoice INV-1001 is overdue.");
+}
+
+#[tokio::test]
+async fn the_sample_rules_request_is_a_preview() {
+    let l = local("sample-rules").await;
+    let (_, secrets) = l.stack.own_secrets(&l.stack.token, None).await;
+    let handler = parley::handlers::rules::RulesHandler::new(l.engine.clone(), secrets, None);
+    let req = lambda_http::request::from_str(include_str!("../events/rules.json")).unwrap();
+    let response = handler.handle(req).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = match response.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(body["matches"], true);
+    assert_eq!(body["dedupe_key"], "invoice-INV-1001");
+    assert_eq!(body["recipient"], "+14155550105");
+    assert_eq!(body["would_send"], true, "{body}");
+    assert!(body["body"].as_str().unwrap().contains("INV-1001"));
+}
