@@ -6,7 +6,7 @@ SAM := $(VENV)/lint/bin/sam
 CFN_LINT := $(VENV)/lint/bin/cfn-lint
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test deps check fmt clippy lint-template e2e bench bench-send bench-pending sign clean
+.PHONY: run test deps check fmt clippy lint-template e2e bench bench-send bench-pending bench-rules sign clean
 
 ## run: install what is missing, then start the emulator, resources and gateway (Ctrl-C stops)
 run: $(MOTO_SERVER)
@@ -70,6 +70,12 @@ bench-pending: $(MOTO_SERVER)
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release -p parley-send-bench --bin parley-pending-bench
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench pending
 	$(PENDING_BENCH) $(PENDING_BENCH_ARGS) >$(BENCH_TARGET_DIR)/pending-bench.out
+
+## bench-rules: event rules: CPU to match one event against 100 rules and render what fires (docs/benchmarks.md)
+# A microbenchmark (pure CPU, no emulator, nothing to install). The report goes to stderr; it
+# prints PASS or FAIL against the 50 µs target and exits zero either way, like bench-pending's.
+bench-rules:
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench rules
 
 ## sign: print a signature, e.g. make sign URL=http://127.0.0.1:3000/webhook/twilio/sms PARAMS="From=+14155552671 Body=Hi"
 sign:

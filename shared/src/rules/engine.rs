@@ -16,7 +16,7 @@ use tracing::warn;
 
 use super::activity::{Activity, Outcome};
 use super::event::Event;
-use super::render::{Choice, Rendered};
+use super::render::{Choice, Context, Rendered};
 use super::rule::{Mode, QuietHours, Recipient, Rule};
 use super::Cause;
 use crate::language::{Language, Preference};
@@ -149,9 +149,16 @@ impl Engine {
                     (None, None, None, None, None)
                 }
             };
+        // The event is converted for templates once per evaluation: the dedupe key's context
+        // (the tenant known before the read) serves the texts below too unless the read
+        // found another tenant.
+        let dedupe_tenant = tenant_id.clone();
+        let mut dedupe_context = None;
         let dedupe_key = match &rule.spec.dedupe {
             None => event.id.clone(),
-            Some(text) => match text.render(&event.context(tenant_id.as_deref())) {
+            Some(text) => match text.render_with(
+                dedupe_context.insert(Context::from_json(&event.context(tenant_id.as_deref()))),
+            ) {
                 Ok(key) if !key.trim().is_empty() => key,
                 Ok(_) => {
                     checks.push(Check::TemplateFailed("dedupe rendered empty".into()));
@@ -219,7 +226,10 @@ impl Engine {
         evaluation.tenant_id = tenant_id.clone();
 
         // What it says, in whose language.
-        let context = event.context(tenant_id.as_deref());
+        let context = match dedupe_context {
+            Some(context) if tenant_id == dedupe_tenant => context,
+            _ => Context::from_json(&event.context(tenant_id.as_deref())),
+        };
         let known = |l: Language| (l != Language::Unknown).then_some(l);
         let choice = rule.spec.template.choose(
             preference
@@ -231,7 +241,7 @@ impl Engine {
                 .and_then(|c| c.language)
                 .and_then(known),
         );
-        let rendered = match rule.spec.template.render(&choice, &context) {
+        let rendered = match rule.spec.template.render_with(&choice, &context) {
             Ok(r) => Some(r),
             Err(e) => {
                 evaluation.checks.push(Check::TemplateFailed(format!(
@@ -244,7 +254,7 @@ impl Engine {
         let workflow = |text: &Option<super::render::Text>, name: &str| match text {
             None => Ok(None),
             Some(t) => t
-                .render(&context)
+                .render_with(&context)
                 .map(Some)
                 .map_err(|e| format!("{name}: {e}")),
         };
