@@ -555,6 +555,12 @@ async fn no_rule_fires_on_an_event_about_a_rules_message() {
 
 // ---- The running stack: the API, the bus, the router and the worker. ----
 
+/// The router trusts its copy of the rules for `RULES_CACHE_SECONDS` (1 s on the local
+/// stack): a rule applies to events that arrive after that.
+async fn rules_reach_the_router() {
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+}
+
 /// What these tests do with the running stack.
 trait RulesStack {
     async fn add_tenant_speaking(&self, tenant_id: &str, phone: &str, language: &str);
@@ -648,6 +654,7 @@ async fn the_invoice_overdue_walkthrough_on_the_running_stack() {
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
     let rule_id = created.json()["rule_id"].as_str().unwrap().to_owned();
+    rules_reach_the_router().await;
 
     let overdue = json!({"tenant_id": tenant, "invoice_id": "INV-1001", "amount": "$1,250.00",
         "due_date": "2030-01-15"});
@@ -750,6 +757,7 @@ async fn a_cancel_racing_the_send_ends_sent_or_canceled_never_both() {
         .await;
     assert_eq!(rule.status, 201, "{}", rule.body);
     let rule_id = rule.json()["rule_id"].as_str().unwrap().to_owned();
+    rules_reach_the_router().await;
     let mut phones = Vec::new();
     for i in 0..4 {
         let phone = unique_phone();

@@ -16,7 +16,7 @@ use tracing::warn;
 
 use super::activity::{Activity, Outcome};
 use super::event::Event;
-use super::render::{Choice, Context, Rendered};
+use super::render::{Choice, Rendered};
 use super::rule::{Mode, QuietHours, Recipient, Rule};
 use super::Cause;
 use crate::language::{Language, Preference};
@@ -149,16 +149,11 @@ impl Engine {
                     (None, None, None, None, None)
                 }
             };
-        // The event is converted for templates once per evaluation: the dedupe key's context
-        // (the tenant known before the read) serves the texts below too unless the read
-        // found another tenant.
-        let dedupe_tenant = tenant_id.clone();
-        let mut dedupe_context = None;
+        // The event is converted for templates once (`Event::template_context`), for every
+        // rule it fires; the tenant is an overlay.
         let dedupe_key = match &rule.spec.dedupe {
             None => event.id.clone(),
-            Some(text) => match text.render_with(
-                dedupe_context.insert(Context::from_json(&event.context(tenant_id.as_deref()))),
-            ) {
+            Some(text) => match text.render_with(&event.template_context(tenant_id.as_deref())) {
                 Ok(key) if !key.trim().is_empty() => key,
                 Ok(_) => {
                     checks.push(Check::TemplateFailed("dedupe rendered empty".into()));
@@ -226,10 +221,7 @@ impl Engine {
         evaluation.tenant_id = tenant_id.clone();
 
         // What it says, in whose language.
-        let context = match dedupe_context {
-            Some(context) if tenant_id == dedupe_tenant => context,
-            _ => Context::from_json(&event.context(tenant_id.as_deref())),
-        };
+        let context = event.template_context(tenant_id.as_deref());
         let known = |l: Language| (l != Language::Unknown).then_some(l);
         let choice = rule.spec.template.choose(
             preference
@@ -458,7 +450,7 @@ impl Engine {
         let store = &self.service.store;
         let mut activity = activity(rule, event, now, Outcome::Canceled);
         let key = match &rule.spec.dedupe {
-            Some(text) => text.render(&event.context(None)),
+            Some(text) => text.render_with(&event.template_context(None)),
             None => Ok(event.id.clone()),
         };
         let key = match key {

@@ -4,10 +4,11 @@
 
 use serde_json::Value;
 
+use super::render::Context;
 use super::Cause;
 use crate::time::Timestamp;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Event {
     pub id: String,
     pub source: String,
@@ -16,6 +17,14 @@ pub struct Event {
     pub time: Timestamp,
     /// The whole event, as patterns and templates read it.
     pub raw: Value,
+    /// `raw` converted for templates, once, on first use.
+    template: std::sync::OnceLock<Context>,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,7 +64,16 @@ impl Event {
             detail_type,
             time,
             raw,
+            template: std::sync::OnceLock::new(),
         })
+    }
+
+    /// What templates see (as [`Event::context`]), converted once per event: every rule the
+    /// event fires renders from the same conversion.
+    pub fn template_context(&self, tenant_id: Option<&str>) -> Context {
+        self.template
+            .get_or_init(|| Context::of_event(&self.raw))
+            .with_tenant(tenant_id)
     }
 
     pub fn detail(&self) -> &Value {
@@ -141,5 +159,29 @@ mod tests {
         assert_eq!(c["event"]["source"], "billing");
         assert_eq!(c["tenant"]["id"], "t-1");
         assert!(e.context(None)["tenant"].is_null());
+    }
+
+    #[test]
+    fn the_converted_context_renders_like_the_json_one() {
+        use crate::rules::render::Text;
+        let e = Event::from_json(sample()).unwrap();
+        let text = Text::compile(
+            "{{ detail.invoice_id }}/{{ event.source }}/{% if tenant %}{{ tenant.id }}{% else %}none{% endif %}",
+        )
+        .unwrap();
+        for tenant in [None, Some("t-9")] {
+            assert_eq!(
+                text.render_with(&e.template_context(tenant)).unwrap(),
+                text.render(&e.context(tenant)).unwrap()
+            );
+        }
+        assert_eq!(
+            text.render_with(&e.template_context(Some("t-9"))).unwrap(),
+            "INV-7/billing/t-9"
+        );
+        assert_eq!(
+            text.render_with(&e.template_context(None)).unwrap(),
+            "INV-7/billing/none"
+        );
     }
 }

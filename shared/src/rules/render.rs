@@ -67,6 +67,35 @@ impl Context {
     pub fn from_json(context: &serde_json::Value) -> Context {
         Context(minijinja::Value::from(Serde(context)))
     }
+
+    /// What templates see of an event (the whole EventBridge envelope): `event`, `detail`,
+    /// and `tenant` (null here, see [`Context::with_tenant`]). Converting the event is the
+    /// costly part of rendering, so it is done once per event and shared by every rule.
+    pub fn of_event(event: &serde_json::Value) -> Context {
+        #[derive(serde::Serialize)]
+        struct View<'a> {
+            event: &'a serde_json::Value,
+            detail: &'a serde_json::Value,
+            tenant: Option<()>,
+        }
+        let view = View {
+            event,
+            detail: &event["detail"],
+            tenant: None,
+        };
+        Context(minijinja::Value::from(Serde(view)))
+    }
+
+    /// This context with `tenant` as `{"id": …}`: an overlay, the event is not converted again.
+    pub fn with_tenant(&self, tenant_id: Option<&str>) -> Context {
+        match tenant_id {
+            None => self.clone(),
+            Some(id) => Context(minijinja::context! {
+                tenant => minijinja::context! { id => id },
+                ..self.0.clone()
+            }),
+        }
+    }
 }
 
 impl Text {
