@@ -348,15 +348,32 @@ impl Store {
         after: Option<&str>,
     ) -> Result<(Vec<Message>, Option<String>), StoreError> {
         let pk = keys::conversation_pk(channel, phone);
+        self.page(pk, Some(keys::MESSAGE_PREFIX), limit, after)
+            .await
+    }
+
+    /// One page of a partition's items (those whose `sk` starts with `prefix`, if given),
+    /// highest `sk` first, after `after`; and the `sk` to continue from, if more remain.
+    pub(crate) async fn page<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        prefix: Option<&str>,
+        limit: i32,
+        after: Option<&str>,
+    ) -> Result<(Vec<T>, Option<String>), StoreError> {
         let mut query = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(pk.clone()))
-            .expression_attribute_values(":prefix", s(keys::MESSAGE_PREFIX))
             .scan_index_forward(false)
             .limit(limit);
+        query = match prefix {
+            Some(prefix) => query
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", s(prefix)),
+            None => query.key_condition_expression("pk = :pk"),
+        };
         if let Some(sk) = after {
             query = query
                 .exclusive_start_key("pk", s(pk))
@@ -369,8 +386,10 @@ impl Store {
             .and_then(|k| k.get("sk"))
             .and_then(|v| v.as_s().ok())
             .cloned();
-        let messages = serde_dynamo::from_items(out.items.unwrap_or_default())?;
-        Ok((messages, next))
+        Ok((
+            serde_dynamo::from_items(out.items.unwrap_or_default())?,
+            next,
+        ))
     }
 
     /// A message by its id, through the message-id index; `None` for an erased one too (see

@@ -176,31 +176,8 @@ impl Store {
         limit: i32,
         after: Option<&str>,
     ) -> Result<(Vec<Activity>, Option<String>), StoreError> {
-        let pk = keys::rule_activity_pk(rule_id);
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(pk.clone()))
-            .scan_index_forward(false)
-            .limit(limit);
-        if let Some(sk) = after {
-            query = query
-                .exclusive_start_key("pk", s(pk))
-                .exclusive_start_key("sk", s(sk));
-        }
-        let out = query.send().await.map_err(|e| aws_error("Query", &e))?;
-        let next = out
-            .last_evaluated_key
-            .as_ref()
-            .and_then(|k| k.get("sk"))
-            .and_then(|v| v.as_s().ok())
-            .cloned();
-        Ok((
-            serde_dynamo::from_items(out.items.unwrap_or_default())?,
-            next,
-        ))
+        self.page(keys::rule_activity_pk(rule_id), None, limit, after)
+            .await
     }
 
     /// The cap item's write: the new list of send times, on condition that the item is still
