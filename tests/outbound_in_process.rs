@@ -13,6 +13,7 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 
 use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_dynamodb::types::AttributeValue;
 use parley::handlers::send_sms::SendSmsHandler;
 use parley::handlers::send_worker::{SendWorker, WorkerConfig};
 use parley::pending::Policy;
@@ -388,6 +389,55 @@ async fn the_sample_worker_event_sends_its_message() {
             .len(),
         1
     );
+}
+
+#[tokio::test]
+async fn an_unreadable_message_fails_only_its_own_job_and_its_batch_is_sent() {
+    let stack = stack().await;
+    let store = stack.own_table("unreadable").await;
+    let good_to = unique_phone();
+    let good = queued(
+        &store,
+        &good_to,
+        &unique_body("Rent reminder"),
+        &ulid::Ulid::new().to_string(),
+    )
+    .await;
+    let bad_to = unique_phone();
+    let bad = queued(
+        &store,
+        &bad_to,
+        &unique_body("Rent reminder"),
+        &ulid::Ulid::new().to_string(),
+    )
+    .await;
+    // One item damaged in the table: a status no version of Parley wrote.
+    let job: Value = serde_json::from_str(&bad).unwrap();
+    aws_sdk_dynamodb::Client::new(&stack.sdk)
+        .update_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(job["pk"].as_str().unwrap().into()))
+        .key("sk", AttributeValue::S(job["sk"].as_str().unwrap().into()))
+        .update_expression("SET #s = :s")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":s", AttributeValue::S("mangled".into()))
+        .send()
+        .await
+        .unwrap();
+
+    let response = worker(&stack, &store)
+        .await
+        .handle(event(&[&good, &bad]))
+        .await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["m-1"]);
+    assert_eq!(stored(&store, &good).await.status, PipelineState::Submitted);
+    assert_eq!(stack.sandbox_calls(&good_to).await.len(), 1);
+    assert!(stack.sandbox_calls(&bad_to).await.is_empty());
 }
 
 #[tokio::test]

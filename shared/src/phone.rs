@@ -39,6 +39,11 @@ pub enum PhoneError {
 }
 
 /// A phone number in E.164 form (`+14155552671`).
+///
+/// Input is validated once, at the boundary ([`E164::parse`], [`Address::parse`]). Reading one
+/// back (from the table, a queue message or an event Parley published) checks only its shape
+/// (`+` and 2–15 digits, [`E164::stored`]): a phone-metadata update that no longer considers
+/// a stored number valid, or one odd item, must not make every batch that reads it fail.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct E164(String);
@@ -83,10 +88,24 @@ impl fmt::Debug for E164 {
     }
 }
 
+impl E164 {
+    /// A number Parley wrote itself, in E.164 shape: trusted, not validated again.
+    pub fn stored(value: String) -> Result<Self, PhoneError> {
+        let digits = value.strip_prefix('+').ok_or(PhoneError::Unparseable)?;
+        let shaped = (2..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        match shaped {
+            true => Ok(Self(value)),
+            false => Err(PhoneError::Unparseable),
+        }
+    }
+}
+
 impl TryFrom<String> for E164 {
     type Error = PhoneError;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
+        Self::stored(value)
     }
 }
 
@@ -137,6 +156,27 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_number_is_read_by_its_shape_and_input_is_validated() {
+        // +1 555 numbers are not valid to libphonenumber: refused as input...
+        assert!(E164::parse("+15550001234").is_err());
+        // ...but one already stored (say, before a metadata update) still reads back.
+        let stored: E164 = serde_json::from_str("\"+15550001234\"").unwrap();
+        assert_eq!(stored.as_str(), "+15550001234");
+        for malformed in [
+            "\"15550001234\"",
+            "\"+1 555\"",
+            "\"+\"",
+            "\"+0123\"",
+            "\"+1234567890123456\"",
+        ] {
+            assert!(
+                serde_json::from_str::<E164>(malformed).is_err(),
+                "{malformed}"
+            );
+        }
+    }
 
     #[test]
     fn common_written_forms_normalize_to_one_e164() {

@@ -48,11 +48,20 @@ pub type MessageKey = (String, String);
 pub struct SendState {
     pub messages: HashMap<MessageKey, Message>,
     opted_out: HashSet<String>,
+    /// Items that did not read as what they should be (message keys, consent keys): they fail
+    /// only their own jobs, never the batch.
+    unreadable: HashSet<String>,
 }
 
 impl SendState {
     pub fn opted_out(&self, message: &Message) -> bool {
         self.opted_out.contains(&keys::consent_pk(&message.to_e164))
+    }
+
+    /// Whether the job's message, or its recipient's consent, could not be read.
+    pub fn unreadable(&self, (pk, sk): &MessageKey) -> bool {
+        self.unreadable.contains(&format!("{pk}\n{sk}"))
+            || keys::consent_pk_of_conversation(pk).is_some_and(|c| self.unreadable.contains(&c))
     }
 }
 
@@ -88,17 +97,34 @@ impl Store {
         let mut state = SendState::default();
         for chunk in wanted.chunks(100) {
             for item in self.batch_get(chunk.to_vec()).await? {
-                let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned();
-                if pk.as_deref().is_some_and(|pk| pk.starts_with("CONSENT#")) {
-                    let consent: Consent = serde_dynamo::from_item(item)?;
-                    if consent.opted_out {
-                        state.opted_out.insert(keys::consent_pk(&consent.phone));
+                let attr = |name: &str| {
+                    item.get(name)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let (pk, sk, id) = (attr("pk"), attr("sk"), attr("message_id"));
+                if pk.starts_with("CONSENT#") {
+                    match serde_dynamo::from_item::<_, Consent>(item) {
+                        Ok(consent) if consent.opted_out => {
+                            state.opted_out.insert(pk);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(kind = %kind(&e), "unreadable consent item; its messages wait");
+                            state.unreadable.insert(pk);
+                        }
                     }
                 } else {
-                    let message: Message = serde_dynamo::from_item(item)?;
-                    state
-                        .messages
-                        .insert((message.pk.clone(), message.sk.clone()), message);
+                    match serde_dynamo::from_item::<_, Message>(item) {
+                        Ok(message) => {
+                            state.messages.insert((pk, sk), message);
+                        }
+                        Err(e) => {
+                            tracing::error!(kind = %kind(&e), message_id = %id, "unreadable message item");
+                            state.unreadable.insert(format!("{pk}\n{sk}"));
+                        }
+                    }
                 }
             }
         }
@@ -340,4 +366,19 @@ fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
 
 fn number(n: u32) -> AttributeValue {
     AttributeValue::N(n.to_string())
+}
+
+/// What kind of shape error an item had, without the values serde would quote (a number, a
+/// name): the log says what to look for, the item says the rest.
+fn kind(e: &serde_dynamo::Error) -> &'static str {
+    let text = e.to_string();
+    if text.contains("missing field") {
+        "missing field"
+    } else if text.contains("unknown variant") {
+        "unknown variant"
+    } else if text.contains("invalid type") {
+        "invalid type"
+    } else {
+        "invalid value"
+    }
 }

@@ -100,6 +100,12 @@ impl SendWorker {
             let now = self.clock.now();
             let mut orders = Vec::new();
             for (i, key) in pending.into_iter().zip(&keys) {
+                if state.unreadable(key) {
+                    // Only this job fails (counted: after the queue's maxReceiveCount it is in
+                    // the dead-letter queue, whose alarm calls someone); its batch goes on.
+                    results[i] = Some(Claimed::Settled(Disposition::Retry(None)));
+                    continue;
+                }
                 let Some(message) = state.messages.get(key) else {
                     error!(message_id = %jobs[i].message_id, "job for a message that does not exist; dropped");
                     results[i] = Some(Claimed::Settled(Disposition::Done));
