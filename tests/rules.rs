@@ -1079,3 +1079,55 @@ async fn the_sample_rules_request_is_a_preview() {
     assert_eq!(body["would_send"], true, "{body}");
     assert!(body["body"].as_str().unwrap().contains("INV-1001"));
 }
+
+#[tokio::test]
+async fn a_rule_answers_an_inbound_text_through_parleys_own_events() {
+    let stack = stack().await;
+    let tenant = format!("t-{}", ulid::Ulid::new());
+    let phone = unique_phone();
+    stack.add_tenant(&tenant, &[&phone]).await;
+    let rule = stack
+        .admin(
+            reqwest::Method::POST,
+            "/rules",
+            Some(json!({
+                "name": "acknowledge a tenant's text",
+                "match": {"source": ["parley"], "detail-type": ["sms.received"],
+                          "detail": {"tenant_id": [tenant], "keyword": [null]}},
+                "recipient": {"phone": "$.detail.from"},
+                "template": {"default": "Thanks, we got your message ({{ detail.message_id }})."},
+                "dedupe": "ack-{{ detail.message_id }}",
+                "quiet_hours": "bypass",
+            })),
+        )
+        .await;
+    assert_eq!(rule.status, 201, "{}", rule.body);
+    let rule_id = rule.json()["rule_id"].as_str().unwrap().to_owned();
+    rules_reach_the_router().await;
+
+    let form = InboundForm::new(&stack, &phone, "The kitchen sink is leaking");
+    assert_eq!(stack.post_inbound(&form).await.status, 200);
+    // The processor publishes sms.received; the bus brings it to the router; the rule's
+    // message is sent — and its own status events (which carry its cause) fire nothing.
+    let sent = eventually(90, "the acknowledgement at the sandbox", || async {
+        let messages = stack.sandbox_messages(&phone).await;
+        (!messages.is_empty()).then_some(messages)
+    })
+    .await;
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0]["body"]
+        .as_str()
+        .unwrap()
+        .starts_with("Thanks, we got your message"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stack.sandbox_messages(&phone).await.len(), 1);
+    let activity = stack
+        .admin(
+            reqwest::Method::GET,
+            &format!("/rules/{rule_id}/activity"),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(activity["activity"].as_array().unwrap().len(), 1);
+}
