@@ -4,9 +4,13 @@ VENV := .venv
 MOTO_SERVER := $(VENV)/moto/bin/moto_server
 SAM := $(VENV)/lint/bin/sam
 CFN_LINT := $(VENV)/lint/bin/cfn-lint
+# The deploy tools, in their own venv (Debian's and Ubuntu's Python refuse a global pip install).
+DEPLOY_VENV := $(VENV)/deploy
+DEPLOY_SAM := $(DEPLOY_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test deps check fmt clippy lint-template e2e bench bench-send bench-pending bench-rules sign clean
+.PHONY: run test deps check fmt clippy lint-template e2e bench bench-send bench-pending bench-rules sign clean \
+	deploy-tools build deploy-guided deploy
 
 ## run: install what is missing, then start the emulator, resources and gateway (Ctrl-C stops)
 run: $(MOTO_SERVER)
@@ -76,6 +80,27 @@ bench-pending: $(MOTO_SERVER)
 # prints PASS or FAIL against the 50 µs target and exits zero either way, like bench-pending's.
 bench-rules:
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench rules
+
+## deploy-tools: aws-sam-cli, cargo-lambda (with zig, to cross-compile) and cfn-lint in .venv/deploy
+deploy-tools: $(DEPLOY_SAM)
+
+$(DEPLOY_SAM):
+	python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check \
+		"aws-sam-cli==1.170.0" "cargo-lambda==1.9.2" "cfn-lint==1.58.0"
+
+## build: every function, release, arm64, through `sam build` (.aws-sam/; the first build takes ~15 min)
+# sam runs `cargo lambda build` for each function; both come from the deploy venv.
+build: $(DEPLOY_SAM)
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(abspath $(DEPLOY_VENV))/bin:$$PATH" $(DEPLOY_SAM) build
+
+## deploy-guided: the first deploy (asks every question; README "Deploy"); deploy: later ones (samconfig.toml)
+deploy-guided: $(DEPLOY_SAM)
+	$(DEPLOY_SAM) deploy --guided
+
+deploy: $(DEPLOY_SAM)
+	$(DEPLOY_SAM) deploy
 
 ## sign: print a signature, e.g. make sign URL=http://127.0.0.1:3000/webhook/twilio/sms PARAMS="From=+14155552671 Body=Hi"
 sign:

@@ -43,7 +43,9 @@ impl AwsConfig {
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
     /// The public origin Twilio calls (`https://sms.example.com`), no trailing slash. Signatures
-    /// are checked against it plus the route's path, never against the Host header.
+    /// are checked against it plus the route's path, never against the Host header. Empty: the
+    /// API's own invoke URL, from the domain API Gateway put in the request context (see
+    /// [`WebhookConfig::signed_url`]).
     pub public_base_url: String,
     pub replies: Replies,
 }
@@ -84,7 +86,7 @@ impl Replies {
         }
     }
 
-    fn from_env() -> Result<Self, ConfigError> {
+    pub(crate) fn from_env() -> Result<Self, ConfigError> {
         let localized = |language, [help, opt_out, opt_in]: [&'static str; 3]| {
             let builtin = ReplyTexts::builtin(language);
             Ok::<_, ConfigError>(ReplyTexts {
@@ -163,12 +165,16 @@ fn overridable(name: &'static str, builtin: Option<String>) -> Result<Option<Str
 
 impl WebhookConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let base = required("PUBLIC_BASE_URL")?;
-        let public_base_url = base.trim_end_matches('/').to_owned();
-        if !(public_base_url.starts_with("https://") || public_base_url.starts_with("http://")) {
+        let public_base_url = optional("PUBLIC_BASE_URL")
+            .map(|base| base.trim().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        if !(public_base_url.is_empty()
+            || public_base_url.starts_with("https://")
+            || public_base_url.starts_with("http://"))
+        {
             return Err(ConfigError::Invalid {
                 name: "PUBLIC_BASE_URL",
-                reason: "must start with https:// or http://".into(),
+                reason: "must start with https:// or http:// (or be empty)".into(),
             });
         }
         Ok(Self {
@@ -177,11 +183,153 @@ impl WebhookConfig {
         })
     }
 
-    /// The exact URL Twilio was given for `path` (and signed), with the request's query.
+    /// The exact URL Twilio was given for `path` (and signed), with the request's query, when
+    /// `PUBLIC_BASE_URL` is set.
     pub fn public_url(&self, path: &str, query: Option<&str>) -> String {
-        match query {
-            Some(q) if !q.is_empty() => format!("{}{path}?{q}", self.public_base_url),
-            _ => format!("{}{path}", self.public_base_url),
+        with_query(format!("{}{path}", self.public_base_url), query)
+    }
+
+    /// The URL a webhook's signature is checked against. `PUBLIC_BASE_URL` wins (a custom
+    /// domain, or the local gateway); without it, the API's own invoke URL:
+    /// `https://{domain}{path}`, where `domain` is the `requestContext.domainName` API Gateway
+    /// wrote — API Gateway only routes requests for its own domains (its execute-api name or a
+    /// custom domain mapped to it), so the value is one of those, never a caller's Host header
+    /// passed through. `stage` is the context's stage: `$default` (the template's) adds
+    /// nothing to the path, a named stage its `/{stage}` prefix. `None` when there is neither a
+    /// configured URL nor a plausible domain.
+    pub fn signed_url(
+        &self,
+        domain: Option<&str>,
+        stage: Option<&str>,
+        path: &str,
+        query: Option<&str>,
+    ) -> Option<String> {
+        if !self.public_base_url.is_empty() {
+            return Some(self.public_url(path, query));
         }
+        let domain = domain.filter(|d| is_host_name(d))?;
+        let prefix = match stage {
+            None | Some("") | Some("$default") => String::new(),
+            Some(stage)
+                if stage
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) =>
+            {
+                format!("/{stage}")
+            }
+            Some(_) => return None,
+        };
+        Some(with_query(
+            format!("https://{}{prefix}{path}", domain.to_ascii_lowercase()),
+            query,
+        ))
+    }
+}
+
+fn with_query(url: String, query: Option<&str>) -> String {
+    match query {
+        Some(q) if !q.is_empty() => format!("{url}?{q}"),
+        _ => url,
+    }
+}
+
+/// A DNS name (letters, digits, `-`, dots between labels), at most 253 characters: what an
+/// API Gateway domain is. Anything else (a port, a path, credentials, spaces) is refused.
+fn is_host_name(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(public_base_url: &str) -> WebhookConfig {
+        WebhookConfig {
+            public_base_url: public_base_url.into(),
+            replies: Replies::from_env().unwrap(),
+        }
+    }
+
+    const API: &str = "abc123defg.execute-api.us-east-1.amazonaws.com";
+
+    #[test]
+    fn without_a_public_url_the_api_domain_from_the_request_context_is_signed() {
+        let c = config("");
+        assert_eq!(
+            c.signed_url(Some(API), Some("$default"), "/webhook/twilio/sms", None)
+                .as_deref(),
+            Some("https://abc123defg.execute-api.us-east-1.amazonaws.com/webhook/twilio/sms")
+        );
+        assert_eq!(
+            c.signed_url(
+                Some("SMS.Example.com"),
+                None,
+                "/webhook/twilio/status",
+                Some("a=1")
+            )
+            .as_deref(),
+            Some("https://sms.example.com/webhook/twilio/status?a=1")
+        );
+        // A named stage is part of the invoke URL.
+        assert_eq!(
+            c.signed_url(Some(API), Some("prod"), "/webhook/twilio/sms", None)
+                .as_deref(),
+            Some("https://abc123defg.execute-api.us-east-1.amazonaws.com/prod/webhook/twilio/sms")
+        );
+    }
+
+    #[test]
+    fn an_explicit_public_url_wins_over_the_request_context() {
+        let c = config("https://sms.example.com");
+        assert_eq!(
+            c.signed_url(
+                Some(API),
+                Some("$default"),
+                "/webhook/twilio/sms",
+                Some("x=y")
+            )
+            .as_deref(),
+            Some("https://sms.example.com/webhook/twilio/sms?x=y")
+        );
+        assert_eq!(
+            c.signed_url(None, None, "/webhook/twilio/sms", None)
+                .as_deref(),
+            Some("https://sms.example.com/webhook/twilio/sms")
+        );
+    }
+
+    #[test]
+    fn no_url_without_a_plausible_domain() {
+        let c = config("");
+        for domain in [
+            None,
+            Some(""),
+            Some("evil.example.com/webhook"),
+            Some("user@evil.example.com"),
+            Some("127.0.0.1:3000"),
+            Some("a..b"),
+            Some("-a.example.com"),
+            Some("a b.example.com"),
+        ] {
+            assert_eq!(
+                c.signed_url(domain, Some("$default"), "/webhook/twilio/sms", None),
+                None,
+                "{domain:?}"
+            );
+        }
+        assert_eq!(
+            c.signed_url(Some(API), Some("../x"), "/webhook/twilio/sms", None),
+            None
+        );
     }
 }

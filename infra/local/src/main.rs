@@ -1,15 +1,16 @@
 //! `parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN | keys … |
-//! audit-logs MANIFEST LOG…`
+//! configure … | audit-logs MANIFEST LOG…`
 
 use std::process::ExitCode;
 
 use parley_local::env::LocalEnv;
 
 mod cli;
+mod configure;
 
 const USAGE: &str =
     "usage: parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN \
-                     | keys create|list|revoke … | audit-logs MANIFEST LOG…";
+                     | keys create|list|revoke … | configure [--stack NAME] … | audit-logs MANIFEST LOG…";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,20 +18,37 @@ fn main() -> ExitCode {
         Ok(env) => env,
         Err(e) => return fail(&e.to_string()),
     };
+    // Against a deployed stack, AWS settings are the caller's own (credentials, region): none of
+    // the local defaults (the emulator's endpoint, its fake credentials) may apply.
+    let deployed =
+        args.first().is_some_and(|a| a == "configure") && args.iter().any(|a| a == "--stack");
     // Before any thread exists: handlers and the AWS SDK read their settings from here.
-    env.export();
+    if !deployed {
+        env.export();
+    }
     let result = match args.first().map(String::as_str) {
         Some("up") => cli::up(&env),
         Some("sign") => cli::sign(&env, &args[1..]),
         Some("audit-logs") => cli::audit_logs(&args[1..]),
         Some("rotate-twilio-token") => cli::rotate_twilio_token(&env, &args[1..]),
         Some("keys") => cli::keys(&env, &args[1..]),
+        Some("configure") => configure(&env, &args[1..]),
         _ => Err(USAGE.into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+fn configure(env: &LocalEnv, args: &[String]) -> Result<(), String> {
+    let options = configure::parse_args(args).map_err(|e| format!("{e}\n{}", configure::USAGE))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(configure::run(
+        &options,
+        env.get("SECRET_ID"),
+        env.get("TABLE_NAME"),
+    ))
 }
 
 fn fail(message: &str) -> ExitCode {

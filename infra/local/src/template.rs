@@ -365,6 +365,13 @@ impl Template {
         routes
     }
 
+    /// The logical ids of every function, in template order.
+    pub fn functions(&self) -> Vec<String> {
+        self.resources_of_type("AWS::Serverless::Function")
+            .map(|(id, _)| id.to_owned())
+            .collect()
+    }
+
     /// The `Binary` a function is built as (its crate name), from its cargo-lambda metadata.
     pub fn binary(&self, logical_id: &str) -> Option<String> {
         self.resource(logical_id).ok()?["Metadata"]["BuildProperties"]["Binary"]
@@ -470,6 +477,101 @@ mod tests {
         assert!(schedules
             .iter()
             .any(|s| s.function == "InboundProcessorFunction" && s.input.is_some()));
+    }
+
+    /// Every function is a crate under functions/ named as its `Binary`, with a sample event,
+    /// and no crate is left out of the template.
+    #[test]
+    fn every_function_has_its_crate_binary_and_sample_event() {
+        let t = Template::load_default().unwrap();
+        let root = crate::env::repo_root();
+        let functions = t.functions();
+        assert_eq!(functions.len(), 10, "{functions:?}");
+        let mut binaries = Vec::new();
+        for id in &functions {
+            let binary = t
+                .binary(id)
+                .unwrap_or_else(|| panic!("{id} has no Metadata.BuildProperties.Binary"));
+            let resource = t.resource(id).unwrap();
+            assert_eq!(
+                resource["Metadata"]["BuildMethod"].as_str(),
+                Some("rust-cargolambda"),
+                "{id}"
+            );
+            let manifest =
+                std::fs::read_to_string(root.join("functions").join(&binary).join("Cargo.toml"))
+                    .unwrap_or_else(|e| panic!("{id}: functions/{binary}/Cargo.toml: {e}"));
+            assert!(
+                manifest.contains(&format!("name = \"{binary}\"")),
+                "{id}: functions/{binary} is not the crate {binary}"
+            );
+            let event = std::fs::read_to_string(root.join("events").join(format!("{binary}.json")))
+                .unwrap_or_else(|e| panic!("{id}: events/{binary}.json: {e}"));
+            serde_json::from_str::<serde_json::Value>(&event)
+                .unwrap_or_else(|e| panic!("events/{binary}.json: {e}"));
+            binaries.push(binary);
+        }
+        let mut crates: Vec<String> = std::fs::read_dir(root.join("functions"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        crates.sort();
+        binaries.sort();
+        assert_eq!(
+            crates, binaries,
+            "a crate under functions/ that the template does not deploy"
+        );
+    }
+
+    /// Every HTTP route of the template is one the handlers name by a constant, and the other
+    /// way round, so a renamed route cannot leave the template (or the code) behind.
+    #[test]
+    fn every_template_route_is_a_route_constant_of_its_handler() {
+        use parley::handlers::{
+            contacts, conversations, health, inbound_sms, keys, queue, rules, send_sms,
+            status_callback,
+        };
+        let expected = [
+            ("POST", inbound_sms::ROUTE, "InboundSmsFunction"),
+            ("POST", status_callback::ROUTE, "StatusCallbackFunction"),
+            ("POST", send_sms::ROUTE, "SendSmsFunction"),
+            ("POST", send_sms::CANCEL_ROUTE, "SendSmsFunction"),
+            (
+                "GET",
+                conversations::CONVERSATION_ROUTE,
+                "ConversationsFunction",
+            ),
+            ("GET", conversations::MESSAGE_ROUTE, "ConversationsFunction"),
+            ("GET", queue::ROUTE, "ConversationsFunction"),
+            ("GET", queue::SUMMARY_ROUTE, "ConversationsFunction"),
+            ("POST", keys::ROUTE, "ConversationsFunction"),
+            ("GET", keys::ROUTE, "ConversationsFunction"),
+            ("DELETE", keys::KEY_ROUTE, "ConversationsFunction"),
+            ("DELETE", contacts::ROUTE, "ConversationsFunction"),
+            ("GET", health::ROUTE, "HealthFunction"),
+            ("POST", rules::RULES_ROUTE, "RulesFunction"),
+            ("GET", rules::RULES_ROUTE, "RulesFunction"),
+            ("POST", rules::PREVIEW_ROUTE, "RulesFunction"),
+            ("GET", rules::RULE_ROUTE, "RulesFunction"),
+            ("PUT", rules::RULE_ROUTE, "RulesFunction"),
+            ("DELETE", rules::RULE_ROUTE, "RulesFunction"),
+            ("POST", rules::RULE_PREVIEW_ROUTE, "RulesFunction"),
+            ("GET", rules::RULE_ACTIVITY_ROUTE, "RulesFunction"),
+            ("POST", rules::EVENTS_ROUTE, "RulesFunction"),
+        ];
+        let mut expected: Vec<Route> = expected
+            .iter()
+            .map(|(method, path, function)| Route {
+                method: (*method).into(),
+                path: (*path).into(),
+                function: (*function).into(),
+            })
+            .collect();
+        let mut routes = Template::load_default().unwrap().http_routes();
+        let key = |r: &Route| (r.path.clone(), r.method.clone());
+        expected.sort_by_key(key);
+        routes.sort_by_key(key);
+        assert_eq!(routes, expected);
     }
 
     #[test]

@@ -30,6 +30,11 @@ use crate::time::Timestamp;
 pub const RULES_ROUTE: &str = "/rules";
 pub const RULE_ROUTE: &str = "/rules/{rule_id}";
 pub const EVENTS_ROUTE: &str = "/events";
+/// `POST`: an unsaved rule against an event.
+pub const PREVIEW_ROUTE: &str = "/rules/preview";
+/// `POST`: a saved rule against an event.
+pub const RULE_PREVIEW_ROUTE: &str = "/rules/{rule_id}/preview";
+pub const RULE_ACTIVITY_ROUTE: &str = "/rules/{rule_id}/activity";
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 const DEFAULT_LIMIT: i32 = 20;
 const MAX_LIMIT: i32 = 100;
@@ -87,7 +92,7 @@ impl RulesHandler {
         let tail = path.rsplit('/').next().unwrap_or_default();
         match (req.method(), rule_id, path) {
             (&Method::POST, None, EVENTS_ROUTE) => self.put_events(req).await,
-            (&Method::POST, None, "/rules/preview") => self.preview_unsaved(req).await,
+            (&Method::POST, None, PREVIEW_ROUTE) => self.preview_unsaved(req).await,
             (&Method::POST, None, RULES_ROUTE) => self.create(req).await,
             (&Method::GET, None, RULES_ROUTE) => self.list().await,
             (&Method::POST, Some(id), _) if tail == "preview" => self.preview_saved(req, &id).await,
