@@ -8,8 +8,9 @@ CFN_LINT := $(VENV)/lint/bin/cfn-lint
 DEPLOY_VENV := $(VENV)/deploy
 DEPLOY_SAM := $(DEPLOY_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
+comma := ,
 
-.PHONY: run test deps check fmt clippy lint-template e2e bench bench-send bench-pending bench-rules sign clean \
+.PHONY: run test deps check fmt clippy lint-template e2e bench bench-lambda bench-send bench-pending bench-rules sign clean \
 	deploy-tools build deploy-guided deploy
 
 ## run: install what is missing, then start the emulator, resources and gateway (Ctrl-C stops)
@@ -46,13 +47,20 @@ lint-template: $(CFN_LINT)
 e2e: $(MOTO_SERVER)
 	infra/scripts/test.sh
 
-## bench: handler CPU per request, DynamoDB requests per message, inbound-sms cold start (docs/benchmarks.md)
+## bench: handler CPU per request, DynamoDB requests per message, inbound-sms cold start, every function through a fake Lambda Runtime API (docs/benchmarks.md)
 BENCH_TARGET_DIR ?= target/bench
+FUNCTIONS := $(notdir $(wildcard functions/*))
 bench: $(MOTO_SERVER)
-	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release -p inbound-sms
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release $(addprefix -p ,$(FUNCTIONS))
 	RUST_LOG=off CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench inbound
 	RUST_LOG=info BENCH_ONLY=handler CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench inbound
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench cold_start
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench lambda
+
+## bench-lambda: only the Runtime API benchmark (init, first and warm invocations, RSS, AWS requests) of the functions in BENCH_FUNCTIONS (default: all)
+bench-lambda: $(MOTO_SERVER)
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release $(addprefix -p ,$(if $(BENCH_FUNCTIONS),$(subst $(comma), ,$(BENCH_FUNCTIONS)),$(FUNCTIONS)))
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench lambda
 
 ## bench-send: send pipeline throughput, unpaced and with a sender rate, on the emulator and the Twilio sandbox (docs/benchmarks.md)
 # One run, on the emulator the local stack uses (infra/emulator.py). The report goes to stderr,

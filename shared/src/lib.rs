@@ -28,3 +28,4 @@ pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod twilio;
+pub mod warm;

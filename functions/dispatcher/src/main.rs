@@ -1,7 +1,7 @@
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use parley::handlers::dispatcher::Dispatcher;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     parley::telemetry::init();
     let dispatcher = Dispatcher::from_env().await?;

@@ -2,7 +2,7 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use parley::handlers::event_router::EventRouter;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     parley::telemetry::init();
     let router = EventRouter::from_env().await?;

@@ -1,7 +1,7 @@
 use lambda_http::{run, service_fn, Error};
 use parley::handlers::health::HealthHandler;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     parley::telemetry::init();
     let handler = HealthHandler::from_env().await?;

@@ -1,7 +1,7 @@
 use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use parley::handlers::inbound_processor::{InboundProcessor, ProcessorInput};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     parley::telemetry::init();
     let processor = InboundProcessor::from_env().await?;

@@ -1,7 +1,7 @@
 use lambda_http::{run, service_fn, Error};
 use parley::handlers::inbound_sms::InboundSmsHandler;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     parley::telemetry::init();
     let handler = InboundSmsHandler::from_env().await?;

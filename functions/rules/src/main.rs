@@ -1,7 +1,7 @@
 use lambda_http::{run, service_fn, Error};
 use parley::handlers::rules::RulesHandler;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     parley::telemetry::init();
     let handler = RulesHandler::from_env().await?;

@@ -1,7 +1,7 @@
 use lambda_http::{run, service_fn, Error};
 use parley::handlers::send_sms::SendSmsHandler;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     parley::telemetry::init();
     let handler = SendSmsHandler::from_env().await?;

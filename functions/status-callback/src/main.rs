@@ -1,7 +1,7 @@
 use lambda_http::{run, service_fn, Error};
 use parley::handlers::status_callback::StatusCallbackHandler;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     parley::telemetry::init();
     let handler = StatusCallbackHandler::from_env().await?;

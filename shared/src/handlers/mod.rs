@@ -62,6 +62,7 @@ impl ColdStart {
 
     async fn load_with(sealing: Sealing) -> Result<Self, InitError> {
         let aws = crate::config::AwsConfig::from_env()?;
+        crate::warm::warm();
         let sdk = crate::aws::sdk_config().await;
         let secrets = crate::secrets::SecretStore::load(
             aws_sdk_secretsmanager::Client::new(&sdk),

@@ -1,0 +1,45 @@
+//! One-time set-up done during a Lambda's init instead of on the first message it serves.
+//!
+//! Several pieces build themselves on first use: the phonenumber crate's metadata database and
+//! each region's regular expressions (compiled on the first number of that region), whatlang's
+//! detector, the consent matcher's word sets, the time-zone prefix table. Without this, the first
+//! invocation after a cold start pays for all of it (tens of milliseconds of CPU), while Twilio
+//! waits. `warm` runs each of them once on representative input; every handler's `from_env`
+//! (through `ColdStart`) calls it, so it lands in the init phase, which Lambda runs before the
+//! first event arrives.
+
+use std::sync::Once;
+
+/// One number of the North American plan, the region of the platform's numbers and tenants.
+/// Parsing and validating it loads the phonenumber metadata and compiles that region's
+/// patterns. Other regions still compile theirs on their first number: warming MX, BR, ES, PT
+/// and GB as well cost ~70 ms of init CPU on the benchmark's machine (docs/benchmarks.md, 4).
+const NUMBERS: &[&str] = &["+14155552671"];
+
+/// Messages in the three consent languages, so the detector and the matcher see each.
+const TEXTS: &[&str] = &[
+    "Hola, ya pagué la renta de este mes. ¿Pueden confirmar?",
+    "Hi, I paid the rent this month, can you confirm?",
+    "Olá, já paguei o aluguel deste mês. Podem confirmar?",
+    "STOP",
+];
+
+/// Builds everything lazily built on the request path. Idempotent and cheap after the first call.
+pub fn warm() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for number in NUMBERS {
+            if let Ok(e164) = crate::phone::E164::parse(number) {
+                let _ = e164.region();
+            }
+        }
+        let _ = crate::phone::Address::parse("whatsapp:+14155552671");
+        for text in TEXTS {
+            let _ = crate::language::detect(text);
+            let _ = crate::consent::classify(text);
+            let _ = crate::consent::Keyword::classify(text);
+        }
+        crate::schedule::preload();
+        let _ = crate::schedule::zones_for_number("+14155552671");
+    });
+}
