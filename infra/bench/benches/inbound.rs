@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::config::Credentials;
 use aws_smithy_http_client::test_util::infallible_client_fn;
 use aws_smithy_types::body::SdkBody;
 use base64::Engine;
-use common::{env_number, micros, Summary};
+use common::{env_number, micros, process_cpu, Summary};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use lambda_http::{Body, Request, Response};
 use parley::config::{Replies, ReplyTexts, WebhookConfig};
@@ -379,19 +379,6 @@ fn row(name: &str, s: &Summary) {
 fn header(first: &str) {
     eprintln!("| {first} | mean µs | p50 µs | p99 µs | max µs | n |");
     eprintln!("|---|---:|---:|---:|---:|---:|");
-}
-
-/// CPU time of the whole process (all threads), which other processes on the machine do not
-/// inflate the way they inflate wall time.
-fn process_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a valid out-pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Handler timings for one kind of message; each request is checked to have answered 200 and to

@@ -34,10 +34,9 @@
 
 mod common;
 
-use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use common::{env_number, micros, Summary};
+use common::{env_number, micros, time, Summary};
 use parley::language::Language;
 use parley::rules::event::Event;
 use parley::rules::render::{Context, Text};
@@ -671,37 +670,6 @@ fn per_event(rules: &[RuleSpec], event: &Event) -> Routed {
 // ---------------------------------------------------------------------------------------------
 // Timing and the report
 // ---------------------------------------------------------------------------------------------
-
-fn process_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a valid out-pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// Per-call wall times (after `warmup` calls), and the mean process CPU per call over a second
-/// loop of `n` calls.
-fn time<T>(warmup: usize, n: usize, mut f: impl FnMut() -> T) -> (Summary, Duration) {
-    for _ in 0..warmup {
-        drop(black_box(f()));
-    }
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let started = Instant::now();
-        drop(black_box(f()));
-        samples.push(started.elapsed());
-    }
-    let cpu_started = process_cpu();
-    for _ in 0..n {
-        drop(black_box(f()));
-    }
-    let cpu = (process_cpu() - cpu_started) / n as u32;
-    (Summary::of(&samples), cpu)
-}
 
 fn header(first: &str) {
     eprintln!("| {first} | CPU mean µs | wall mean µs | p50 µs | p99 µs | max µs | n |");

@@ -2,7 +2,8 @@
 
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use parley_local::env::LocalEnv;
 use serde_json::json;
@@ -101,4 +102,37 @@ pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// CPU time of the whole process (all threads), which other processes on the machine do not
+/// inflate the way they inflate wall time.
+pub fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a valid out-pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Per-call wall times (after `warmup` calls), and the mean process CPU per call over a second
+/// loop of `n` calls.
+pub fn time<T>(warmup: usize, n: usize, mut f: impl FnMut() -> T) -> (Summary, Duration) {
+    for _ in 0..warmup {
+        drop(black_box(f()));
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        drop(black_box(f()));
+        samples.push(started.elapsed());
+    }
+    let cpu_started = process_cpu();
+    for _ in 0..n {
+        drop(black_box(f()));
+    }
+    let cpu = (process_cpu() - cpu_started) / n as u32;
+    (Summary::of(&samples), cpu)
 }
