@@ -315,7 +315,7 @@ struct Preview<'a> {
     recipient_source: Option<RecipientSource>,
     tenant_id: Option<&'a str>,
     language: Option<&'a str>,
-    language_source: Option<String>,
+    language_source: Option<crate::rules::render::LanguageSource>,
     body: Option<&'a str>,
     segments: Option<u32>,
     encoding: Option<&'a str>,
@@ -352,10 +352,7 @@ impl<'a> Preview<'a> {
             recipient_source: e.recipient_source,
             tenant_id: e.tenant_id.as_deref(),
             language: e.language.as_ref().map(|c| c.key),
-            language_source: e
-                .language
-                .as_ref()
-                .map(|c| format!("{:?}", c.source).to_lowercase()),
+            language_source: e.language.as_ref().map(|c| c.source),
             body: e.rendered.as_ref().map(|r| r.body.as_str()),
             segments: e.rendered.as_ref().map(|r| r.segments.count),
             encoding: e.rendered.as_ref().map(|r| r.segments.encoding.as_str()),

@@ -66,9 +66,4 @@ impl RuleCache {
             },
         }
     }
-
-    /// Forgets the copy (tests, and after a change made by this instance).
-    pub async fn invalidate(&self) {
-        *self.loaded.lock().await = None;
-    }
 }

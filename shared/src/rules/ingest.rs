@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::events::EventError;
 use crate::time::Timestamp;
 
 pub const MAX_ENTRIES: usize = 10;
@@ -55,14 +56,6 @@ pub struct Bus {
     pub name: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error("EventBridge PutEvents failed: {0}")]
-    Put(String),
-    #[error("EventBridge refused {0} of the events")]
-    Refused(i32),
-}
-
 impl Entries {
     /// Reads the body, naming every entry that is wrong (`entries[2].Source`).
     pub fn from_json(raw: &[u8]) -> Result<Self, BTreeMap<&'static str, String>> {
@@ -105,7 +98,7 @@ impl Entries {
     }
 
     /// Puts the entries on the bus; the ids EventBridge gave them, in order.
-    pub async fn publish(&self, bus: &Bus) -> Result<Vec<String>, PublishError> {
+    pub async fn publish(&self, bus: &Bus) -> Result<Vec<String>, EventError> {
         let entries = self
             .0
             .iter()
@@ -129,9 +122,9 @@ impl Entries {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| PublishError::Put(aws_sdk_eventbridge::Error::from(e).to_string()))?;
+            .map_err(|e| EventError::Put(aws_sdk_eventbridge::Error::from(e).to_string()))?;
         if out.failed_entry_count > 0 {
-            return Err(PublishError::Refused(out.failed_entry_count));
+            return Err(EventError::Refused(out.failed_entry_count));
         }
         Ok(out
             .entries
