@@ -8,19 +8,12 @@ use aws_sdk_secretsmanager::types::Tag;
 use parley_e2e::*;
 use serde_json::{json, Value};
 
-fn parley_local() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| parley_local::env::repo_root().join("target"));
-    target.join("debug/parley-local")
-}
-
 fn configure(extra_env: &[(&str, &str)], args: &[&str]) -> (String, String) {
     let Output {
         status,
         stdout,
         stderr,
-    } = Command::new(parley_local())
+    } = Command::new(parley_local_bin())
         .arg("configure")
         .args(args)
         .envs(extra_env.iter().copied())

@@ -375,6 +375,23 @@ async fn exhausted_retries_fail_the_message_and_the_job_lands_in_the_dead_letter
     assert!(found.body.unwrap().contains(&id));
     let creates = stack.sandbox_calls(&to).await.len();
     assert_eq!(creates, 5, "one Twilio call per attempt");
+
+    // The runbook's redrive (docs/runbooks.md): the job goes back to the send queue, and the
+    // worker drops it, since its message already ended: nothing is sent again.
+    let moved = parley_local_ok(&["redrive", "SendQueue"]);
+    assert!(
+        moved.contains("SendDeadLetterQueue → SendQueue:"),
+        "{moved}"
+    );
+    assert!(!moved.contains(": 0 moved"), "{moved}");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        stack.sandbox_calls(&to).await.len(),
+        5,
+        "no new Twilio call"
+    );
+    let after = stack.outbound(&to, &id).await.unwrap();
+    assert_eq!(after.status.as_str(), "failed");
 }
 
 #[tokio::test]

@@ -433,6 +433,27 @@ async fn recorded_inbound(
     phone: &str,
     tenant: &str,
 ) -> (String, aws_lambda_events::event::dynamodb::Event) {
+    let recorded = recorded_message(stack, store, phone).await;
+    let mapping = parley::store::tenants::PhoneTenant {
+        tenant_id: tenant.to_owned(),
+        matched_variant: "e164".into(),
+        updated_at: parley::time::now_rfc3339(),
+        time_zone: None,
+    };
+    let e164 = E164::parse(phone).unwrap();
+    assert!(store
+        .put_phone_tenant(Channel::Sms, &e164, &mapping)
+        .await
+        .unwrap());
+    recorded
+}
+
+/// An inbound message from `phone` recorded in `store`, and its stream record.
+async fn recorded_message(
+    stack: &Stack,
+    store: &parley::store::Store,
+    phone: &str,
+) -> (String, aws_lambda_events::event::dynamodb::Event) {
     use parley::store::InboundRecord;
     let message_id = ulid::Ulid::new().to_string();
     let body = "Hola, ya pagué la renta de este mes. ¿Pueden confirmar?";
@@ -453,17 +474,6 @@ async fn recorded_inbound(
         })
         .await
         .unwrap();
-    let mapping = parley::store::tenants::PhoneTenant {
-        tenant_id: tenant.to_owned(),
-        matched_variant: "e164".into(),
-        updated_at: parley::time::now_rfc3339(),
-        time_zone: None,
-    };
-    let e164 = E164::parse(phone).unwrap();
-    assert!(store
-        .put_phone_tenant(Channel::Sms, &e164, &mapping)
-        .await
-        .unwrap());
     let record = include_str!("../events/inbound-processor.json")
         .replace("+14155550101", phone)
         .replace("01JDPROCESSOREVENT0000000A", &message_id);
@@ -625,5 +635,49 @@ async fn the_sample_stream_event_links_a_fixture_tenant() {
             .unwrap()
             .language,
         parley::language::Language::Es
+    );
+}
+
+#[tokio::test]
+async fn without_a_monitor_senders_wait_for_reconciliation_and_link_once_it_is_set() {
+    use parley::events::EventPublisher;
+    let stack = stack().await;
+    let store = stack.own_table("no-monitor").await;
+    let phone = unique_phone();
+    let tenant = tenant_id();
+    stack.add_tenant(&tenant, &[&phone]).await;
+    let (_, event) = recorded_message(&stack, &store, &phone).await;
+
+    // MONITOR_API_URL empty (the first deploy, before the monitor is reachable).
+    let bus = format!("{}EventBus", stack.env.get("LOCAL_QUEUE_PREFIX").unwrap());
+    let events = EventPublisher::new(aws_sdk_eventbridge::Client::new(&stack.sdk), bus);
+    let without = InboundProcessor::new_with(store.clone(), None, events, "test-pseudonym-key");
+    let response = without.handle_stream(event).await;
+    assert!(response.batch_item_failures.is_empty());
+    let e164 = E164::parse(&phone).unwrap();
+    assert!(store.phone_tenant(&e164).await.unwrap().is_none());
+    let pending: Vec<_> = store
+        .unlinked_conversations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.phone)
+        .collect();
+    assert_eq!(pending, vec![e164.clone()], "left for reconciliation");
+    let lookups = stack.monitor_get("lookups", &[("phone", &phone)]).await;
+    assert_eq!(lookups["lookups"], json!([]), "nothing asked of a monitor");
+
+    // The URL set: the next reconciliation links it.
+    let with = processor_with(&stack, store.clone(), &stack.monitor());
+    let input: ProcessorInput = serde_json::from_value(json!({"reconcile": true})).unwrap();
+    let output = serde_json::to_value(with.handle(input).await.unwrap()).unwrap();
+    assert_eq!(output["linked"], 1, "{output}");
+    assert_eq!(
+        store
+            .phone_tenant(&e164)
+            .await
+            .unwrap()
+            .map(|m| m.tenant_id),
+        Some(tenant)
     );
 }

@@ -91,6 +91,28 @@ fn random_u64() -> u64 {
     (ulid::Ulid::new().random() & u128::from(u64::MAX)) as u64
 }
 
+/// The `parley-local` binary the suite built (the runbooks' commands).
+pub fn parley_local_bin() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| parley_local::env::repo_root().join("target"))
+        .join("debug/parley-local")
+}
+
+/// Runs `parley-local ARGS…` and returns its stdout; panics with its stderr if it fails.
+pub fn parley_local_ok(args: &[&str]) -> String {
+    let out = std::process::Command::new(parley_local_bin())
+        .args(args)
+        .output()
+        .expect("target/debug/parley-local (cargo build -p parley-local)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "parley-local {args:?} failed:\n{stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A fresh, valid US mobile-style number no other test uses (area code 628, San Francisco),
 /// recorded for the log audit.
 pub fn unique_phone() -> String {

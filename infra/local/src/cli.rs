@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use parley::twilio::signature;
 use parley_local::env::{repo_root, LocalEnv};
-use parley_local::event_sources::{SchedulePoller, SqsPoller, StreamPoller};
+use parley_local::event_sources::{OnFailureQueue, SchedulePoller, SqsPoller, StreamPoller};
 use parley_local::gateway::Gateway;
 use parley_local::template::Template;
 use parley_local::{audit, bootstrap, emulator, functions};
@@ -97,22 +97,35 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
             pollers.push(tokio::spawn(poller.run()));
         }
 
-        for (function, table, batch_size, max_retries) in template.stream_sources() {
+        for source in template.stream_sources() {
             let function = functions::stream_functions()
                 .await?
-                .remove(&function)
-                .ok_or_else(|| format!("the local stack cannot run {function}"))?;
+                .remove(&source.function)
+                .ok_or_else(|| format!("the local stack cannot run {}", source.function))?;
             let stream_arn = resources
                 .table_stream_arn
                 .clone()
-                .ok_or_else(|| format!("the {table} table has no stream"))?;
+                .ok_or_else(|| format!("the {} table has no stream", source.table))?;
+            let on_failure = match &source.on_failure {
+                Some(queue) => Some(OnFailureQueue {
+                    client: sqs.clone(),
+                    queue_url: resources
+                        .queues
+                        .get(queue)
+                        .map(|(url, _)| url.clone())
+                        .ok_or_else(|| format!("{}: no queue {queue}", source.function))?,
+                }),
+                None => None,
+            };
             let poller = StreamPoller {
                 client: aws_sdk_dynamodbstreams::Client::new(&sdk),
                 stream_arn,
-                batch_size,
-                max_retries,
+                batch_size: source.batch_size,
+                max_retries: source.max_retries,
                 region: env.get("AWS_REGION").unwrap_or("us-east-1").to_owned(),
                 function,
+                function_name: source.function.clone(),
+                on_failure,
             };
             pollers.push(tokio::spawn(poller.run()));
         }

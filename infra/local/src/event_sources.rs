@@ -10,6 +10,8 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use futures::future::BoxFuture;
 
+use crate::stream_failure::{FailureRecord, StreamBatchInfo};
+
 pub type SqsFunction = Arc<dyn Fn(SqsEvent) -> BoxFuture<'static, SqsBatchResponse> + Send + Sync>;
 
 pub struct SqsPoller {
@@ -107,7 +109,8 @@ pub type StreamFunction = Arc<
 
 /// Lambda's DynamoDB stream source, locally: reads each shard from its start, invokes the
 /// function with batches, and on a reported failure retries from the failed record (up to
-/// `max_retries`, then the batch is logged as sent to the on-failure destination and skipped).
+/// `max_retries`, then the rest of the batch goes to the on-failure destination, in Lambda's
+/// format, and is skipped).
 pub struct StreamPoller {
     pub client: aws_sdk_dynamodbstreams::Client,
     pub stream_arn: String,
@@ -115,6 +118,15 @@ pub struct StreamPoller {
     pub max_retries: u32,
     pub region: String,
     pub function: StreamFunction,
+    /// The function's name, for the failure record's `functionArn`.
+    pub function_name: String,
+    pub on_failure: Option<OnFailureQueue>,
+}
+
+/// The queue a stream batch goes to when it exhausts its retries.
+pub struct OnFailureQueue {
+    pub client: aws_sdk_sqs::Client,
+    pub queue_url: String,
 }
 
 impl StreamPoller {
@@ -134,7 +146,7 @@ impl StreamPoller {
             let mut idle = true;
             for (shard, iterator) in shards.iter_mut() {
                 let Some(it) = iterator.clone() else { continue };
-                match self.poll_shard(&it).await {
+                match self.poll_shard(shard, &it).await {
                     Ok((next, last)) => {
                         idle &= last.is_none();
                         match last {
@@ -216,7 +228,11 @@ impl StreamPoller {
 
     /// Delivers one batch of a shard; returns the next iterator and the sequence number of
     /// the batch's last record (`None` when the read was empty).
-    async fn poll_shard(&self, iterator: &str) -> Result<(Option<String>, Option<String>), String> {
+    async fn poll_shard(
+        &self,
+        shard: &str,
+        iterator: &str,
+    ) -> Result<(Option<String>, Option<String>), String> {
         let out = self
             .client
             .get_records()
@@ -229,7 +245,7 @@ impl StreamPoller {
             .records
             .unwrap_or_default()
             .into_iter()
-            .map(|r| self.to_event_record(r))
+            .map(|r| stream_event_record(r, &self.region, &self.stream_arn))
             .collect();
         let last = records
             .last()
@@ -250,6 +266,7 @@ impl StreamPoller {
             retries += 1;
             if retries > self.max_retries {
                 tracing::error!(sequence_number = %failed, "stream records exhausted their retries (on-failure destination)");
+                self.send_to_on_failure(shard, &pending, retries).await;
                 break;
             }
             // Retry from the failed record on, as Lambda does.
@@ -263,31 +280,80 @@ impl StreamPoller {
         Ok((out.next_shard_iterator, last))
     }
 
-    fn to_event_record(
+    /// Reports the batch from the failed record on, as Lambda does; a send that fails is
+    /// logged (Lambda would retry it).
+    async fn send_to_on_failure(
         &self,
-        r: aws_sdk_dynamodbstreams::types::Record,
-    ) -> aws_lambda_events::event::dynamodb::EventRecord {
-        let mut record = aws_lambda_events::event::dynamodb::EventRecord::default();
-        record.aws_region = self.region.clone();
-        record.event_id = r.event_id.unwrap_or_default();
-        record.event_name = r
-            .event_name
-            .map(|n| n.as_str().to_owned())
-            .unwrap_or_default();
-        record.event_source = Some("aws:dynamodb".into());
-        record.event_version = r.event_version;
-        record.event_source_arn = Some(self.stream_arn.clone());
-        if let Some(change) = r.dynamodb {
-            record.change.keys = serde_dynamo::Item::from(change.keys.unwrap_or_default());
-            record.change.new_image =
-                serde_dynamo::Item::from(change.new_image.unwrap_or_default());
-            record.change.old_image =
-                serde_dynamo::Item::from(change.old_image.unwrap_or_default());
-            record.change.sequence_number = change.sequence_number;
-            record.change.size_bytes = change.size_bytes.unwrap_or_default();
+        shard: &str,
+        pending: &[aws_lambda_events::event::dynamodb::EventRecord],
+        invocations: u32,
+    ) {
+        let (Some(queue), Some(first), Some(last)) =
+            (&self.on_failure, pending.first(), pending.last())
+        else {
+            return;
+        };
+        let arrival = |r: &aws_lambda_events::event::dynamodb::EventRecord| {
+            r.change.approximate_creation_date_time.to_rfc3339()
+        };
+        let record = FailureRecord::exhausted(
+            format!(
+                "arn:aws:lambda:{}:000000000000:function:{}",
+                self.region, self.function_name
+            ),
+            invocations,
+            StreamBatchInfo {
+                shard_id: shard.to_owned(),
+                start_sequence_number: first.change.sequence_number.clone().unwrap_or_default(),
+                end_sequence_number: last.change.sequence_number.clone().unwrap_or_default(),
+                approximate_arrival_of_first_record: Some(arrival(first)),
+                approximate_arrival_of_last_record: Some(arrival(last)),
+                batch_size: pending.len() as u32,
+                stream_arn: self.stream_arn.clone(),
+            },
+        );
+        let body = serde_json::to_string(&record).unwrap_or_default();
+        if let Err(e) = queue
+            .client
+            .send_message()
+            .queue_url(&queue.queue_url)
+            .message_body(body)
+            .send()
+            .await
+        {
+            tracing::error!(error = %aws_sdk_sqs::Error::from(e), "the on-failure destination refused a record");
         }
-        record
     }
+}
+
+/// A stream record as Lambda hands it to the function.
+pub fn stream_event_record(
+    r: aws_sdk_dynamodbstreams::types::Record,
+    region: &str,
+    stream_arn: &str,
+) -> aws_lambda_events::event::dynamodb::EventRecord {
+    let mut record = aws_lambda_events::event::dynamodb::EventRecord::default();
+    record.aws_region = region.to_owned();
+    record.event_id = r.event_id.unwrap_or_default();
+    record.event_name = r
+        .event_name
+        .map(|n| n.as_str().to_owned())
+        .unwrap_or_default();
+    record.event_source = Some("aws:dynamodb".into());
+    record.event_version = r.event_version;
+    record.event_source_arn = Some(stream_arn.to_owned());
+    if let Some(change) = r.dynamodb {
+        if let Some(at) = change.approximate_creation_date_time {
+            record.change.approximate_creation_date_time =
+                chrono::DateTime::from_timestamp(at.secs(), at.subsec_nanos()).unwrap_or_default();
+        }
+        record.change.keys = serde_dynamo::Item::from(change.keys.unwrap_or_default());
+        record.change.new_image = serde_dynamo::Item::from(change.new_image.unwrap_or_default());
+        record.change.old_image = serde_dynamo::Item::from(change.old_image.unwrap_or_default());
+        record.change.sequence_number = change.sequence_number;
+        record.change.size_bytes = change.size_bytes.unwrap_or_default();
+    }
+    record
 }
 
 pub type ScheduleFunction =

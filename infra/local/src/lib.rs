@@ -9,4 +9,8 @@ pub mod env;
 pub mod event_sources;
 pub mod functions;
 pub mod gateway;
+pub mod redrive;
+pub mod replay;
+pub mod stack;
+pub mod stream_failure;
 pub mod template;

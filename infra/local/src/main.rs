@@ -1,5 +1,5 @@
 //! `parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN | keys … |
-//! configure … | audit-logs MANIFEST LOG…`
+//! configure … | redrive … | replay-failures … | audit-logs MANIFEST LOG…`
 
 use std::process::ExitCode;
 
@@ -7,10 +7,13 @@ use parley_local::env::LocalEnv;
 
 mod cli;
 mod configure;
+mod operate;
 
 const USAGE: &str =
     "usage: parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN \
-                     | keys create|list|revoke … | configure [--stack NAME] … | audit-logs MANIFEST LOG…";
+                     | keys create|list|revoke … | configure [--stack NAME] … \
+                     | redrive [QUEUE…] [--stack NAME] | replay-failures [--stack NAME] \
+                     | audit-logs MANIFEST LOG…";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,8 +23,7 @@ fn main() -> ExitCode {
     };
     // Against a deployed stack, AWS settings are the caller's own (credentials, region): none of
     // the local defaults (the emulator's endpoint, its fake credentials) may apply.
-    let deployed =
-        args.first().is_some_and(|a| a == "configure") && args.iter().any(|a| a == "--stack");
+    let deployed = args.iter().any(|a| a == "--stack");
     // Before any thread exists: handlers and the AWS SDK read their settings from here.
     if !deployed {
         env.export();
@@ -33,6 +35,8 @@ fn main() -> ExitCode {
         Some("rotate-twilio-token") => cli::rotate_twilio_token(&env, &args[1..]),
         Some("keys") => cli::keys(&env, &args[1..]),
         Some("configure") => configure(&env, &args[1..]),
+        Some("redrive") => operate::redrive(&env, &args[1..]),
+        Some("replay-failures") => operate::replay_failures(&env, &args[1..]),
         _ => Err(USAGE.into()),
     };
     match result {

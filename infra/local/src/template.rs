@@ -104,6 +104,19 @@ pub struct QueueDef {
     pub redrive: Option<(String, i64)>,
 }
 
+/// A function's `DynamoDB` stream event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSource {
+    /// The function's logical id.
+    pub function: String,
+    /// The table's logical id.
+    pub table: String,
+    pub batch_size: i32,
+    pub max_retries: u32,
+    /// The logical id of the queue a batch goes to once its retries are exhausted.
+    pub on_failure: Option<String>,
+}
+
 /// An `AWS::Events::Rule` on one of the template's buses, with queue targets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRuleDef {
@@ -206,7 +219,7 @@ impl Template {
     }
 
     /// DynamoDB stream sources: (function, table logical id, batch size, maximum retries).
-    pub fn stream_sources(&self) -> Vec<(String, String, i32, u32)> {
+    pub fn stream_sources(&self) -> Vec<StreamSource> {
         let mut sources = Vec::new();
         for (id, r) in self.resources_of_type("AWS::Serverless::Function") {
             for event in r["Properties"]["Events"]
@@ -219,12 +232,16 @@ impl Template {
                 }
                 let props = &event["Properties"];
                 if let Some(table) = referenced(&props["Stream"]) {
-                    sources.push((
-                        id.to_owned(),
+                    let on_failure = &props["DestinationConfig"]["OnFailure"];
+                    sources.push(StreamSource {
+                        function: id.to_owned(),
                         table,
-                        props["BatchSize"].as_i64().unwrap_or(100) as i32,
-                        props["MaximumRetryAttempts"].as_i64().unwrap_or(3) as u32,
-                    ));
+                        batch_size: props["BatchSize"].as_i64().unwrap_or(100) as i32,
+                        max_retries: props["MaximumRetryAttempts"].as_i64().unwrap_or(3) as u32,
+                        on_failure: (on_failure["Type"].as_str() == Some("SQS"))
+                            .then(|| referenced(&on_failure["Destination"]))
+                            .flatten(),
+                    });
                 }
             }
         }

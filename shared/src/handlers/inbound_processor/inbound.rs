@@ -56,7 +56,10 @@ impl InboundProcessor {
                 self.store
                     .mark_lookup_pending(message.channel, phone)
                     .await?;
-                warn!("the Collections Monitor is unavailable; left for reconciliation");
+                match self.monitor {
+                    Some(_) => warn!("the Collections Monitor is unavailable; left for reconciliation"),
+                    None => info!("no Collections Monitor (MONITOR_API_URL is empty); left for reconciliation"),
+                }
                 return Ok(());
             }
         };

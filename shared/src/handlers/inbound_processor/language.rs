@@ -37,10 +37,10 @@ impl InboundProcessor {
                 );
             }
             Decision::Adopt { changed, reason } => {
-                if changed {
+                if let (true, Some(monitor)) = (changed, &self.monitor) {
                     // Pushed before it is stored: if the monitor fails, the record is retried
                     // and pushes again.
-                    self.monitor
+                    monitor
                         .update_language(
                             tenant_id,
                             message.language,

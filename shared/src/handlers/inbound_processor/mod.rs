@@ -84,7 +84,8 @@ impl EventBodies {
 
 pub struct InboundProcessor {
     store: Store,
-    monitor: MonitorClient,
+    /// `None` until `MONITOR_API_URL` is set: every sender is then left for reconciliation.
+    monitor: Option<MonitorClient>,
     events: EventPublisher,
     pseudonyms: Pseudonymizer,
     bodies: EventBodies,
@@ -94,6 +95,18 @@ impl InboundProcessor {
     pub fn new(
         store: Store,
         monitor: MonitorClient,
+        events: EventPublisher,
+        log_key: &str,
+    ) -> Self {
+        Self::new_with(store, Some(monitor), events, log_key)
+    }
+
+    /// Without a Collections Monitor (`MONITOR_API_URL` empty: a stack deployed before the
+    /// monitor is reachable), no sender is looked up; each is marked for reconciliation, which
+    /// links it once the URL is set.
+    pub fn new_with(
+        store: Store,
+        monitor: Option<MonitorClient>,
         events: EventPublisher,
         log_key: &str,
     ) -> Self {
@@ -112,22 +125,27 @@ impl InboundProcessor {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let monitor_url = required("MONITOR_API_URL")?;
+        let monitor_url = crate::config::optional("MONITOR_API_URL");
         let bus = required("EVENT_BUS_NAME")?;
         let bodies = EventBodies::from_env()?;
         let cold = ColdStart::load().await?;
         let current = cold.secrets.current();
-        let monitor = MonitorClient::new(
-            &monitor_url,
-            current.monitor_api_key.as_deref().unwrap_or(""),
-            Duration::from_secs(3),
-        )
-        .map_err(|e| crate::config::ConfigError::Invalid {
-            name: "MONITOR_API_URL",
-            reason: e.to_string(),
-        })?;
+        let monitor = monitor_url
+            .map(|url| {
+                MonitorClient::new(
+                    &url,
+                    current.monitor_api_key.as_deref().unwrap_or(""),
+                    Duration::from_secs(3),
+                )
+            })
+            .transpose()
+            .map_err(|e| crate::config::ConfigError::Invalid {
+                name: "MONITOR_API_URL",
+                reason: e.to_string(),
+            })?;
         let events = EventPublisher::new(aws_sdk_eventbridge::Client::new(&cold.sdk), bus);
-        Ok(Self::new(cold.store, monitor, events, &current.log_hmac_key).with_event_bodies(bodies))
+        let processor = Self::new_with(cold.store, monitor, events, &current.log_hmac_key);
+        Ok(processor.with_event_bodies(bodies))
     }
 
     /// A stream batch always succeeds as an invocation (its failures are reported per

@@ -42,6 +42,9 @@ impl InboundProcessor {
         if let Some(mapping) = self.store.phone_tenant(phone).await? {
             return Ok(Lookup::Known(mapping.tenant_id, mapping.time_zone));
         }
+        if self.monitor.is_none() {
+            return Ok(Lookup::Unavailable);
+        }
         for variant in monitor::variants(phone, original) {
             match self.lookup_with_retries(&variant).await {
                 Ok(Some(tenant)) => return self.remember(channel, phone, &variant, tenant).await,
@@ -85,7 +88,10 @@ impl InboundProcessor {
         let mut attempt = 1;
         loop {
             let started = Instant::now();
-            let result = self.monitor.lookup(variant).await;
+            let Some(monitor) = &self.monitor else {
+                return Ok(None);
+            };
+            let result = monitor.lookup(variant).await;
             let metrics = Metrics::new(FUNCTION)
                 .millis("MonitorLatency", started.elapsed().as_secs_f64() * 1e3);
             match result {
