@@ -35,9 +35,54 @@ pub fn findings(log: &str, manifest: &str) -> Vec<String> {
     found
 }
 
+/// The `(metric, function)` pairs no EMF line of `logs` carries: an alarm on one of them
+/// watches a metric its code path never emits.
+pub fn missing_metrics<'a>(
+    watched: &'a [(String, String)],
+    logs: &[String],
+) -> Vec<&'a (String, String)> {
+    let mut emitted = std::collections::HashSet::new();
+    for line in logs.iter().flat_map(|l| l.lines()) {
+        // EMF lines are JSON objects with an `_aws` member, possibly after a log prefix.
+        let Some(start) = line.find('{').filter(|_| line.contains("\"_aws\"")) else {
+            continue;
+        };
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line[start..]) else {
+            continue;
+        };
+        let (true, Some(function)) = (value.get("_aws").is_some(), value["function"].as_str())
+        else {
+            continue;
+        };
+        for (metric, _) in value.as_object().into_iter().flatten() {
+            emitted.insert((metric.clone(), function.to_owned()));
+        }
+    }
+    watched.iter().filter(|w| !emitted.contains(*w)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_watched_metric_is_found_only_under_its_function() {
+        let watched = vec![
+            ("Failed".to_owned(), "send-worker".to_owned()),
+            ("OptOuts".to_owned(), "inbound-sms".to_owned()),
+        ];
+        let line = parley::metrics::Metrics::new("send-worker")
+            .count("Failed", 0)
+            .to_line();
+        let other = parley::metrics::Metrics::new("api")
+            .count("OptOuts", 1)
+            .to_line();
+        let logs = vec![format!("noise\n{line}\nprefix {other}")];
+        assert_eq!(
+            missing_metrics(&watched, &logs),
+            vec![&("OptOuts".to_owned(), "inbound-sms".to_owned())]
+        );
+    }
 
     #[test]
     fn numbers_in_either_form_and_long_bodies_are_found() {

@@ -214,6 +214,37 @@ pub fn sign(env: &LocalEnv, args: &[String]) -> Result<(), String> {
 }
 
 /// Fails when any value listed in MANIFEST (what the tests used) appears in any LOG.
+/// After the suite: every metric an alarm of `template.yaml` watches in the Parley namespace was
+/// emitted, under the function the alarm names, by the code the suite ran.
+pub fn audit_metrics(args: &[String]) -> Result<(), String> {
+    if args.is_empty() {
+        return Err("usage: parley-local audit-metrics LOG [LOG…]".into());
+    }
+    let logs = args
+        .iter()
+        .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let template = Template::load_default().map_err(|e| e.to_string())?;
+    let watched = template.emf_alarm_metrics();
+    let missing = audit::missing_metrics(&watched, &logs);
+    if missing.is_empty() {
+        println!(
+            "metrics audit: all {} metrics the alarms watch were emitted by their functions",
+            watched.len()
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "metrics audit failed: alarms watch metrics the suite never saw emitted: {}",
+            missing
+                .iter()
+                .map(|(m, f)| format!("{m} (function {f})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
 pub fn audit_logs(args: &[String]) -> Result<(), String> {
     let Some((manifest, logs)) = args.split_first().filter(|(_, logs)| !logs.is_empty()) else {
         return Err("usage: parley-local audit-logs MANIFEST LOG [LOG…]".into());

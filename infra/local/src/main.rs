@@ -1,5 +1,6 @@
 //! `parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN | keys … |
-//! configure … | redrive … | replay-failures … | audit-logs MANIFEST LOG…`
+//! configure … | redrive … | replay-failures … | audit-logs MANIFEST LOG… |
+//! audit-metrics LOG…`
 
 use std::process::ExitCode;
 
@@ -13,7 +14,7 @@ const USAGE: &str =
     "usage: parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN \
                      | keys create|list|revoke … | configure [--stack NAME] … \
                      | redrive [QUEUE…] [--stack NAME] | replay-failures [--stack NAME] \
-                     | audit-logs MANIFEST LOG…";
+                     | audit-logs MANIFEST LOG… | audit-metrics LOG…";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Some("up") => cli::up(&env),
         Some("sign") => cli::sign(&env, &args[1..]),
         Some("audit-logs") => cli::audit_logs(&args[1..]),
+        Some("audit-metrics") => cli::audit_metrics(&args[1..]),
         Some("rotate-twilio-token") => cli::rotate_twilio_token(&env, &args[1..]),
         Some("keys") => cli::keys(&env, &args[1..]),
         Some("configure") => configure(&env, &args[1..]),

@@ -248,6 +248,36 @@ impl Template {
         sources
     }
 
+    /// Every `(metric, function)` an alarm watches in Parley's EMF namespace, directly or in a
+    /// metric-math alarm's `Metrics`, sorted and without repeats.
+    pub fn emf_alarm_metrics(&self) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        let mut take = |metric: &Value| {
+            if metric["Namespace"].as_str() != Some("Parley") {
+                return;
+            }
+            let function = metric["Dimensions"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .find(|d| d["Name"].as_str() == Some("function"))
+                .and_then(|d| d["Value"].as_str());
+            if let (Some(name), Some(function)) = (metric["MetricName"].as_str(), function) {
+                found.push((name.to_owned(), function.to_owned()));
+            }
+        };
+        for (_, alarm) in self.resources_of_type("AWS::CloudWatch::Alarm") {
+            let props = &alarm["Properties"];
+            take(props);
+            for m in props["Metrics"].as_sequence().into_iter().flatten() {
+                take(&m["MetricStat"]["Metric"]);
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
+    }
+
     /// Every `Schedule` event of every function whose expression is a `rate(...)`.
     pub fn schedule_sources(&self) -> Vec<ScheduleSource> {
         let mut sources = Vec::new();

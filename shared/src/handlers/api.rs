@@ -46,9 +46,15 @@ where
         latency_ms,
         "api call"
     );
+    // ServerErrors (by route: a template, never a path) is watched by ApiHandlerErrorsAlarm.
     Metrics::new("api")
         .dimension("key_id", key_id.as_deref().unwrap_or("none"))
+        .dimension("route", route)
         .count("ApiCalls", 1)
+        .count(
+            "ServerErrors",
+            u64::from(response.status().is_server_error()),
+        )
         .emit();
     response
 }

@@ -59,8 +59,14 @@ impl InboundSmsHandler {
                 .process(&req)
                 .await
                 .unwrap_or_else(ApiError::into_response);
+            // ServerErrors is watched by WebhookServerErrorsAlarm: a 5xx is a text Twilio may not
+            // retry (the backfill catches it up).
             Metrics::new(FUNCTION)
                 .millis("HandlerLatency", started.elapsed().as_secs_f64() * 1e3)
+                .count(
+                    "ServerErrors",
+                    u64::from(response.status().is_server_error()),
+                )
                 .emit();
             response
         }

@@ -46,9 +46,18 @@ impl StatusCallbackHandler {
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let span = info_span!("status_callback", request_id = %request_id(&req), message_sid = field::Empty);
         async {
-            self.process(&req)
+            let response = self
+                .process(&req)
                 .await
-                .unwrap_or_else(ApiError::into_response)
+                .unwrap_or_else(ApiError::into_response);
+            // Watched by WebhookServerErrorsAlarm: a 5xx here is a callback Twilio may not retry.
+            Metrics::new(FUNCTION)
+                .count(
+                    "ServerErrors",
+                    u64::from(response.status().is_server_error()),
+                )
+                .emit();
+            response
         }
         .instrument(span)
         .await
