@@ -1,5 +1,5 @@
 //! `parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN | keys … |
-//! configure … | audit-logs MANIFEST LOG…`
+//! configure … | backfill … | audit-logs MANIFEST LOG…`
 
 use std::process::ExitCode;
 
@@ -10,7 +10,8 @@ mod configure;
 
 const USAGE: &str =
     "usage: parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN \
-                     | keys create|list|revoke … | configure [--stack NAME] … | audit-logs MANIFEST LOG…";
+                     | keys create|list|revoke … | configure [--stack NAME] … \
+                     | backfill [--since RFC3339] [--number +1…]… | audit-logs MANIFEST LOG…";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Some("audit-logs") => cli::audit_logs(&args[1..]),
         Some("rotate-twilio-token") => cli::rotate_twilio_token(&env, &args[1..]),
         Some("keys") => cli::keys(&env, &args[1..]),
+        Some("backfill") => cli::backfill(&args[1..]),
         Some("configure") => configure(&env, &args[1..]),
         _ => Err(USAGE.into()),
     };
@@ -48,6 +50,7 @@ fn configure(env: &LocalEnv, args: &[String]) -> Result<(), String> {
         &options,
         env.get("SECRET_ID"),
         env.get("TABLE_NAME"),
+        env.get("PUBLIC_BASE_URL"),
     ))
 }
 

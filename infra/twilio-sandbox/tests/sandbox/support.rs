@@ -207,10 +207,15 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(status: StatusCode) -> Self {
+        Self::start_sequence(&[status]).await
+    }
+
+    /// Answers `statuses` in turn, the last one from then on.
+    pub async fn start_sequence(statuses: &[StatusCode]) -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new()
             .fallback(record)
-            .with_state((received.clone(), status));
+            .with_state((received.clone(), Arc::new(Mutex::new(statuses.to_vec()))));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
@@ -243,10 +248,10 @@ impl Drop for Receiver {
     }
 }
 
-type ReceiverState = (Arc<Mutex<Vec<Received>>>, StatusCode);
+type ReceiverState = (Arc<Mutex<Vec<Received>>>, Arc<Mutex<Vec<StatusCode>>>);
 
 async fn record(
-    State((received, status)): State<ReceiverState>,
+    State((received, statuses)): State<ReceiverState>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -266,5 +271,10 @@ async fn record(
         content_type: header("content-type"),
         body,
     });
-    status
+    let mut statuses = statuses.lock().unwrap();
+    if statuses.len() > 1 {
+        statuses.remove(0)
+    } else {
+        statuses[0]
+    }
 }
