@@ -409,8 +409,8 @@ pub fn backfill(args: &[String]) -> Result<(), String> {
         request.insert("numbers".into(), serde_json::Value::Array(numbers));
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    // No log subscriber: stdout carries the report alone (its counts say what was done).
     runtime.block_on(async {
-        parley::telemetry::init();
         let backfill = parley::handlers::inbound_backfill::InboundBackfill::from_env()
             .await
             .map_err(|e| {
