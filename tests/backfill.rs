@@ -141,10 +141,18 @@ async fn webhook(stack: &Stack, store: Store) -> Webhook {
 
 /// The sandbox receives a text on `to` and delivers its webhook to `sms_url`.
 async fn text(stack: &Stack, from: &str, to: &str, body: &str, sms_url: &str) -> Value {
+    receive(
+        stack,
+        json!({"from": from, "to": to, "body": body, "sms_url": sms_url}),
+    )
+    .await
+}
+
+async fn receive(stack: &Stack, request: Value) -> Value {
     let resp = stack
         .http
         .post(format!("{}/_sandbox/receive", stack.sandbox()))
-        .json(&json!({"from": from, "to": to, "body": body, "sms_url": sms_url}))
+        .json(&request)
         .send()
         .await
         .expect("sandbox reachable");
@@ -390,9 +398,12 @@ async fn the_backfill_pages_through_every_page_and_its_checkpoint_advances() {
         .await
         .unwrap()
         .is_none());
-    // Ordered by when they were received, as the webhook would have stored them.
     let stored = thread(&stack, &sender).await;
-    assert_eq!(stored.len(), 5);
+    let mut stored_sids: Vec<String> = stored.iter().filter_map(|m| m.twilio_sid.clone()).collect();
+    let mut listed_sids: Vec<String> = sids.iter().map(|s| s.as_str().to_owned()).collect();
+    stored_sids.sort();
+    listed_sids.sort();
+    assert_eq!(stored_sids, listed_sids);
 
     // Written after each page: two resume points, then the run's start as `through`.
     let checkpoint = stack
@@ -562,6 +573,40 @@ impl Intercept for FailAfter {
         }
         Ok(())
     }
+}
+
+#[tokio::test]
+async fn an_mms_is_backfilled_with_its_media_as_the_webhook_would_have_named_them() {
+    let stack = stack().await;
+    let parley = unique_phone();
+    let sender = unique_phone();
+    let received = receive(
+        &stack,
+        json!({"from": sender, "to": parley, "body": unique_body("Photo of the leak"),
+               "media": ["image/jpeg", "image/png"], "sms_url": LOST}),
+    )
+    .await;
+    let sid = received["message"]["sid"].as_str().unwrap().to_owned();
+    assert!(sid.starts_with("MM"));
+    let report = run(&backfill(&stack, &parley, 1000).await).await;
+    assert_eq!(report.recorded, 1, "{report:?}");
+    let stored = thread(&stack, &sender).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].num_media, 2);
+    assert_eq!(stored[0].media_content_types, ["image/jpeg", "image/png"]);
+    let urls = stack.store.media_of(&stored[0]).await.unwrap();
+    let prefix = format!(
+        "{}/2010-04-01/Accounts/{}/Messages/{sid}/Media/ME",
+        stack.sandbox(),
+        stack.account_sid
+    );
+    assert!(
+        urls.len() == 2
+            && urls
+                .iter()
+                .all(|u| u.starts_with(&prefix) && !u.ends_with(".json")),
+        "{urls:?}"
+    );
 }
 
 /// The runbook's command, against the local stack: `parley-local backfill --since …`.

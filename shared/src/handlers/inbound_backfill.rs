@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use super::inbound_sms::{record, Received};
 use super::{ColdStart, InitError};
@@ -464,10 +464,9 @@ impl InboundBackfill {
                 message_sid = %m.sid,
                 phone = %self.pseudonyms.pseudonym(&sms.from.e164),
             );
-            let recorded = {
-                let _entered = span.enter();
-                record(&self.store, &text, FUNCTION).await?
-            };
+            let recorded = record(&self.store, &text, FUNCTION)
+                .instrument(span)
+                .await?;
             match recorded.outcome.write {
                 WriteOutcome::Recorded => report.recorded += 1,
                 // The webhook (a late retry) got there between the read and the write.

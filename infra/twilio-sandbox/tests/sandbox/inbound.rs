@@ -1,6 +1,8 @@
 //! Twilio's side of an inbound text: stored as received, listed like any message, and its
 //! signed webhook delivered with the retry behaviour of the URL's connection overrides.
 
+use std::time::Duration;
+
 use http::StatusCode;
 use parley::twilio::signature::{self, Payload};
 use serde_json::{json, Value};
@@ -113,6 +115,36 @@ async fn without_overrides_a_5xx_is_not_retried_and_a_refused_connection_once() 
     )
     .await;
     assert_eq!(attempts(&answer), vec![json!({"response_status": 403})]);
+}
+
+#[tokio::test]
+async fn an_answer_later_than_rt_is_a_read_timeout_retried_only_when_rp_names_it() {
+    let sandbox = Sandbox::start().await;
+    let slow = Duration::from_millis(1500);
+    let answers = [(slow, StatusCode::OK), (Duration::ZERO, StatusCode::OK)];
+    let parley = Receiver::start_answers(&answers).await;
+    let answer = receive(
+        &sandbox,
+        json!({"from": SENDER, "to": PARLEY, "body": "slow",
+               "sms_url": format!("{}/sms#rt=500&rc=2&rp=rt", parley.base)}),
+    )
+    .await;
+    assert_eq!(
+        attempts(&answer),
+        vec![json!({"error": "timeout"}), json!({"response_status": 200})]
+    );
+    assert_eq!(answer["webhook"]["delivered"], true);
+
+    // rp=5xx does not name read timeouts: the first slow answer ends the delivery.
+    let parley = Receiver::start_answers(&answers).await;
+    let answer = receive(
+        &sandbox,
+        json!({"from": SENDER, "to": PARLEY, "body": "slow again",
+               "sms_url": format!("{}/sms#rt=500&rc=2&rp=5xx", parley.base)}),
+    )
+    .await;
+    assert_eq!(attempts(&answer), vec![json!({"error": "timeout"})]);
+    assert_eq!(answer["webhook"]["delivered"], false);
 }
 
 #[tokio::test]
