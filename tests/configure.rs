@@ -8,6 +8,8 @@ use aws_sdk_secretsmanager::types::Tag;
 use parley_e2e::*;
 use serde_json::{json, Value};
 
+const API_URL: &str = "https://abc123defg.execute-api.us-east-1.amazonaws.com";
+
 fn configure(extra_env: &[(&str, &str)], args: &[&str]) -> (String, String) {
     let Output {
         status,
@@ -77,6 +79,15 @@ async fn configure_fills_the_local_secret_once_and_creates_a_working_first_key()
     assert!(token.starts_with("prly_"), "{token:?}\n{report}");
     assert!(
         report.contains("set monitor_api_key, twilio_account_sid, twilio_auth_token"),
+        "{report}"
+    );
+    // What to paste in Twilio's console: the local webhook with its connection overrides.
+    assert!(
+        report.contains(&format!(
+            "{}/webhook/twilio/sms#{}",
+            stack.public_base_url,
+            parley::twilio::overrides::WEBHOOK_OVERRIDES
+        )),
         "{report}"
     );
     for value in ["configured-token", "configured-monitor-key"] {
@@ -151,15 +162,17 @@ async fn configure_finds_a_deployed_stacks_secrets_by_their_tags_and_dry_run_wri
         // Not the command's: must stay as generated.
         ("LogKeySecret", json!({"log_hmac_key": "generated"})),
     ] {
-        let created = secrets
+        let mut create = secrets
             .create_secret()
             .name(format!("{logical}-{run}"))
             .secret_string(initial.to_string())
             .tags(tag("aws:cloudformation:stack-name", &stack_name))
-            .tags(tag("aws:cloudformation:logical-id", logical))
-            .send()
-            .await
-            .unwrap();
+            .tags(tag("aws:cloudformation:logical-id", logical));
+        if logical == "TwilioWebhookSecret" {
+            // As the template tags it: the API's own URL.
+            create = create.tags(tag("parley:webhook-base-url", API_URL));
+        }
+        let created = create.send().await.unwrap();
         ids.insert(logical, created.arn().unwrap().to_owned());
     }
     let table = stack.env.require("TABLE_NAME").unwrap().to_owned();
@@ -197,6 +210,13 @@ async fn configure_finds_a_deployed_stacks_secrets_by_their_tags_and_dry_run_wri
 
     let (out, report) = configure(&[], &args(true));
     assert_eq!(out.trim(), "");
+    assert!(
+        report.contains(&format!(
+            "{API_URL}/webhook/twilio/sms#{}",
+            parley::twilio::overrides::WEBHOOK_OVERRIDES
+        )),
+        "the deployed stack's webhook, from its tag: {report}"
+    );
     assert!(
         report.contains("TwilioWebhookSecret") && report.contains("would set"),
         "{report}"

@@ -57,6 +57,19 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
             env.require("LOCAL_TWILIO_ACCOUNT_SID")?,
             env.require("LOCAL_TWILIO_AUTH_TOKEN")?,
         );
+        // As an operator does in Twilio's console: the sending number's "A message comes in"
+        // webhook is Parley's, with the connection overrides (README, "Twilio's console").
+        if let (Some(number), Some(base)) =
+            (env.get("TWILIO_FROM_NUMBER"), env.get("PUBLIC_BASE_URL"))
+        {
+            sandbox_config = sandbox_config.with_incoming_number(
+                number,
+                parley::twilio::overrides::with_overrides(&format!(
+                    "{base}{}",
+                    parley::handlers::inbound_sms::ROUTE
+                )),
+            );
+        }
         if let Some(ms) = env
             .get("SANDBOX_CALLBACK_DELAY_MS")
             .and_then(|v| v.parse().ok())
@@ -412,5 +425,50 @@ fn new_key(args: &[String]) -> Result<parley::access::NewKey, String> {
         scopes,
         countries,
         quotas,
+    })
+}
+
+/// `backfill [--since RFC3339] [--number +1…]…`: one run of the inbound backfill against the
+/// local stack, as `aws lambda invoke` with `{"since", "numbers"}` runs it deployed (the
+/// runbook's command). Prints the run's report; exits non-zero when the run failed.
+pub fn backfill(args: &[String]) -> Result<(), String> {
+    const USAGE: &str =
+        "usage: parley-local backfill [--since 2026-11-29T00:00:00Z] [--number +1…]…";
+    let mut request = serde_json::Map::new();
+    let mut numbers = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--since" => {
+                request.insert("since".into(), serde_json::Value::String(value.clone()));
+            }
+            "--number" => numbers.push(serde_json::Value::String(value.clone())),
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    if !numbers.is_empty() {
+        request.insert("numbers".into(), serde_json::Value::Array(numbers));
+    }
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    // No log subscriber: stdout carries the report alone (its counts say what was done).
+    runtime.block_on(async {
+        let backfill = parley::handlers::inbound_backfill::InboundBackfill::from_env()
+            .await
+            .map_err(|e| {
+                format!("the inbound backfill could not start (is `make run` up?): {e}")
+            })?;
+        match backfill.handle(serde_json::Value::Object(request)).await {
+            Ok(report) => {
+                println!("{report}");
+                Ok(())
+            }
+            Err(e) => {
+                println!("{}", functions::backfill_error(&e));
+                Err(format!("the backfill failed: {}", parley::error::chain(&e)))
+            }
+        }
     })
 }

@@ -211,12 +211,34 @@ fn changed_fields(before: &Map<String, Value>, after: &Map<String, Value>) -> Ve
     names
 }
 
-/// `purpose → secret id` of a deployed stack, from CloudFormation's tags on its secrets.
+/// The tag the template puts on `TwilioWebhookSecret`: the origin Twilio calls.
+pub const WEBHOOK_BASE_TAG: &str = "parley:webhook-base-url";
+
+/// What to paste in Twilio's console for the webhooks at `base` (the origin Twilio calls):
+/// the inbound URL carries the connection overrides that make Twilio retry 5xx and timeouts.
+pub fn twilio_console(base: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let inbound = parley::twilio::overrides::with_overrides(&format!(
+        "{base}{}",
+        parley::handlers::inbound_sms::ROUTE
+    ));
+    let status = format!("{base}{}", parley::handlers::status_callback::ROUTE);
+    format!(
+        "Twilio console (Phone Numbers > your number > Messaging, or the Messaging Service's Integration):\n  \
+         A message comes in: Webhook, HTTP POST\n    {inbound}\n  \
+         (paste it whole: the part after # makes Twilio retry 5xx and timeouts; the inbound backfill fetches what it still misses)\n  \
+         Status callbacks: nothing to set (the send worker gives {status} with each message)"
+    )
+}
+
+/// `purpose → secret id` of a deployed stack, from CloudFormation's tags on its secrets, and
+/// the webhooks' origin from the webhook secret's [`WEBHOOK_BASE_TAG`].
 async fn stack_secrets(
     client: &aws_sdk_secretsmanager::Client,
     stack: &str,
-) -> Result<BTreeMap<Purpose, String>, String> {
+) -> Result<(BTreeMap<Purpose, String>, Option<String>), String> {
     let mut found = BTreeMap::new();
+    let mut base = None;
     let mut pages = client
         .list_secrets()
         .filters(
@@ -248,6 +270,9 @@ async fn stack_secrets(
                 if let Some(arn) = secret.arn() {
                     found.insert(*purpose, arn.to_owned());
                 }
+                if *purpose == Purpose::TwilioWebhook {
+                    base = tag(WEBHOOK_BASE_TAG).map(str::to_owned);
+                }
             }
         }
     }
@@ -259,7 +284,7 @@ async fn stack_secrets(
             ));
         }
     }
-    Ok(found)
+    Ok((found, base))
 }
 
 /// The stack's table: `--table`, else the one table named `{stack}-Table-…`.
@@ -312,20 +337,21 @@ pub async fn run(
     options: &Options,
     local_secret: Option<&str>,
     local_table: Option<&str>,
+    local_public_url: Option<&str>,
 ) -> Result<(), String> {
     let sdk = parley::aws::sdk_config().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let would = if options.dry_run { "would set" } else { "set" };
 
-    let (targets, table) = match &options.stack {
+    let (targets, table, webhook_base) = match &options.stack {
         Some(stack) => {
-            let targets = stack_secrets(&secrets, stack).await?;
+            let (targets, base) = stack_secrets(&secrets, stack).await?;
             let table = match &options.table {
                 Some(t) => t.clone(),
                 None => stack_table(&dynamodb, stack).await?,
             };
-            (targets, table)
+            (targets, table, base)
         }
         None => {
             let id = local_secret
@@ -335,9 +361,17 @@ pub async fn run(
             (
                 BTreeMap::from([(Purpose::Local, id.to_owned())]),
                 table.to_owned(),
+                local_public_url.map(str::to_owned),
             )
         }
     };
+    match &webhook_base {
+        Some(base) => eprintln!("{}", twilio_console(base)),
+        None => eprintln!(
+            "the stack's secret has no {WEBHOOK_BASE_TAG} tag (deployed before it existed?): \
+             paste the stack's TwilioSmsWebhookUrl output in Twilio's console"
+        ),
+    }
 
     for (purpose, id) in &targets {
         let current = read_secret(&secrets, id).await.map_err(|e| {
@@ -495,6 +529,18 @@ mod tests {
         assert_eq!(api["twilio_api_key_sid"], "SK1");
         assert!(!api.contains_key("twilio_auth_token"));
         assert!(!api.contains_key("monitor_api_key"));
+    }
+
+    #[test]
+    fn the_console_text_names_the_inbound_url_with_its_overrides() {
+        let text = twilio_console("https://abc.execute-api.us-east-1.amazonaws.com/");
+        assert!(text.contains(&format!(
+            "https://abc.execute-api.us-east-1.amazonaws.com/webhook/twilio/sms#{}",
+            parley::twilio::overrides::WEBHOOK_OVERRIDES
+        )));
+        assert!(
+            text.contains("https://abc.execute-api.us-east-1.amazonaws.com/webhook/twilio/status")
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use parley::handlers::conversations::ConversationsHandler;
 use parley::handlers::dispatcher::Dispatcher;
 use parley::handlers::event_router::EventRouter;
 use parley::handlers::health::HealthHandler;
+use parley::handlers::inbound_backfill::InboundBackfill;
 use parley::handlers::inbound_processor::InboundProcessor;
 use parley::handlers::inbound_sms::InboundSmsHandler;
 use parley::handlers::rules::RulesHandler;
@@ -123,8 +124,24 @@ pub async fn schedule_functions() -> Result<HashMap<String, ScheduleFunction>, S
             }
         })
     });
+    let backfill = Arc::new(InboundBackfill::from_env().await.map_err(err)?);
+    let backfill: ScheduleFunction = Arc::new(move |event| {
+        let backfill = backfill.clone();
+        Box::pin(async move {
+            backfill
+                .handle(event)
+                .await
+                .unwrap_or_else(|e| backfill_error(&e))
+        })
+    });
     Ok(HashMap::from([
         ("DispatcherFunction".to_owned(), dispatch),
         ("InboundProcessorFunction".to_owned(), reconcile),
+        ("InboundBackfillFunction".to_owned(), backfill),
     ]))
+}
+
+/// A failed backfill as Lambda reports an invocation error.
+pub fn backfill_error(e: &parley::handlers::inbound_backfill::BackfillError) -> serde_json::Value {
+    serde_json::json!({ "errorType": e.kind(), "error": parley::error::chain(e) })
 }

@@ -151,6 +151,18 @@ async fn dispatch(
     axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
+/// Serves `gateway` on `listener` until the task is dropped (as `parley-local up` does, with
+/// each request's peer address).
+pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        gateway
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

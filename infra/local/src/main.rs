@@ -1,5 +1,5 @@
 //! `parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN | keys … |
-//! configure … | redrive … | replay-failures … | audit-logs MANIFEST LOG… |
+//! configure … | backfill … | redrive … | replay-failures … | audit-logs MANIFEST LOG… |
 //! audit-metrics LOG…`
 
 use std::process::ExitCode;
@@ -13,6 +13,7 @@ mod operate;
 const USAGE: &str =
     "usage: parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN \
                      | keys create|list|revoke … | configure [--stack NAME] … \
+                     | backfill [--since RFC3339] [--number +1…]… \
                      | redrive [QUEUE…] [--stack NAME] | replay-failures [--stack NAME] \
                      | audit-logs MANIFEST LOG… | audit-metrics LOG…";
 
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Some("audit-metrics") => cli::audit_metrics(&args[1..]),
         Some("rotate-twilio-token") => cli::rotate_twilio_token(&env, &args[1..]),
         Some("keys") => cli::keys(&env, &args[1..]),
+        Some("backfill") => cli::backfill(&args[1..]),
         Some("configure") => configure(&env, &args[1..]),
         Some("redrive") => operate::redrive(&env, &args[1..]),
         Some("replay-failures") => operate::replay_failures(&env, &args[1..]),
@@ -54,6 +56,7 @@ fn configure(env: &LocalEnv, args: &[String]) -> Result<(), String> {
         &options,
         env.get("SECRET_ID"),
         env.get("TABLE_NAME"),
+        env.get("PUBLIC_BASE_URL"),
     ))
 }
 

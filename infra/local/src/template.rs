@@ -524,6 +524,28 @@ mod tests {
         assert!(schedules
             .iter()
             .any(|s| s.function == "InboundProcessorFunction" && s.input.is_some()));
+        assert!(schedules
+            .iter()
+            .any(|s| s.function == "InboundBackfillFunction"
+                && s.event == "Backfill"
+                && s.rate == std::time::Duration::from_secs(900)));
+    }
+
+    /// The inbound webhook URL the deploy prints carries exactly the connection overrides the
+    /// code documents and verifies signatures with.
+    #[test]
+    fn the_webhook_output_carries_the_connection_overrides() {
+        let t = Template::load_default().unwrap();
+        let outputs = t.root["Outputs"]["TwilioSmsWebhookUrl"]["Value"].clone();
+        let text = serde_json::to_string(&outputs).unwrap();
+        assert!(
+            text.contains(&format!(
+                "{}#{}",
+                parley::handlers::inbound_sms::ROUTE,
+                parley::twilio::overrides::WEBHOOK_OVERRIDES
+            )),
+            "{text}"
+        );
     }
 
     /// Every function is a crate under functions/ named as its `Binary`, with a sample event,
@@ -533,7 +555,7 @@ mod tests {
         let t = Template::load_default().unwrap();
         let root = crate::env::repo_root();
         let functions = t.functions();
-        assert_eq!(functions.len(), 10, "{functions:?}");
+        assert_eq!(functions.len(), 11, "{functions:?}");
         let mut binaries = Vec::new();
         for id in &functions {
             let binary = t

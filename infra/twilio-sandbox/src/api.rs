@@ -93,6 +93,38 @@ pub(crate) async fn fetch(
     }
 }
 
+/// `GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}/Media.json`: a received message's
+/// media (an empty list for any other message).
+pub(crate) async fn media(
+    State(shared): State<Arc<Shared>>,
+    Path((account_sid, sid)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    if let Err(e) = authenticate(&shared, &headers, &account_sid) {
+        return e.into_response();
+    }
+    let found = shared
+        .state()
+        .messages
+        .iter()
+        .find(|m| m.sid == sid)
+        .map(Message::media_list);
+    match found {
+        Some(list) => Json(json!({
+            "media_list": list,
+            "page": 0,
+            "page_size": 50,
+            "first_page_uri": format!("{}?PageSize=50&Page=0", uri.path()),
+            "next_page_uri": null,
+            "previous_page_uri": null,
+            "uri": format!("{}?PageSize=50&Page=0", uri.path()),
+        }))
+        .into_response(),
+        None => ApiError::not_found(uri.path()).into_response(),
+    }
+}
+
 /// `GET /2010-04-01/Accounts/{AccountSid}/Messages.json?To=…&From=…&DateSent=…&PageSize=…&Page=…`
 ///
 /// `DateSent>=`/`DateSent<=` arrive as the keys `DateSent>`/`DateSent<` (inclusive bounds).

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::api::lenient_number;
 use crate::error::ControlError;
 use crate::state::{CallbackPlan, Fault, FaultKind, Shared, Status};
+use parley::twilio::overrides::ConnectionOverrides;
 
 /// The delay of `slow` and `accept_then_timeout` when `delay_ms` is not given.
 const DEFAULT_FAULT_DELAY_MS: u64 = 5_000;
@@ -119,6 +120,7 @@ pub(crate) async fn messages(
                 );
                 fields.insert("status_callback".into(), json!(m.status_callback));
                 fields.insert("callbacks".into(), json!(m.callbacks));
+                fields.insert("webhook_attempts".into(), json!(m.webhook_attempts));
             }
             resource
         })
@@ -214,4 +216,98 @@ pub(crate) async fn add_api_key(State(shared): State<Arc<Shared>>, body: Bytes) 
     }
     shared.add_api_key(key.sid, key.secret);
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncomingNumber {
+    number: String,
+    sms_url: String,
+}
+
+/// `POST /_sandbox/incoming-numbers` `{"number", "sms_url"}`: the number's "A message comes
+/// in" webhook, as set in Twilio's console; its fragment's connection overrides are checked
+/// as Twilio checks them.
+pub(crate) async fn set_incoming_number(
+    State(shared): State<Arc<Shared>>,
+    body: Bytes,
+) -> Response {
+    let request: IncomingNumber = match parse_json(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = check_url(&request.sms_url) {
+        return e.into_response();
+    }
+    let number = lenient_number(&request.number);
+    shared.set_incoming_url(number.clone(), request.sms_url.clone());
+    Json(json!({"number": number, "sms_url": request.sms_url})).into_response()
+}
+
+fn check_url(url: &str) -> Result<ConnectionOverrides, ControlError> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ControlError("sms_url must be an http(s) URL".into()));
+    }
+    ConnectionOverrides::of_url(url).map_err(|e| ControlError(format!("sms_url: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiveRequest {
+    from: String,
+    to: String,
+    #[serde(default)]
+    body: String,
+    /// Content types of the media the text carries (`["image/jpeg"]`).
+    #[serde(default)]
+    media: Vec<String>,
+    /// The webhook to deliver to; default: the number's (`/_sandbox/incoming-numbers`).
+    sms_url: Option<String>,
+}
+
+/// `POST /_sandbox/receive` `{"from", "to", "body"?, "media"?, "sms_url"?}`: Twilio receives a
+/// text on `to`. It is stored (`inbound`, `received`, a new `SM…`/`MM…` SID, listed by the
+/// Messages API) and its signed webhook delivered with the URL's retry behaviour. Answers
+/// `201 {"message": resource, "webhook": {"url", "delivered", "attempts"}}` once delivery
+/// succeeded or gave up.
+pub(crate) async fn receive(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request: ReceiveRequest = match parse_json(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let (from, to) = (lenient_number(&request.from), lenient_number(&request.to));
+    if from.trim().is_empty() || to.trim().is_empty() {
+        return ControlError("from and to are required".into()).into_response();
+    }
+    if request.media.len() > 10 {
+        return ControlError("at most 10 media".into()).into_response();
+    }
+    let Some(url) = request.sms_url.clone().or_else(|| shared.incoming_url(&to)) else {
+        return ControlError(format!(
+            "no webhook for {to}: set one with POST /_sandbox/incoming-numbers or give sms_url"
+        ))
+        .into_response();
+    };
+    let overrides = match check_url(&url) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    let message = shared.receive(from, to, request.body, request.media);
+    tracing::info!(message_sid = %message.sid, "message received");
+    let delivered = crate::inbound::deliver(&shared, &message, &url, overrides).await;
+    let attempts = shared
+        .state()
+        .messages
+        .iter()
+        .find(|m| m.sid == message.sid)
+        .map(|m| json!(m.webhook_attempts))
+        .unwrap_or_else(|| json!([]));
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "message": message.resource(),
+            "webhook": {"url": url, "delivered": delivered, "attempts": attempts},
+        })),
+    )
+        .into_response()
 }

@@ -61,6 +61,20 @@
 //! - `POST /_sandbox/api-keys` `{"sid": "SK…", "secret"}` → 204: an API key that may call the
 //!   REST API in place of the auth token (a new secret for a known SID replaces the old one).
 //! - `POST /_sandbox/reset` (optional `{"to"}`: only that recipient) → 204.
+//! - `POST /_sandbox/incoming-numbers` `{"number", "sms_url"}`: a number's "A message comes
+//!   in" webhook, connection overrides in its fragment (`#rc=3&rp=ct,rt,5xx`, checked as
+//!   Twilio checks them; 400 when invalid). `parley-local up` sets `TWILIO_FROM_NUMBER`'s.
+//! - `POST /_sandbox/receive` `{"from", "to", "body"?, "media"?: ["image/jpeg"], "sms_url"?}`:
+//!   Twilio receives a text. It is stored (`direction` `inbound`, `status` `received`, a new
+//!   `SM…` SID, `MM…` with media, `date_sent` now), listed by the Messages API like any other
+//!   (newest first, `To`/`From`/`DateSent` filters, `PageSize`, `next_page_uri`) with its media
+//!   under `…/Messages/{Sid}/Media.json`, and its webhook POSTed, signed, to `sms_url` or the
+//!   number's: 1 + `rc` attempts at most, a failed one retried only if `rp` names its kind
+//!   (`5xx`, `4xx`, `ct` connect failure, `rt` read timeout, `all`), each connecting within
+//!   `ct` and answered within `rt`, all within `tt`; without a fragment Twilio's defaults (one
+//!   retry, of connection failures only). Answers `201 {"message", "webhook": {"url",
+//!   "delivered", "attempts": [{"response_status"} | {"error": "connect"|"timeout"}]}}` when
+//!   delivery succeeded or gave up; `/_sandbox/messages` shows the attempts too.
 //!
 //! # Status callbacks
 //!
@@ -74,6 +88,7 @@ mod api;
 mod callbacks;
 mod control;
 mod error;
+mod inbound;
 mod state;
 mod validate;
 
@@ -96,6 +111,9 @@ pub struct SandboxConfig {
     pub callback_delay: Duration,
     /// How long a callback POST may take before it counts as failed (default 5 s).
     pub callback_timeout: Duration,
+    /// The account's numbers and their "A message comes in" webhooks (number, URL with any
+    /// connection-override fragment).
+    pub incoming: Vec<(String, String)>,
 }
 
 impl SandboxConfig {
@@ -105,7 +123,18 @@ impl SandboxConfig {
             auth_token: auth_token.into(),
             callback_delay: Duration::from_millis(50),
             callback_timeout: Duration::from_secs(5),
+            incoming: Vec::new(),
         }
+    }
+
+    /// Configures `number`'s "A message comes in" webhook, as Twilio's console does.
+    pub fn with_incoming_number(
+        mut self,
+        number: impl Into<String>,
+        sms_url: impl Into<String>,
+    ) -> Self {
+        self.incoming.push((number.into(), sms_url.into()));
+        self
     }
 }
 
@@ -116,6 +145,7 @@ impl std::fmt::Debug for SandboxConfig {
             .field("auth_token", &"<redacted>")
             .field("callback_delay", &self.callback_delay)
             .field("callback_timeout", &self.callback_timeout)
+            .field("incoming", &self.incoming)
             .finish()
     }
 }
@@ -129,9 +159,16 @@ pub fn router(config: SandboxConfig) -> std::io::Result<axum::Router> {
 fn app(shared: Arc<Shared>) -> axum::Router {
     let messages = "/2010-04-01/Accounts/{account_sid}/Messages.json";
     let message = "/2010-04-01/Accounts/{account_sid}/Messages/{file}";
+    let media = "/2010-04-01/Accounts/{account_sid}/Messages/{sid}/Media.json";
     axum::Router::new()
         .route(messages, post(api::create).get(api::list))
         .route(message, get(api::fetch))
+        .route(media, get(api::media))
+        .route("/_sandbox/receive", post(control::receive))
+        .route(
+            "/_sandbox/incoming-numbers",
+            post(control::set_incoming_number),
+        )
         .route(
             "/_sandbox/faults",
             post(control::add_fault).get(control::faults),
@@ -162,6 +199,7 @@ pub async fn spawn(
 ) -> std::io::Result<RunningSandbox> {
     let addr = listener.local_addr()?;
     let shared = Shared::new(config)?;
+    shared.set_api_base(format!("http://{addr}"));
     let server = axum::serve(listener, app(shared.clone()));
     let task = tokio::spawn(async move {
         if let Err(e) = server.await {

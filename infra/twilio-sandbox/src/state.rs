@@ -30,6 +30,8 @@ pub(crate) enum Status {
     Undelivered,
     Failed,
     Canceled,
+    /// An inbound message Twilio has received.
+    Received,
 }
 
 impl Status {
@@ -45,13 +47,14 @@ impl Status {
             Self::Undelivered => "undelivered",
             Self::Failed => "failed",
             Self::Canceled => "canceled",
+            Self::Received => "received",
         }
     }
 
     /// Progress order: the stored resource only moves forward, whatever order callbacks go in.
     fn rank(self) -> u8 {
         match self {
-            Self::Accepted | Self::Scheduled => 0,
+            Self::Accepted | Self::Scheduled | Self::Received => 0,
             Self::Queued => 1,
             Self::Sending => 2,
             Self::Sent => 3,
@@ -117,9 +120,46 @@ pub(crate) struct CallbackAttempt {
     pub error: Option<String>,
 }
 
+/// Which way a message went, as Twilio's `direction` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Created through the API (`outbound-api`).
+    OutboundApi,
+    /// Received on one of the account's numbers (`inbound`).
+    Inbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OutboundApi => "outbound-api",
+            Self::Inbound => "inbound",
+        }
+    }
+}
+
+/// One medium of an inbound message, as its Media subresource lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct MediaItem {
+    pub sid: String,
+    pub content_type: String,
+}
+
+/// One delivery attempt of an inbound message's webhook, as `/_sandbox/messages` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct WebhookAttempt {
+    /// The HTTP status Parley answered, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_status: Option<u16>,
+    /// `connect` or `timeout` when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Message {
     pub sid: String,
+    pub direction: Direction,
     pub account_sid: String,
     pub to: String,
     pub from: Option<String>,
@@ -134,6 +174,8 @@ pub(crate) struct Message {
     pub date_sent: Option<OffsetDateTime>,
     pub status_callback: Option<String>,
     pub callbacks: Vec<CallbackAttempt>,
+    pub media: Vec<MediaItem>,
+    pub webhook_attempts: Vec<WebhookAttempt>,
 }
 
 impl Message {
@@ -157,7 +199,7 @@ impl Message {
             "date_created": rfc2822(self.date_created),
             "date_sent": self.date_sent.map(rfc2822),
             "date_updated": rfc2822(self.date_updated),
-            "direction": "outbound-api",
+            "direction": self.direction.as_str(),
             "error_code": self.error_code,
             "error_message": self.error_code.map(delivery_error_message),
             "from": self.from,
@@ -181,6 +223,33 @@ impl Message {
     /// the message is still queued (so a just-accepted message can be found by reconciliation).
     pub fn date_for_filter(&self) -> time::Date {
         self.date_sent.unwrap_or(self.date_created).date()
+    }
+
+    /// The Media subresource's entries: `{sid, parent_sid, content_type, uri, …}`.
+    pub fn media_list(&self) -> Vec<Value> {
+        self.media
+            .iter()
+            .map(|m| {
+                json!({
+                    "sid": m.sid,
+                    "account_sid": self.account_sid,
+                    "parent_sid": self.sid,
+                    "content_type": m.content_type,
+                    "date_created": rfc2822(self.date_created),
+                    "date_updated": rfc2822(self.date_created),
+                    "uri": self.media_uri(&m.sid),
+                })
+            })
+            .collect()
+    }
+
+    /// `/2010-04-01/Accounts/{AC}/Messages/{MM}/Media/{ME}.json`; the medium's URL is this
+    /// without `.json`, under the API's base.
+    pub fn media_uri(&self, media_sid: &str) -> String {
+        format!(
+            "/2010-04-01/Accounts/{}/Messages/{}/Media/{media_sid}.json",
+            self.account_sid, self.sid
+        )
     }
 }
 
@@ -306,6 +375,9 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     closed: AtomicBool,
     call_ids: AtomicU64,
+    /// Each number's "A message comes in" webhook (Twilio's IncomingPhoneNumber `SmsUrl`).
+    incoming: Mutex<HashMap<String, String>>,
+    api_base: std::sync::OnceLock<String>,
 }
 
 /// A status change made on a stored message, with what its callback must carry.
@@ -321,6 +393,7 @@ impl Shared {
             .user_agent("TwilioProxy/1.1")
             .build()
             .map_err(std::io::Error::other)?;
+        let incoming = Mutex::new(config.incoming.iter().cloned().collect());
         Ok(Arc::new(Self {
             auth_token: std::sync::RwLock::new(config.auth_token.clone()),
             api_keys: Mutex::new(std::collections::HashMap::new()),
@@ -329,6 +402,8 @@ impl Shared {
             state: Mutex::new(State::default()),
             closed: AtomicBool::new(false),
             call_ids: AtomicU64::new(0),
+            incoming,
+            api_base: std::sync::OnceLock::new(),
         }))
     }
 
@@ -398,6 +473,9 @@ impl Shared {
         };
         let message = Message {
             sid: format!("{prefix}{:032x}", ulid::Ulid::new().0),
+            direction: Direction::OutboundApi,
+            media: Vec::new(),
+            webhook_attempts: Vec::new(),
             account_sid: self.config.account_sid.clone(),
             num_segments: validate::segments(&accepted.body),
             num_media: accepted.media_urls.len(),
@@ -468,6 +546,77 @@ impl Shared {
             url: message.status_callback.clone(),
             params: params.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         })
+    }
+
+    /// Stores a message received on `to` (status `received`, sent and created now) and returns
+    /// it.
+    pub fn receive(&self, from: String, to: String, body: String, media: Vec<String>) -> Message {
+        let now = OffsetDateTime::now_utc();
+        let prefix = if media.is_empty() { "SM" } else { "MM" };
+        let message = Message {
+            sid: format!("{prefix}{:032x}", ulid::Ulid::new().0),
+            direction: Direction::Inbound,
+            account_sid: self.config.account_sid.clone(),
+            num_segments: validate::segments(&body),
+            num_media: media.len(),
+            status: Status::Received,
+            to,
+            from: Some(from),
+            messaging_service_sid: None,
+            body,
+            error_code: None,
+            date_created: now,
+            date_updated: now,
+            date_sent: Some(now),
+            status_callback: None,
+            callbacks: Vec::new(),
+            media: media
+                .into_iter()
+                .map(|content_type| MediaItem {
+                    sid: format!("ME{:032x}", ulid::Ulid::new().0),
+                    content_type,
+                })
+                .collect(),
+            webhook_attempts: Vec::new(),
+        };
+        self.state().messages.push(message.clone());
+        message
+    }
+
+    pub fn record_webhook(&self, sid: &str, attempt: WebhookAttempt) {
+        let mut state = self.state();
+        if let Some(message) = state.messages.iter_mut().find(|m| m.sid == sid) {
+            message.webhook_attempts.push(attempt);
+        }
+    }
+
+    /// The "A message comes in" webhook configured for one of the account's numbers.
+    pub fn incoming_url(&self, number: &str) -> Option<String> {
+        self.incoming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(number)
+            .cloned()
+    }
+
+    pub fn set_incoming_url(&self, number: String, url: String) {
+        self.incoming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(number, url);
+    }
+
+    /// Where the API is reached (the base of media URLs): the listener's address once served,
+    /// else Twilio's own.
+    pub fn api_base(&self) -> String {
+        self.api_base
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "https://api.twilio.com".to_owned())
+    }
+
+    pub fn set_api_base(&self, base: String) {
+        let _ = self.api_base.set(base);
     }
 
     pub fn record_callback(&self, sid: &str, attempt: CallbackAttempt) {

@@ -15,7 +15,7 @@ use crate::http::{twiml, xml_escape};
 use crate::language;
 use crate::metrics::Metrics;
 use crate::secrets::SecretStore;
-use crate::store::{ConsentOutcome, InboundRecord, Store, WriteOutcome};
+use crate::store::{ConsentOutcome, InboundOutcome, InboundRecord, Store, WriteOutcome};
 use crate::telemetry::Pseudonymizer;
 use crate::twilio::InboundSms;
 
@@ -88,64 +88,100 @@ impl InboundSmsHandler {
         span.record("message_sid", sms.message_sid.as_str());
         span.record("phone", self.pseudonyms.pseudonym(&sms.from.e164));
 
-        let classification = consent::classify(&sms.body);
-        let keyword = classification.map(|c| c.keyword);
-        let detection = language::detect(&sms.body);
-        let record = InboundRecord {
+        let text = Received {
             sms: &sms,
             raw_payload: &verified.raw,
             message_id: ulid::Ulid::new().to_string(),
-            new_conversation_id: ulid::Ulid::new().to_string(),
             received_at: crate::time::now_rfc3339(),
-            detection,
-            keyword: classification,
         };
-        let outcome = self
-            .store
-            .record_inbound_consent(&record)
+        let recorded = record(&self.store, &text, FUNCTION)
             .await
             .map_err(|e| ApiError::Unavailable(e.into()))?;
-
-        let metrics = Metrics::new(FUNCTION).dimension("channel", sms.channel().as_str());
-        match outcome.write {
-            WriteOutcome::Recorded => {
-                info!(
-                    message_id = %record.message_id,
-                    keyword = keyword.map(Keyword::as_str),
-                    keyword_language = classification.map(|c| c.language.as_str()),
-                    consent = ?outcome.consent,
-                    language = detection.language.as_str(),
-                    confidence = detection.confidence,
-                    media = sms.media.len(),
-                    "inbound message recorded"
-                );
-                Metrics::new(FUNCTION)
-                    .dimension("language", detection.language.as_str())
-                    .count("LanguageDetected", 1)
-                    .emit();
-                metrics
-                    .count("Received", 1)
-                    .count("OptOuts", u64::from(keyword == Some(Keyword::OptOut)))
-                    .count("OptIns", u64::from(keyword == Some(Keyword::OptIn)))
-                    .count(
-                        "ConsentUnchanged",
-                        u64::from(outcome.consent == ConsentOutcome::Unchanged),
-                    )
-                    .emit();
-            }
-            WriteOutcome::Duplicate => {
-                info!("duplicate MessageSid skipped");
-                metrics.count("DuplicateSkipped", 1).emit();
-            }
-        }
         // A duplicate is answered like the first delivery: the store says whether that one
         // changed consent.
         Ok(twiml(reply(
-            classification,
-            outcome.consent,
+            recorded.classification,
+            recorded.outcome.consent,
             &self.config.replies,
         )))
     }
+}
+
+/// A received text as the webhook or the inbound backfill has it, before it is classified.
+pub(crate) struct Received<'a> {
+    pub sms: &'a InboundSms,
+    /// What Twilio sent, verbatim: the webhook's form body, or the backfill's list entry.
+    pub raw_payload: &'a str,
+    pub message_id: String,
+    pub received_at: String,
+}
+
+/// What recording a received text found and did.
+pub(crate) struct Recorded {
+    pub outcome: InboundOutcome,
+    pub classification: Option<Classification>,
+}
+
+/// Classifies a received text (consent keyword, language) and records it in the one
+/// idempotent write of the inbound path: the webhook and the backfill share it, so a text they
+/// both see is stored once and the stream (and the processor) sees it once. Logs and counts
+/// the outcome under `function`.
+pub(crate) async fn record(
+    store: &Store,
+    text: &Received<'_>,
+    function: &'static str,
+) -> Result<Recorded, crate::store::StoreError> {
+    let sms = text.sms;
+    let classification = consent::classify(&sms.body);
+    let keyword = classification.map(|c| c.keyword);
+    let detection = language::detect(&sms.body);
+    let record = InboundRecord {
+        sms,
+        raw_payload: text.raw_payload,
+        message_id: text.message_id.clone(),
+        new_conversation_id: ulid::Ulid::new().to_string(),
+        received_at: text.received_at.clone(),
+        detection,
+        keyword: classification,
+    };
+    let outcome = store.record_inbound_consent(&record).await?;
+
+    let metrics = Metrics::new(function).dimension("channel", sms.channel().as_str());
+    match outcome.write {
+        WriteOutcome::Recorded => {
+            info!(
+                message_id = %record.message_id,
+                keyword = keyword.map(Keyword::as_str),
+                keyword_language = classification.map(|c| c.language.as_str()),
+                consent = ?outcome.consent,
+                language = detection.language.as_str(),
+                confidence = detection.confidence,
+                media = sms.media.len(),
+                "inbound message recorded"
+            );
+            Metrics::new(function)
+                .dimension("language", detection.language.as_str())
+                .count("LanguageDetected", 1)
+                .emit();
+            metrics
+                .count("Received", 1)
+                .count("OptOuts", u64::from(keyword == Some(Keyword::OptOut)))
+                .count("OptIns", u64::from(keyword == Some(Keyword::OptIn)))
+                .count(
+                    "ConsentUnchanged",
+                    u64::from(outcome.consent == ConsentOutcome::Unchanged),
+                )
+                .emit();
+        }
+        WriteOutcome::Duplicate => {
+            info!("duplicate MessageSid skipped");
+            metrics.count("DuplicateSkipped", 1).emit();
+        }
+    }
+    Ok(Recorded {
+        outcome,
+        classification,
+    })
 }
 
 /// The TwiML answer: for HELP, and for an opt-out or opt-in that changed the number's consent,

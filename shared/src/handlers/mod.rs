@@ -8,6 +8,7 @@ pub mod conversations;
 pub mod dispatcher;
 pub mod event_router;
 pub mod health;
+pub mod inbound_backfill;
 pub mod inbound_processor;
 pub mod inbound_sms;
 pub mod keys;

@@ -20,6 +20,7 @@ pub enum Entity {
     Tenant,
     LanguagePreference,
     DispatchCheckpoint,
+    BackfillCheckpoint,
     ApiKey,
     QuotaCounter,
     DataKey,
@@ -42,6 +43,7 @@ impl Entity {
             Self::Tenant => "tenant",
             Self::LanguagePreference => "language_preference",
             Self::DispatchCheckpoint => "dispatch_checkpoint",
+            Self::BackfillCheckpoint => "backfill_checkpoint",
             Self::ApiKey => "api_key",
             Self::QuotaCounter => "quota_counter",
             Self::DataKey => "data_key",
@@ -155,6 +157,13 @@ pub fn due_shard(message_id: &str) -> u32 {
 /// The dispatcher's progress: the last minute whose buckets it has fully processed.
 pub const DISPATCH_PK: &str = "DISPATCH";
 pub const DISPATCH_SK: &str = "CHECKPOINT";
+
+/// The inbound backfill's progress on one of Parley's numbers (as Twilio writes it in `To`,
+/// `whatsapp:` included): each number is listed and checkpointed on its own.
+pub fn backfill_pk(number: &str) -> String {
+    format!("BACKFILL#{number}")
+}
+pub const BACKFILL_SK: &str = "CHECKPOINT";
 
 /// Every API key in one partition: there are few, and `GET /keys` lists them with one Query.
 pub const API_KEYS_PK: &str = "APIKEYS";

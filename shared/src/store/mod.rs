@@ -1,6 +1,7 @@
 //! Parley's DynamoDB store: one table, typed items, conditional writes for every invariant.
 
 pub mod api_keys;
+pub mod backfill;
 pub mod consent;
 pub mod data_keys;
 pub mod erasure;
@@ -24,6 +25,7 @@ use serde::de::DeserializeOwned;
 
 use crate::phone::{Channel, E164};
 use crate::twilio::MessageSid;
+pub use backfill::{BackfillCheckpoint, BackfillResume};
 pub use consent::{ConsentOutcome, HISTORY_CAP};
 pub use erasure::{ErasedMessage, ErasureAudit, ErasureCounts, MessageLookup, ERASED_REQUEST_HASH};
 pub use inbound::{InboundOutcome, InboundRecord, WriteOutcome};

@@ -152,7 +152,7 @@ where
 
 /// The account and the REST credentials; a function given no Twilio secret has none, which
 /// counts as refused credentials (the message waits, it is not failed).
-fn credentials(secrets: &Secrets) -> Result<(&str, (&str, &str)), TwilioError> {
+pub(super) fn credentials(secrets: &Secrets) -> Result<(&str, (&str, &str)), TwilioError> {
     let account = secrets
         .twilio_account_sid
         .as_ref()
@@ -164,7 +164,7 @@ fn credentials(secrets: &Secrets) -> Result<(&str, (&str, &str)), TwilioError> {
     Ok((account, rest))
 }
 
-fn transport(e: reqwest::Error) -> TwilioError {
+pub(super) fn transport(e: reqwest::Error) -> TwilioError {
     if e.is_connect() {
         TwilioError::Connect
     } else if e.is_timeout() {
@@ -175,8 +175,8 @@ fn transport(e: reqwest::Error) -> TwilioError {
 }
 
 pub struct TwilioClient {
-    http: reqwest::Client,
-    api_base: String,
+    pub(super) http: reqwest::Client,
+    pub(super) api_base: String,
     sender: Sender,
 }
 
@@ -293,7 +293,7 @@ impl TwilioClient {
     }
 }
 
-async fn read<T: serde::de::DeserializeOwned>(
+pub(super) async fn read<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
 ) -> Result<T, TwilioError> {
     let status = response.status();

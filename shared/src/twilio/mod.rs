@@ -3,6 +3,8 @@
 pub mod client;
 pub mod form;
 pub mod inbound;
+pub mod overrides;
+pub mod received;
 pub mod sid;
 pub mod signature;
 

@@ -36,9 +36,16 @@ pub fn body_sha256(body: &[u8]) -> String {
 }
 
 /// True when `signature` is Twilio's for this request under any of `tokens` (current, then
-/// previous during a rotation), for `url` with or without its default port. Every candidate
-/// is compared in constant time and all are tried, so timing reveals neither which token nor
-/// which URL form matched.
+/// previous during a rotation), for `url` with or without its default port, and with or
+/// without Parley's connection-override fragment ([`super::overrides::WEBHOOK_OVERRIDES`]).
+/// Every candidate is compared in constant time and all are tried, so timing reveals neither
+/// which token nor which URL form matched.
+///
+/// Why both fragment forms: Twilio signs "the exact URL your application supplied"
+/// (docs/usage/webhooks/webhooks-security); its overrides page does not say whether the
+/// fragment is part of it, and it never reaches the server. Accepting the URL as configured
+/// in Twilio's console (with the fragment) and as requested (without it) keeps the signature
+/// valid either way, and adds no URL an attacker controls.
 pub fn verify(tokens: &[&str], url: &str, payload: Payload<'_>, signature: &str) -> bool {
     let params: &[(String, String)] = match payload {
         Payload::Form(params) => params,
@@ -75,6 +82,17 @@ fn body_hash_matches(url: &str, body: &[u8]) -> bool {
 /// The URL as configured, and the same URL with its port toggled: Twilio signs whichever form
 /// it requested, and proxies add or drop the default port (`:443`, `:80`).
 fn url_variants(url: &str) -> Vec<String> {
+    let base = url.split_once('#').map_or(url, |(base, _)| base);
+    let mut variants = port_variants(base);
+    let with_fragment: Vec<String> = variants
+        .iter()
+        .map(|u| format!("{u}#{}", super::overrides::WEBHOOK_OVERRIDES))
+        .collect();
+    variants.extend(with_fragment);
+    variants
+}
+
+fn port_variants(url: &str) -> Vec<String> {
     let Ok(uri) = url.parse::<http::Uri>() else {
         return vec![url.to_owned()];
     };
@@ -213,6 +231,23 @@ mod tests {
             Payload::Form(&params()),
             EXPECTED
         ));
+    }
+
+    #[test]
+    fn the_connection_override_fragment_signed_or_not_is_accepted() {
+        let configured = super::super::overrides::with_overrides(URL);
+        let signed_with = compute(TOKEN, &configured, &params());
+        assert_ne!(signed_with, EXPECTED);
+        assert!(verify(
+            &[TOKEN],
+            URL,
+            Payload::Form(&params()),
+            &signed_with
+        ));
+        assert!(verify(&[TOKEN], URL, Payload::Form(&params()), EXPECTED));
+        // Another fragment is not ours: refused.
+        let other = compute(TOKEN, &format!("{URL}#rc=5"), &params());
+        assert!(!verify(&[TOKEN], URL, Payload::Form(&params()), &other));
     }
 
     #[test]

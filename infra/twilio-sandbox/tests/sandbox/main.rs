@@ -4,4 +4,5 @@ mod api;
 mod callbacks;
 mod control;
 mod faults;
+mod inbound;
 mod support;

@@ -207,10 +207,21 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(status: StatusCode) -> Self {
+        Self::start_sequence(&[status]).await
+    }
+
+    /// Answers `statuses` in turn, the last one from then on.
+    pub async fn start_sequence(statuses: &[StatusCode]) -> Self {
+        let answers: Vec<_> = statuses.iter().map(|s| (Duration::ZERO, *s)).collect();
+        Self::start_answers(&answers).await
+    }
+
+    /// Answers each request after its pause, in turn, the last one from then on.
+    pub async fn start_answers(answers: &[(Duration, StatusCode)]) -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new()
             .fallback(record)
-            .with_state((received.clone(), status));
+            .with_state((received.clone(), Arc::new(Mutex::new(answers.to_vec()))));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
@@ -243,10 +254,13 @@ impl Drop for Receiver {
     }
 }
 
-type ReceiverState = (Arc<Mutex<Vec<Received>>>, StatusCode);
+type ReceiverState = (
+    Arc<Mutex<Vec<Received>>>,
+    Arc<Mutex<Vec<(Duration, StatusCode)>>>,
+);
 
 async fn record(
-    State((received, status)): State<ReceiverState>,
+    State((received, statuses)): State<ReceiverState>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -266,5 +280,14 @@ async fn record(
         content_type: header("content-type"),
         body,
     });
+    let (pause, status) = {
+        let mut answers = statuses.lock().unwrap();
+        if answers.len() > 1 {
+            answers.remove(0)
+        } else {
+            answers[0]
+        }
+    };
+    tokio::time::sleep(pause).await;
     status
 }
