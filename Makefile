@@ -10,7 +10,7 @@ DEPLOY_SAM := $(DEPLOY_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 comma := ,
 
-.PHONY: run test deps check fmt clippy lint-template e2e bench bench-lambda bench-send bench-pending bench-rules sign clean \
+.PHONY: run test deps check fmt clippy lint-template e2e bench bench-lambda bench-send bench-pending bench-rules bench-cost sign clean \
 	deploy-tools build deploy-guided deploy
 
 ## run: install what is missing, then start the emulator, resources and gateway (Ctrl-C stops)
@@ -88,6 +88,16 @@ bench-pending: $(MOTO_SERVER)
 # prints PASS or FAIL against the 50 µs target and exits zero either way, like bench-pending's.
 bench-rules:
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench rules
+
+## bench-cost: AWS requests, DynamoDB request units, invocations and log bytes per inbound text and per sent message, counted on the local stack (docs/cost.md)
+# Counts, not timings, so a debug build (the one `make run` uses). It starts its own stack on
+# ports 3600/3601/3602 and 5100 with the emulator's counter on; the report goes to stderr, the
+# snapshot to $(BENCH_TARGET_DIR)/debug/cost-bench.json. Extra options: COST_BENCH_ARGS
+# (e.g. "--texts 500 --sends 500 --gateway-port 3700").
+COST_BENCH := $(BENCH_TARGET_DIR)/debug/parley-cost-bench
+bench-cost: $(MOTO_SERVER)
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build -p parley-local -p parley-cost-bench
+	$(COST_BENCH) $(COST_BENCH_ARGS)
 
 ## deploy-tools: aws-sam-cli, cargo-lambda (with zig, to cross-compile) and cfn-lint in .venv/deploy
 deploy-tools: $(DEPLOY_SAM)

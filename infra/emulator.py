@@ -23,11 +23,21 @@
    each message sent, so a SendMessageBatch of 10 cost ~1.5 ms per message already on the
    queue (850 ms at 6,000 messages; the dispatcher enqueues 10,000 at once). Speed only.
 
+Opt-in, for `make bench-cost` (docs/cost.md): with PARLEY_EMULATOR_COUNTS=1 every request is
+counted by service and operation, DynamoDB's with the request units it would consume
+(on-demand: item sizes from the stored items before and after each write, GSI writes, x2 in
+transactions). `GET /_parley/counts` answers the counts, `POST /_parley/counts/reset` zeroes
+them. Requests whose user agent names `app/parley-cost-bench` (the benchmark's own checks) are
+not counted. Without the variable nothing changes.
+
 Usage: python infra/emulator.py -H 127.0.0.1 -p 4566
 """
 
 import argparse
+import base64
 import copy
+import math
+import os
 import hashlib
 import io
 import json
@@ -209,10 +219,11 @@ sqs_models.SQSBackend.send_message = _send_message
 
 
 class SerialisedDynamoDb:
-    def __init__(self, app):
+    def __init__(self, app, counter=None):
         self.app = app
         self.lock = threading.Lock()
         self.tokens = {}
+        self.counter = counter
 
     def __call__(self, environ, start_response):
         target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -239,11 +250,354 @@ class SerialisedDynamoDb:
                 status["code"] = code
                 return start_response(code, headers, exc_info)
 
+            counting = self.counter is not None and self.counter.counts(environ)
+            if counting:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                body = environ["wsgi.input"].read(length)
+                environ["wsgi.input"] = io.BytesIO(body)
+                request = _json(body)
+                before = _guarded(self.counter.dynamodb_before, target, request)
             # Consume the response inside the lock: WSGI apps may produce it lazily.
             response = list(self.app(environ, remember))
             if token and status.get("code", "").startswith("200"):
                 self.tokens[token] = time.monotonic()
+            if counting:
+                ok = status.get("code", "").startswith("200")
+                _guarded(self.counter.dynamodb_after, target, request, before, ok, b"".join(response))
             return response
+
+
+def _guarded(count, *args):
+    """A counting error is printed, never turned into a failed request."""
+    try:
+        return count(*args)
+    except Exception as error:  # noqa: BLE001 - the request must not fail for a count
+        print(f"counter: {count.__name__}: {error!r}", flush=True)
+        return None
+
+
+def _json(body):
+    try:
+        value = json.loads(body or b"{}")
+        return value if isinstance(value, dict) else {}
+    except ValueError:
+        return {}
+
+
+def _value_size(value):
+    """DynamoDB's size of one attribute value (wire format), per the developer guide."""
+    (kind, v), = value.items()
+    if kind == "S":
+        return len(v.encode())
+    if kind == "N":
+        digits = v.lstrip("-").replace(".", "").split("e")[0].split("E")[0].strip("0")
+        return (max(len(digits), 1) + 1) // 2 + 1
+    if kind == "B":
+        return _binary_size(v)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(x.encode()) for x in v)
+    if kind == "NS":
+        return sum(_value_size({"N": x}) for x in v)
+    if kind == "BS":
+        return sum(_binary_size(x) for x in v)
+    if kind == "L":
+        return 3 + sum(1 + _value_size(x) for x in v)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + _value_size(x) for k, x in v.items())
+    return 0
+
+
+def _binary_size(v):
+    """Bytes of a binary value: on the wire base64; moto may keep it unpadded or raw."""
+    if isinstance(v, (bytes, bytearray)):
+        return len(v)
+    try:
+        return len(base64.b64decode(v + "=" * (-len(v) % 4)))
+    except (ValueError, TypeError):
+        return len(v.encode()) if isinstance(v, str) else 0
+
+
+def item_size(item):
+    """Bytes of an item: attribute names (UTF-8) plus values."""
+    if not item:
+        return 0
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _units(size, unit):
+    return max(1, math.ceil(size / unit))
+
+
+class Counter:
+    """What a bench phase cost, request by request (PARLEY_EMULATOR_COUNTS=1)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.requests = {}
+            self.dynamodb = {}
+            self.sqs = {}
+            self.entries = {}
+
+    @staticmethod
+    def counts(environ):
+        agent = environ.get("HTTP_USER_AGENT", "") + environ.get("HTTP_X_AMZ_USER_AGENT", "")
+        return "app/parley-cost-bench" not in agent
+
+    def snapshot(self):
+        with self.lock:
+            return {
+                "requests": [
+                    {"service": s, "operation": o, "count": n}
+                    for (s, o), n in sorted(self.requests.items())
+                ],
+                "dynamodb": [
+                    dict(operation=o, table=t, **v) for (o, t), v in sorted(self.dynamodb.items())
+                ],
+                "sqs": [dict(queue=q, **v) for q, v in sorted(self.sqs.items())],
+                "entries": [
+                    {"service": s, "operation": o, "entries": n}
+                    for (s, o), n in sorted(self.entries.items())
+                ],
+            }
+
+    def request(self, service, operation):
+        with self.lock:
+            key = (service, operation)
+            self.requests[key] = self.requests.get(key, 0) + 1
+
+    def add_entries(self, service, operation, n):
+        with self.lock:
+            key = (service, operation)
+            self.entries[key] = self.entries.get(key, 0) + n
+
+    def sqs_queue(self, queue, field, n=1):
+        with self.lock:
+            row = self.sqs.setdefault(queue, {})
+            row[field] = row.get(field, 0) + n
+
+    # DynamoDB: called inside SerialisedDynamoDb's lock, so the stored items cannot change
+    # between the `before` look-up and the request.
+
+    def _table(self, name):
+        try:
+            backend = dynamodb_models.dynamodb_backends[_ACCOUNT][_REGION]
+            return backend.get_table(name)
+        except Exception:
+            return None
+
+    def _stored(self, table_name, key):
+        table = self._table(table_name)
+        if table is None or not key:
+            return None
+        try:
+            bucket = table.items.get(DynamoType(key[table.hash_key_attr]))
+            if bucket is None:
+                return None
+            if table.has_range_key:
+                bucket = bucket.get(DynamoType(key[table.range_key_attr]))
+                if bucket is None:
+                    return None
+            return bucket.to_json()["Attributes"]
+        except Exception:
+            return None
+
+    def _key(self, table_name, item):
+        table = self._table(table_name)
+        if table is None:
+            return None
+        names = [table.hash_key_attr] + ([table.range_key_attr] if table.has_range_key else [])
+        if not all(n in item for n in names):
+            return None
+        return {n: item[n] for n in names}
+
+    def _writes(self, target, request):
+        """(table, key) of every item a write names."""
+        op = target.split(".")[-1]
+        if op in ("PutItem", "UpdateItem", "DeleteItem"):
+            table = request.get("TableName")
+            key = request.get("Key") or self._key(table, request.get("Item") or {})
+            return [(op, table, key)]
+        if op == "TransactWriteItems":
+            out = []
+            for entry in request.get("TransactItems", []):
+                for kind, body in entry.items():
+                    table = body.get("TableName")
+                    key = body.get("Key") or self._key(table, body.get("Item") or {})
+                    out.append((kind, table, key))
+            return out
+        if op == "BatchWriteItem":
+            out = []
+            for table, entries in (request.get("RequestItems") or {}).items():
+                for entry in entries:
+                    if "PutRequest" in entry:
+                        out.append(("Put", table, self._key(table, entry["PutRequest"]["Item"])))
+                    elif "DeleteRequest" in entry:
+                        out.append(("Delete", table, entry["DeleteRequest"]["Key"]))
+            return out
+        return []
+
+    def dynamodb_before(self, target, request):
+        return [(kind, table, key, self._stored(table, key)) for kind, table, key in self._writes(target, request)]
+
+    def _gsi_units(self, table_name, before, after):
+        table = self._table(table_name)
+        units = 0
+        for index in getattr(table, "global_indexes", []) or []:
+            names = [k["AttributeName"] for k in index.schema]
+            was = before is not None and all(n in before for n in names)
+            now = after is not None and all(n in after for n in names)
+            if now and was:
+                if any(before[n] != after[n] for n in names):
+                    units += _units(item_size(before), 1024) + _units(item_size(after), 1024)
+                elif before != after:
+                    units += _units(item_size(after), 1024)
+            elif now:
+                units += _units(item_size(after), 1024)
+            elif was:
+                units += _units(item_size(before), 1024)
+        return units
+
+    def _add(self, op, table, **fields):
+        with self.lock:
+            row = self.dynamodb.setdefault(
+                (op, table or "?"),
+                {"requests": 0, "failed": 0, "items": 0, "item_bytes": 0, "wru": 0.0, "gsi_wru": 0.0, "rru": 0.0},
+            )
+            for k, v in fields.items():
+                row[k] += v
+
+    def dynamodb_after(self, target, request, before, ok, response):
+        service = "dynamodbstreams" if target.startswith("DynamoDBStreams_") else "dynamodb"
+        op = target.split(".")[-1]
+        self.request(service, op)
+        if service == "dynamodbstreams":
+            if op == "GetRecords":
+                records = len(_json(response).get("Records", []))
+                self.add_entries(service, "GetRecords records", records)
+                self.request(service, "GetRecords (non-empty)" if records else "GetRecords (empty)")
+            return
+        answer = _json(response)
+        if before:
+            factor = 2 if op == "TransactWriteItems" else 1
+            wru = gsi = size_total = 0
+            for kind, table, key, old in before:
+                new = self._stored(table, key)
+                size = max(item_size(old), item_size(new))
+                size_total += size
+                wru += factor * _units(size, 1024)
+                if ok and kind != "ConditionCheck":
+                    gsi += factor * self._gsi_units(table, old, new)
+            table = before[0][1]
+            self._add(op, table, requests=1, failed=0 if ok else 1, items=len(before),
+                      item_bytes=size_total, wru=wru, gsi_wru=gsi)
+            return
+        consistent = 1.0 if request.get("ConsistentRead") else 0.5
+        if op == "GetItem":
+            table = request.get("TableName")
+            item = self._stored(table, request.get("Key")) if ok else None
+            size = item_size(item)
+            self._add(op, table, requests=1, failed=0 if ok else 1, items=1 if item else 0,
+                      item_bytes=size, rru=consistent * _units(size, 4096))
+        elif op in ("BatchGetItem", "TransactGetItems"):
+            rru = size_total = n = 0
+            if op == "BatchGetItem":
+                named = [
+                    (table, key, 1.0 if spec.get("ConsistentRead") else 0.5)
+                    for table, spec in (request.get("RequestItems") or {}).items()
+                    for key in spec.get("Keys", [])
+                ]
+            else:
+                named = [
+                    (e["Get"].get("TableName"), e["Get"].get("Key"), 2.0)
+                    for e in request.get("TransactItems", [])
+                    if "Get" in e
+                ]
+            for table, key, factor in named:
+                item = self._stored(table, key)
+                size = item_size(item)
+                size_total += size
+                n += 1 if item else 0
+                rru += factor * _units(size, 4096)
+            self._add(op, named[0][0] if named else "?", requests=1, failed=0 if ok else 1,
+                      items=n, item_bytes=size_total, rru=rru)
+        elif op in ("Query", "Scan"):
+            table = request.get("TableName")
+            size = 0
+            items = answer.get("Items", [])
+            for item in items:
+                key = self._key(table, item)
+                full = self._stored(table, key) if key else None
+                size += item_size(full or item)
+            self._add(op, table, requests=1, failed=0 if ok else 1, items=len(items),
+                      item_bytes=size, rru=consistent * _units(size, 4096))
+        else:
+            self._add(op, request.get("TableName"), requests=1, failed=0 if ok else 1)
+
+
+_ACCOUNT = "123456789012"
+_REGION = "us-east-1"
+
+
+class Counting:
+    """Counts every request that is not DynamoDB's (SerialisedDynamoDb counts those) and
+    answers /_parley/counts."""
+
+    def __init__(self, app, counter):
+        self.app = app
+        self.counter = counter
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_parley/counts"):
+            if environ.get("REQUEST_METHOD") == "POST" and path.endswith("/reset"):
+                self.counter.reset()
+                body = b"{}"
+            else:
+                body = json.dumps(self.counter.snapshot()).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith(("DynamoDB_", "DynamoDBStreams_")) or not self.counter.counts(environ):
+            return self.app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        request = _json(body)
+        if target:
+            prefix, _, op = target.partition(".")
+            service = {"AmazonSQS": "sqs", "AWSEvents": "events", "TrentService": "kms",
+                       "secretsmanager": "secretsmanager"}.get(prefix, prefix)
+        else:
+            auth = environ.get("HTTP_AUTHORIZATION", "")
+            scope = auth.split("Credential=")[-1].split(",")[0].split("/")
+            service = scope[3] if len(scope) > 3 else "?"
+            segments = [s for s in path.split("/") if s]
+            op = environ.get("REQUEST_METHOD", "") + " /" + (segments[0] if segments else "")
+        self.counter.request(service, op)
+        response = list(self.app(environ, start_response))
+        _guarded(self.count_entries, service, op, request, response)
+        return response
+
+    def count_entries(self, service, op, request, response):
+        if service == "sqs":
+            queue = (request.get("QueueUrl") or "").rsplit("/", 1)[-1]
+            if op == "ReceiveMessage":
+                got = len(_json(b"".join(response)).get("Messages", []))
+                self.counter.sqs_queue(queue, "receives_non_empty" if got else "receives_empty")
+                self.counter.sqs_queue(queue, "received", got)
+            elif op in ("SendMessage", "DeleteMessage", "ChangeMessageVisibility"):
+                self.counter.sqs_queue(queue, op, 1)
+            elif op.endswith("Batch"):
+                self.counter.sqs_queue(queue, op + " entries", len(request.get("Entries", [])))
+                self.counter.sqs_queue(queue, op, 1)
+        elif service == "events" and op == "PutEvents":
+            self.counter.add_entries(service, op, len(request.get("Entries", [])))
 
 
 def main():
@@ -252,10 +606,14 @@ def main():
     parser.add_argument("-p", "--port", type=int, required=True)
     args = parser.parse_args()
     app = DomainDispatcherApplication(create_backend_app)
+    counter = Counter() if os.environ.get("PARLEY_EMULATOR_COUNTS") == "1" else None
+    app = SerialisedDynamoDb(app, counter)
+    if counter is not None:
+        app = Counting(app, counter)
     run_simple(
         args.host,
         args.port,
-        SerialisedDynamoDb(app),
+        app,
         threaded=True,
         request_handler=MotoRequestHandler,
     )
