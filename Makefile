@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 comma := ,
 
 .PHONY: run test deps check fmt clippy lint-template e2e bench bench-lambda bench-send bench-pending bench-rules bench-cost sign clean \
-	deploy-tools build deploy-guided deploy
+	deploy-tools build deploy-guided deploy fuzz
 
 ## run: install what is missing, then start the emulator, resources and gateway (Ctrl-C stops)
 run: $(MOTO_SERVER)
@@ -46,6 +46,11 @@ lint-template: $(CFN_LINT)
 ## e2e: the whole test suite (unit, store, end to end) against one emulator + gateway
 e2e: $(MOTO_SERVER)
 	infra/scripts/test.sh
+
+## fuzz: every fuzz target under libFuzzer for FUZZ_SECONDS each (default 600), stable Rust (docs/reliability.md)
+FUZZ_SECONDS ?= 600
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) infra/scripts/fuzz.sh $(FUZZ_TARGETS)
 
 ## bench: handler CPU per request, DynamoDB requests per message, inbound-sms cold start, every function through a fake Lambda Runtime API (docs/benchmarks.md)
 BENCH_TARGET_DIR ?= target/bench

@@ -4,11 +4,14 @@ pub mod access;
 pub mod aws;
 pub mod config;
 pub mod consent;
+pub mod cursor;
 pub mod delivery;
 pub mod digest;
 pub mod envelope;
 pub mod error;
 pub mod events;
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
 pub mod handlers;
 pub mod http;
 pub mod language;

@@ -5,13 +5,9 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 use tracing::{info_span, Instrument};
 
 use super::{api, request_id, ColdStart, InitError};
@@ -293,21 +289,9 @@ fn erased_message_json(m: &ErasedMessage) -> Value {
     })
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn tag(key: &str, pk: &str, sk: &str) -> Vec<u8> {
-    let mut mac =
-        HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
-    mac.update(pk.as_bytes());
-    mac.update(b"\n");
-    mac.update(sk.as_bytes());
-    mac.finalize().into_bytes()[..16].to_vec()
-}
-
-/// `base64url(sk).base64url(hmac(pk, sk))`: opaque, and bound to the partition it pages.
+/// `base64url(sk).base64url(mac)`: opaque, and bound to the partition it pages.
 pub(crate) fn seal_cursor(key: &str, pk: &str, sk: &str) -> String {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    format!("{}.{}", b64.encode(sk), b64.encode(tag(key, pk, sk)))
+    crate::cursor::seal(key, pk, sk.as_bytes())
 }
 
 fn open_cursor(key: &str, pk: &str, cursor: &str) -> Result<String, ApiError> {
@@ -321,25 +305,21 @@ pub(crate) fn open_cursor_of(
     cursor: &str,
     accepts: impl Fn(&str) -> bool,
 ) -> Result<String, ApiError> {
-    let invalid = || {
-        ApiError::bad_request(
-            "invalid_cursor",
-            "the cursor is not one this resource issued",
-        )
-    };
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let (sk, mac) = cursor.split_once('.').ok_or_else(invalid)?;
-    let sk = String::from_utf8(b64.decode(sk).map_err(|_| invalid())?).map_err(|_| invalid())?;
-    let mac = b64.decode(mac).map_err(|_| invalid())?;
-    if !accepts(&sk) || !bool::from(tag(key, pk, &sk).ct_eq(&mac)) {
-        return Err(invalid());
-    }
-    Ok(sk)
+    crate::cursor::open(key, pk, cursor)
+        .and_then(|sk| String::from_utf8(sk).ok())
+        .filter(|sk| accepts(sk))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                "the cursor is not one this resource issued",
+            )
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     #[test]
     fn cursors_round_trip_and_refuse_tampering_and_other_conversations() {

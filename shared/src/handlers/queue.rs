@@ -4,12 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use lambda_http::{Request, RequestExt};
 use serde::Serialize;
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::phone::Address;
@@ -200,56 +196,40 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     }
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn tag(key: &str, payload: &[u8]) -> Vec<u8> {
-    let mut mac =
-        HmacSha256::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any length");
-    mac.update(b"queue\n");
-    mac.update(payload);
-    mac.finalize().into_bytes()[..16].to_vec()
-}
-
-/// The index position as `base64url(json).base64url(hmac)`: opaque and unforgeable.
+/// The index position as a cursor of the `queue` listing: opaque and unforgeable.
 fn seal_cursor(key: &str, position: &PageKey) -> String {
     let strings: BTreeMap<&str, &str> = position
         .iter()
         .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str())))
         .collect();
-    let payload = serde_json::to_vec(&strings).unwrap_or_default();
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    format!(
-        "{}.{}",
-        b64.encode(&payload),
-        b64.encode(tag(key, &payload))
+    crate::cursor::seal(
+        key,
+        "queue",
+        &serde_json::to_vec(&strings).unwrap_or_default(),
     )
 }
 
 fn open_cursor(key: &str, cursor: &str) -> Result<PageKey, ApiError> {
-    let invalid = || {
-        bad(
-            "invalid_cursor",
-            "the cursor is not one this listing issued",
-        )
-    };
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let (payload, mac) = cursor.split_once('.').ok_or_else(invalid)?;
-    let payload = b64.decode(payload).map_err(|_| invalid())?;
-    let mac = b64.decode(mac).map_err(|_| invalid())?;
-    if !bool::from(tag(key, &payload).ct_eq(&mac)) {
-        return Err(invalid());
-    }
-    let strings: HashMap<String, String> =
-        serde_json::from_slice(&payload).map_err(|_| invalid())?;
-    Ok(strings
-        .into_iter()
-        .map(|(k, v)| (k, AttributeValue::S(v)))
-        .collect())
+    crate::cursor::open(key, "queue", cursor)
+        .and_then(|payload| serde_json::from_slice::<HashMap<String, String>>(&payload).ok())
+        .map(|strings| {
+            strings
+                .into_iter()
+                .map(|(k, v)| (k, AttributeValue::S(v)))
+                .collect()
+        })
+        .ok_or_else(|| {
+            bad(
+                "invalid_cursor",
+                "the cursor is not one this listing issued",
+            )
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     #[test]
     fn queue_cursors_round_trip_and_refuse_tampering() {

@@ -172,7 +172,62 @@ fn sandbox() -> Environment<'static> {
     // debug mode does an undefined error name the expression (`detail.amout`). The cost is
     // paid only when a render fails.
     env.set_debug(true);
+    env.add_filter("format", guarded_format);
     env
+}
+
+/// minijinja's printf-style `format`, guarded. Its parser slices the format string by bytes
+/// and panics on some malformed conversion specs — a multi-byte character inside a `%(key)`
+/// mapping key, found by `make fuzz` against minijinja 3.1.0 — and a template is user input.
+/// Only positional specs made of ASCII (`%s`, `%d`, `%5.2f`, `%%`…) reach it; a panic left
+/// anyway is a render error, not a crashed function.
+fn guarded_format(
+    state: &mut minijinja::State,
+    format_str: &minijinja::Value,
+    args: minijinja::value::Rest<minijinja::value::ValueOrKwargs>,
+) -> Result<minijinja::Value, minijinja::Error> {
+    let refused = |why: &str| {
+        Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("format: {why}"),
+        ))
+    };
+    if let Some(text) = format_str.as_str() {
+        if let Err(why) = check_printf(text) {
+            return refused(why);
+        }
+    }
+    // The filter only charges fuel to `state`: nothing is left half-changed by a panic.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        minijinja::filters::format(state, format_str, args)
+    }))
+    .unwrap_or_else(|_| refused("the format string is not supported"))
+}
+
+/// Positional printf specs only: `%`, ASCII flags, width and precision, an ASCII letter.
+fn check_printf(text: &str) -> Result<(), &'static str> {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        if chars.peek() == Some(&'%') {
+            chars.next();
+            continue;
+        }
+        while chars
+            .peek()
+            .is_some_and(|c| "-+ #0123456789.*hlL".contains(*c))
+        {
+            chars.next();
+        }
+        match chars.next() {
+            Some(c) if c.is_ascii_alphabetic() => {}
+            Some('(') => return Err("%(name) specs are not supported; pass values in order"),
+            _ => return Err("a % must be followed by a conversion such as %s, %d or %.2f"),
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Text {
@@ -505,6 +560,38 @@ fn describe(err: &minijinja::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_works_for_positional_specs_and_refuses_what_would_panic() {
+        let ctx = serde_json::json!({"detail": {"amount": 12.5, "name": "Ana"}});
+        let text = |src: &str| Text::compile(src).unwrap().render(&ctx);
+        assert_eq!(
+            text(r#"{{ "%s debe $%.2f (100%%)"|format(detail.name, detail.amount) }}"#).unwrap(),
+            "Ana debe $12.50 (100%)"
+        );
+        assert_eq!(
+            text(r#"{{ "Total: %5.1f €"|format(detail.amount) }}"#).unwrap(),
+            "Total:  12.5 €"
+        );
+        // A multi-byte character in a %(key) spec made minijinja 3.1.0's parser panic.
+        for bad in [
+            "{{ \"%(\u{d04f1}x)s\"|format(1) }}",
+            r#"{{ "%(a)s"|format(1) }}"#,
+            r#"{{ "%é"|format(1) }}"#,
+        ] {
+            assert!(
+                matches!(text(bad), Err(RenderError::Failed(ref m)) if m.contains("format")),
+                "{bad}: {:?}",
+                text(bad)
+            );
+        }
+        let found_by_fuzzing = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/seeds/template/regression-format-multibyte"
+        ))
+        .unwrap();
+        crate::fuzzing::template(&found_by_fuzzing);
+    }
     use crate::segments::Encoding;
     use serde_json::json;
 
