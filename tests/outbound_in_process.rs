@@ -501,3 +501,78 @@ async fn the_sample_send_event_is_accepted_and_replayed_by_its_idempotency_key()
         .unwrap()
         .contains(json["message_id"].as_str().unwrap())));
 }
+
+/// An ambiguous attempt whose message is behind newer ones at Twilio: the worker reads the
+/// list page by page (two to a page here) and finds it on the fourth, so it is not sent again.
+#[tokio::test]
+async fn an_ambiguous_attempt_found_on_a_later_page_is_not_sent_again() {
+    let stack = stack().await;
+    let store = stack.own_table("paged").await;
+    let to = unique_phone();
+    let body = unique_body("Your parking permit is ready");
+    let id = ulid::Ulid::new().to_string();
+    let job = queued(&store, &to, &body, &id).await;
+    stack
+        .sandbox_control(
+            "faults",
+            json!({"to": to, "kind": "accept_then_timeout", "count": 1, "delay_ms": 3000}),
+        )
+        .await;
+    let (_, secrets) = stack.own_secrets(&stack.token, None).await;
+    let twilio = TwilioClient::new(
+        &stack.sandbox(),
+        Sender::Number(TWILIO_NUMBER.into()),
+        Duration::from_secs(2),
+    )
+    .unwrap()
+    .with_list_page_size(2);
+    let worker = SendWorker::new(
+        store.clone(),
+        aws_sdk_sqs::Client::new(&stack.sdk),
+        stack.queue_url("SendQueue").await,
+        twilio,
+        secrets,
+        config(&stack),
+    )
+    .with_policy(Arc::new(Policy::always_open()));
+
+    let first = worker.handle(event(&[&job])).await;
+    assert_eq!(first.batch_item_failures.len(), 1, "timed out: retried");
+    let address = Address::parse(&to).unwrap();
+    let (pk, sk) = (
+        keys::conversation_pk(address.channel, &address.e164),
+        keys::message_sk(&id),
+    );
+    let released = store.message(&pk, &sk).await.unwrap().unwrap();
+    assert!(released.ambiguous);
+    assert_eq!(released.status, PipelineState::Queued);
+    // Newer texts to the same number from the same sender push it to the fourth page.
+    let http = reqwest::Client::new();
+    for i in 0..6 {
+        let reply = http
+            .post(format!(
+                "{}/2010-04-01/Accounts/{}/Messages.json",
+                stack.sandbox(),
+                stack.account_sid
+            ))
+            .basic_auth(&stack.account_sid, Some(&stack.token))
+            .form(&[
+                ("To", to.as_str()),
+                ("From", TWILIO_NUMBER),
+                ("Body", format!("{body} ({i})").as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 201);
+    }
+
+    let second = worker.handle(event(&[&job])).await;
+    assert!(second.batch_item_failures.is_empty(), "{second:?}");
+    let recorded = store.message(&pk, &sk).await.unwrap().unwrap();
+    assert_eq!(recorded.status, PipelineState::Submitted);
+    let at_twilio = stack.sandbox_messages_with(&to, &body).await;
+    assert_eq!(at_twilio.len(), 1, "not sent again");
+    assert_eq!(at_twilio[0]["create_calls"], 1);
+    assert_eq!(at_twilio[0]["sid"].as_str(), recorded.twilio_sid.as_deref());
+}
