@@ -576,3 +576,74 @@ async fn an_ambiguous_attempt_found_on_a_later_page_is_not_sent_again() {
     assert_eq!(at_twilio[0]["create_calls"], 1);
     assert_eq!(at_twilio[0]["sid"].as_str(), recorded.twilio_sid.as_deref());
 }
+
+/// A worker that stopped after recording the SID and before merging the callbacks parked on
+/// it: its job comes back (never deleted), and the worker that receives it completes the merge.
+#[tokio::test]
+async fn a_worker_stopped_before_merging_parked_callbacks_is_completed_by_its_job() {
+    use parley::delivery::DeliveryStatus;
+    use parley::store::ClaimOrder;
+    let stack = stack().await;
+    let store = stack.own_table("merge").await;
+    let to = unique_phone();
+    let id = ulid::Ulid::new().to_string();
+    let job = queued(&store, &to, "Your keys are at the office", &id).await;
+    let address = Address::parse(&to).unwrap();
+    let (pk, sk) = (
+        keys::conversation_pk(address.channel, &address.e164),
+        keys::message_sk(&id),
+    );
+    let read = store.message(&pk, &sk).await.unwrap().unwrap();
+    let now = parley::time::now_rfc3339();
+    store
+        .claim_batch(
+            &[ClaimOrder {
+                message: &read,
+                require_consent: true,
+            }],
+            &now,
+            "0",
+            parley::time::Timestamp::now().plus(Duration::from_secs(120)),
+        )
+        .await
+        .unwrap();
+    let sid = parley::twilio::MessageSid::parse(&unique_sid()).unwrap();
+    // Callbacks without an id (as from a message sent before ids were given) beat the record.
+    for status in [DeliveryStatus::Sent, DeliveryStatus::Delivered] {
+        let outcome = store.apply_status(&sid, status, None, &now).await.unwrap();
+        assert_eq!(outcome, parley::store::StatusOutcome::Parked);
+    }
+    // The record's first step, then the stop.
+    store
+        .record_sid(
+            &read,
+            &sid,
+            DeliveryStatus::Queued,
+            &now,
+            parley::time::Timestamp::now().plus(Duration::from_secs(86_400)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sid_guard(&sid).await.unwrap().unwrap().parked.len(),
+        2
+    );
+
+    let worker = worker(&stack, &store).await;
+    let answer = worker.handle(event(&[&job])).await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    let merged = store.message(&pk, &sk).await.unwrap().unwrap();
+    assert_eq!(merged.delivery_status, Some(DeliveryStatus::Delivered));
+    assert_eq!(merged.twilio_sid.as_deref(), Some(sid.as_str()));
+    assert!(store
+        .sid_guard(&sid)
+        .await
+        .unwrap()
+        .unwrap()
+        .parked
+        .is_empty());
+    assert!(
+        stack.sandbox_calls(&to).await.is_empty(),
+        "nothing sent: it was already at Twilio"
+    );
+}
