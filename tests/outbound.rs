@@ -13,6 +13,8 @@ async fn send(stack: &Stack, to: &str, body: &str) -> (String, Value) {
     (json["message_id"].as_str().unwrap().to_owned(), json)
 }
 
+/// The message once Twilio's status is `status` and the worker has recorded the SID (a
+/// callback naming the message by id can bring the status before the worker's record).
 async fn settled(
     stack: &Stack,
     to: &str,
@@ -21,10 +23,11 @@ async fn settled(
     seconds: u64,
 ) -> parley::store::Message {
     eventually(seconds, &format!("{status:?}"), || async {
+        use parley::pipeline::PipelineState::{Queued, Sending};
         stack
             .outbound(to, id)
             .await
-            .filter(|m| m.delivery_status == Some(status))
+            .filter(|m| m.delivery_status == Some(status) && !matches!(m.status, Queued | Sending))
     })
     .await
 }
@@ -436,4 +439,171 @@ async fn a_timeout_before_twilio_accepted_is_sent_again_once() {
         1,
         "exactly one message at Twilio"
     );
+}
+
+#[tokio::test]
+async fn an_identical_text_sent_earlier_is_not_taken_for_an_ambiguous_attempt() {
+    let stack = stack().await;
+    let to = unique_phone();
+    let body = unique_body("Your appointment is tomorrow at 10");
+    // The same text to the same number, sent and recorded a moment ago.
+    let (first, _) = send(&stack, &to, &body).await;
+    let first = settled(&stack, &to, &first, DeliveryStatus::Delivered, 20).await;
+    // The next one's first attempt times out before Twilio creates anything.
+    stack
+        .sandbox_control(
+            "faults",
+            json!({"to": to, "kind": "slow", "count": 1, "delay_ms": 3000}),
+        )
+        .await;
+    let (second, _) = send(&stack, &to, &body).await;
+    let second = settled(&stack, &to, &second, DeliveryStatus::Delivered, 30).await;
+    assert!(second.attempts >= 2, "the first attempt timed out");
+    assert_ne!(
+        second.twilio_sid, first.twilio_sid,
+        "the earlier message's SID is recorded for it: not this one's"
+    );
+    let at_twilio = stack.sandbox_messages_with(&to, &body).await;
+    assert_eq!(at_twilio.len(), 2, "each text sent exactly once");
+    let created: Vec<_> = stack
+        .sandbox_calls(&to)
+        .await
+        .into_iter()
+        .filter(|c| c["outcome"] == "created")
+        .collect();
+    assert_eq!(created.len(), 2);
+}
+
+#[tokio::test]
+async fn an_ambiguous_attempt_still_queued_at_twilio_is_found_not_sent_again() {
+    let stack = stack().await;
+    let to = unique_phone();
+    // Twilio keeps the message queued (no DateSent yet) and answers after the timeout.
+    stack
+        .sandbox_control("callbacks", json!({"to": to, "sequence": ["queued"]}))
+        .await;
+    stack
+        .sandbox_control(
+            "faults",
+            json!({"to": to, "kind": "accept_then_timeout", "count": 1, "delay_ms": 3000}),
+        )
+        .await;
+    let body = unique_body("Your rent receipt is ready");
+    let (id, _) = send(&stack, &to, &body).await;
+    let m = eventually(30, "submitted", || async {
+        stack
+            .outbound(&to, &id)
+            .await
+            .filter(|m| m.status == parley::pipeline::PipelineState::Submitted)
+    })
+    .await;
+    assert!(m.attempts >= 2, "the first attempt timed out");
+    let at_twilio = stack.sandbox_messages_with(&to, &body).await;
+    assert_eq!(at_twilio.len(), 1, "exactly one message at Twilio");
+    assert_eq!(at_twilio[0]["status"], "queued");
+    assert_eq!(at_twilio[0]["date_sent"], Value::Null);
+    assert_eq!(at_twilio[0]["create_calls"], 1, "no second create call");
+    assert_eq!(at_twilio[0]["sid"].as_str(), m.twilio_sid.as_deref());
+}
+
+#[tokio::test]
+async fn each_text_names_its_message_in_its_status_callback_url() {
+    let stack = stack().await;
+    let to = unique_phone();
+    let body = unique_body("Your lease renewal is ready to sign");
+    let (id, _) = send(&stack, &to, &body).await;
+    settled(&stack, &to, &id, DeliveryStatus::Delivered, 20).await;
+    let calls = stack.sandbox_calls(&to).await;
+    let expected = format!(
+        "{}{}?m={id}",
+        stack.public_base_url,
+        parley::handlers::status_callback::ROUTE
+    );
+    assert_eq!(
+        calls[0]["status_callback"].as_str(),
+        Some(expected.as_str())
+    );
+    // The callbacks went to that URL and were accepted.
+    let at_twilio = stack.sandbox_messages_with(&to, &body).await;
+    let answers: Vec<_> = at_twilio[0]["callbacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["response_status"].as_u64())
+        .collect();
+    assert!(!answers.is_empty());
+    assert!(answers.iter().all(|a| *a == Some(204)), "{answers:?}");
+}
+
+/// Reconciliation reads every page of the list: the attempt's message is found behind newer
+/// ones (a page size of 2 puts it on the fourth page), and nothing else is taken for it.
+#[tokio::test]
+async fn reconciliation_finds_the_attempt_on_a_later_page() {
+    use parley::twilio::client::{Attempted, Sender, TwilioClient};
+    let stack = stack().await;
+    let to = unique_phone();
+    let body = unique_body("Your deposit was received");
+    let since = time::OffsetDateTime::now_utc() - std::time::Duration::from_secs(5);
+    let http = reqwest::Client::new();
+    let create = |from: &'static str, text: String| {
+        let http = http.clone();
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            stack.sandbox(),
+            stack.account_sid
+        );
+        let (account, token, to) = (stack.account_sid.clone(), stack.token.clone(), to.clone());
+        async move {
+            let reply = http
+                .post(url)
+                .basic_auth(account, Some(token))
+                .form(&[("To", to.as_str()), ("From", from), ("Body", text.as_str())])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(reply.status(), 201);
+            reply.json::<Value>().await.unwrap()["sid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let ours = create(TWILIO_NUMBER, body.clone()).await;
+    for i in 0..6 {
+        create(TWILIO_NUMBER, format!("{body} ({i})")).await;
+    }
+    // The same text from another of the account's numbers: not ours.
+    create("+14155550199", body.clone()).await;
+    let (_, secrets) = stack.own_secrets(&stack.token, None).await;
+    let client = TwilioClient::new(
+        &stack.sandbox(),
+        Sender::Number(TWILIO_NUMBER.into()),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap()
+    .with_list_page_size(2);
+    let found = client
+        .find_attempts(
+            &secrets.current(),
+            &Attempted {
+                to: &to,
+                body: &body,
+                since,
+            },
+        )
+        .await
+        .unwrap();
+    let sids: Vec<_> = found.iter().map(|m| m.sid.as_str()).collect();
+    assert_eq!(sids, [ours.as_str()]);
+    // Created later than the attempt's claim: nothing found.
+    let later = Attempted {
+        to: &to,
+        body: &body,
+        since: time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(60),
+    };
+    assert!(client
+        .find_attempts(&secrets.current(), &later)
+        .await
+        .unwrap()
+        .is_empty());
 }

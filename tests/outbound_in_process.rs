@@ -501,3 +501,149 @@ async fn the_sample_send_event_is_accepted_and_replayed_by_its_idempotency_key()
         .unwrap()
         .contains(json["message_id"].as_str().unwrap())));
 }
+
+/// An ambiguous attempt whose message is behind newer ones at Twilio: the worker reads the
+/// list page by page (two to a page here) and finds it on the fourth, so it is not sent again.
+#[tokio::test]
+async fn an_ambiguous_attempt_found_on_a_later_page_is_not_sent_again() {
+    let stack = stack().await;
+    let store = stack.own_table("paged").await;
+    let to = unique_phone();
+    let body = unique_body("Your parking permit is ready");
+    let id = ulid::Ulid::new().to_string();
+    let job = queued(&store, &to, &body, &id).await;
+    stack
+        .sandbox_control(
+            "faults",
+            json!({"to": to, "kind": "accept_then_timeout", "count": 1, "delay_ms": 3000}),
+        )
+        .await;
+    let (_, secrets) = stack.own_secrets(&stack.token, None).await;
+    let twilio = TwilioClient::new(
+        &stack.sandbox(),
+        Sender::Number(TWILIO_NUMBER.into()),
+        Duration::from_secs(2),
+    )
+    .unwrap()
+    .with_list_page_size(2);
+    let worker = SendWorker::new(
+        store.clone(),
+        aws_sdk_sqs::Client::new(&stack.sdk),
+        stack.queue_url("SendQueue").await,
+        twilio,
+        secrets,
+        config(&stack),
+    )
+    .with_policy(Arc::new(Policy::always_open()));
+
+    let first = worker.handle(event(&[&job])).await;
+    assert_eq!(first.batch_item_failures.len(), 1, "timed out: retried");
+    let address = Address::parse(&to).unwrap();
+    let (pk, sk) = (
+        keys::conversation_pk(address.channel, &address.e164),
+        keys::message_sk(&id),
+    );
+    let released = store.message(&pk, &sk).await.unwrap().unwrap();
+    assert!(released.ambiguous);
+    assert_eq!(released.status, PipelineState::Queued);
+    // Newer texts to the same number from the same sender push it to the fourth page.
+    let http = reqwest::Client::new();
+    for i in 0..6 {
+        let reply = http
+            .post(format!(
+                "{}/2010-04-01/Accounts/{}/Messages.json",
+                stack.sandbox(),
+                stack.account_sid
+            ))
+            .basic_auth(&stack.account_sid, Some(&stack.token))
+            .form(&[
+                ("To", to.as_str()),
+                ("From", TWILIO_NUMBER),
+                ("Body", format!("{body} ({i})").as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 201);
+    }
+
+    let second = worker.handle(event(&[&job])).await;
+    assert!(second.batch_item_failures.is_empty(), "{second:?}");
+    let recorded = store.message(&pk, &sk).await.unwrap().unwrap();
+    assert_eq!(recorded.status, PipelineState::Submitted);
+    let at_twilio = stack.sandbox_messages_with(&to, &body).await;
+    assert_eq!(at_twilio.len(), 1, "not sent again");
+    assert_eq!(at_twilio[0]["create_calls"], 1);
+    assert_eq!(at_twilio[0]["sid"].as_str(), recorded.twilio_sid.as_deref());
+}
+
+/// A worker that stopped after recording the SID and before merging the callbacks parked on
+/// it: its job comes back (never deleted), and the worker that receives it completes the merge.
+#[tokio::test]
+async fn a_worker_stopped_before_merging_parked_callbacks_is_completed_by_its_job() {
+    use parley::delivery::DeliveryStatus;
+    use parley::store::ClaimOrder;
+    let stack = stack().await;
+    let store = stack.own_table("merge").await;
+    let to = unique_phone();
+    let id = ulid::Ulid::new().to_string();
+    let job = queued(&store, &to, "Your keys are at the office", &id).await;
+    let address = Address::parse(&to).unwrap();
+    let (pk, sk) = (
+        keys::conversation_pk(address.channel, &address.e164),
+        keys::message_sk(&id),
+    );
+    let read = store.message(&pk, &sk).await.unwrap().unwrap();
+    let now = parley::time::now_rfc3339();
+    store
+        .claim_batch(
+            &[ClaimOrder {
+                message: &read,
+                require_consent: true,
+            }],
+            &now,
+            "0",
+            parley::time::Timestamp::now().plus(Duration::from_secs(120)),
+        )
+        .await
+        .unwrap();
+    let sid = parley::twilio::MessageSid::parse(&unique_sid()).unwrap();
+    // Callbacks without an id (as from a message sent before ids were given) beat the record.
+    for status in [DeliveryStatus::Sent, DeliveryStatus::Delivered] {
+        let outcome = store.apply_status(&sid, status, None, &now).await.unwrap();
+        assert_eq!(outcome, parley::store::StatusOutcome::Parked);
+    }
+    // The record's first step, then the stop.
+    store
+        .record_sid(
+            &read,
+            &sid,
+            DeliveryStatus::Queued,
+            &now,
+            parley::time::Timestamp::now().plus(Duration::from_secs(86_400)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sid_guard(&sid).await.unwrap().unwrap().parked.len(),
+        2
+    );
+
+    let worker = worker(&stack, &store).await;
+    let answer = worker.handle(event(&[&job])).await;
+    assert!(answer.batch_item_failures.is_empty(), "{answer:?}");
+    let merged = store.message(&pk, &sk).await.unwrap().unwrap();
+    assert_eq!(merged.delivery_status, Some(DeliveryStatus::Delivered));
+    assert_eq!(merged.twilio_sid.as_deref(), Some(sid.as_str()));
+    assert!(store
+        .sid_guard(&sid)
+        .await
+        .unwrap()
+        .unwrap()
+        .parked
+        .is_empty());
+    assert!(
+        stack.sandbox_calls(&to).await.is_empty(),
+        "nothing sent: it was already at Twilio"
+    );
+}

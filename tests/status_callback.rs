@@ -84,19 +84,22 @@ fn callback(
 }
 
 async fn post(stack: &Stack, form: &InboundForm) -> Reply {
-    let url = format!(
-        "{}{}",
-        stack.public_base_url,
-        parley::handlers::status_callback::ROUTE
-    );
+    post_to(stack, form, "").await
+}
+
+/// A callback to the URL the worker gives Twilio for message `id`: `?m=<id>`.
+async fn post_for(stack: &Stack, id: &str, form: &InboundForm) -> Reply {
+    post_to(stack, form, &format!("?m={id}")).await
+}
+
+/// Signed for the public URL with `query`, as Twilio signs the URL it calls.
+async fn post_to(stack: &Stack, form: &InboundForm, query: &str) -> Reply {
+    let route = parley::handlers::status_callback::ROUTE;
+    let url = format!("{}{route}{query}", stack.public_base_url);
     let sig = form.signature(&stack.token, &url);
     let resp = stack
         .http
-        .post(format!(
-            "{}{}",
-            stack.gateway,
-            parley::handlers::status_callback::ROUTE
-        ))
+        .post(format!("{}{route}{query}", stack.gateway))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-twilio-signature", sig)
         .body(form.encode())
@@ -295,6 +298,224 @@ async fn the_sample_status_event_is_accepted() {
     assert_eq!(
         store.sid_guard(&sid).await.unwrap().unwrap().parked.len(),
         1,
-        "no message yet: parked"
+        "no message with that id or SID yet: parked"
     );
+}
+
+fn history(m: &Message) -> Vec<(String, String)> {
+    m.status_history
+        .iter()
+        .map(|h| (h.status.clone(), h.source.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_callback_naming_its_message_applies_before_the_sid_is_recorded() {
+    let stack = stack().await;
+    let (m, sid, to) = claimed(&stack).await;
+    // Twilio's answer to the create is late; its callbacks are not.
+    for status in ["sent", "delivered"] {
+        let reply = post_for(
+            &stack,
+            &m.message_id,
+            &callback(&stack, &sid, &to, status, None),
+        )
+        .await;
+        assert_eq!(reply.status, 204, "{}", reply.body);
+    }
+    let early = reread(&stack, &m).await;
+    assert_eq!(early.delivery_status, Some(DeliveryStatus::Delivered));
+    assert!(
+        stack.store.sid_guard(&sid).await.unwrap().is_none(),
+        "nothing parked"
+    );
+    assert!(
+        early.gsi2pk.is_some(),
+        "still the worker's: kept in the due index"
+    );
+    // The worker records Twilio's answer (`queued`): it does not move the status back.
+    stack
+        .store
+        .record_submitted(
+            &m,
+            &sid,
+            DeliveryStatus::Queued,
+            &parley::time::now_rfc3339(),
+            parley::time::Timestamp::now().plus(Duration::from_secs(86_400)),
+        )
+        .await
+        .unwrap();
+    let recorded = reread(&stack, &m).await;
+    assert_eq!(recorded.delivery_status, Some(DeliveryStatus::Delivered));
+    assert_eq!(recorded.twilio_sid.as_deref(), Some(sid.as_str()));
+    // Later callbacks by id are applied to it and deduplicated like any.
+    let again = post_for(
+        &stack,
+        &m.message_id,
+        &callback(&stack, &sid, &to, "delivered", None),
+    )
+    .await;
+    assert_eq!(again.status, 204);
+    let last = reread(&stack, &m).await;
+    let delivered = history(&last)
+        .into_iter()
+        .filter(|(s, _)| s == "delivered")
+        .count();
+    assert_eq!(delivered, 1, "{:?}", history(&last));
+}
+
+#[tokio::test]
+async fn a_callback_whose_id_names_another_sids_message_is_handled_by_sid() {
+    let stack = stack().await;
+    let (m, sid, to) = submitted(&stack).await;
+    let stray = MessageSid::parse(&unique_sid()).unwrap();
+    let reply = post_for(
+        &stack,
+        &m.message_id,
+        &callback(&stack, &stray, &to, "delivered", None),
+    )
+    .await;
+    assert_eq!(reply.status, 204);
+    let after = reread(&stack, &m).await;
+    assert_eq!(
+        after.delivery_status,
+        Some(DeliveryStatus::Queued),
+        "not applied"
+    );
+    assert_eq!(after.twilio_sid.as_deref(), Some(sid.as_str()));
+    let parked = stack.store.sid_guard(&stray).await.unwrap().unwrap();
+    assert_eq!(parked.parked.len(), 1, "parked under its own SID");
+}
+
+/// The worker stops after recording the SID and before merging what was parked: the next
+/// status for the SID, however it comes, completes the merge.
+#[tokio::test]
+async fn a_stop_between_recording_the_sid_and_merging_converges() {
+    let stack = stack().await;
+    for next in ["callback by SID", "callback by id", "merge again"] {
+        let (m, sid, to) = claimed(&stack).await;
+        for status in ["sent", "delivered"] {
+            assert_eq!(
+                post(&stack, &callback(&stack, &sid, &to, status, None))
+                    .await
+                    .status,
+                204
+            );
+        }
+        assert_eq!(
+            stack
+                .store
+                .sid_guard(&sid)
+                .await
+                .unwrap()
+                .unwrap()
+                .parked
+                .len(),
+            2
+        );
+        // The first step alone, then the crash.
+        stack
+            .store
+            .record_sid(
+                &m,
+                &sid,
+                DeliveryStatus::Queued,
+                &parley::time::now_rfc3339(),
+                parley::time::Timestamp::now().plus(Duration::from_secs(86_400)),
+            )
+            .await
+            .unwrap();
+        let stopped = reread(&stack, &m).await;
+        assert_eq!(
+            stopped.delivery_status,
+            Some(DeliveryStatus::Queued),
+            "{next}"
+        );
+        let guard = stack.store.sid_guard(&sid).await.unwrap().unwrap();
+        assert_eq!(guard.message_id.as_deref(), Some(m.message_id.as_str()));
+        assert_eq!(guard.parked.len(), 2, "{next}: left unmerged");
+
+        match next {
+            // A repeated callback (Twilio retries) without the id, and one with it.
+            "callback by SID" => {
+                let reply = post(&stack, &callback(&stack, &sid, &to, "sent", None)).await;
+                assert_eq!(reply.status, 204);
+            }
+            "callback by id" => {
+                let reply = post_for(
+                    &stack,
+                    &m.message_id,
+                    &callback(&stack, &sid, &to, "sent", None),
+                )
+                .await;
+                assert_eq!(reply.status, 204);
+            }
+            // A merge run twice (a stop after applying, before clearing) changes nothing more.
+            _ => {
+                stack.store.merge_parked(&sid).await.unwrap();
+                stack.store.merge_parked(&sid).await.unwrap();
+            }
+        }
+        let converged = reread(&stack, &m).await;
+        assert_eq!(
+            converged.delivery_status,
+            Some(DeliveryStatus::Delivered),
+            "{next}"
+        );
+        let guard = stack.store.sid_guard(&sid).await.unwrap().unwrap();
+        assert!(guard.parked.is_empty(), "{next}: cleared");
+        let callbacks: Vec<_> = history(&converged)
+            .into_iter()
+            .filter(|(_, source)| source == "callback")
+            .map(|(status, _)| status)
+            .collect();
+        assert_eq!(callbacks, ["sent", "delivered"], "{next}: each once");
+    }
+}
+
+#[tokio::test]
+async fn a_guard_holding_only_parked_callbacks_does_not_block_an_inbound_text() {
+    let stack = stack().await;
+    let from = unique_phone();
+    let form = InboundForm::new(&stack, &from, "Is the unit still available?");
+    let sid = form.sid();
+    // A status callback for that SID came first and was parked.
+    let parked = post(&stack, &callback(&stack, &sid, &from, "delivered", None)).await;
+    assert_eq!(parked.status, 204);
+    assert_eq!(
+        stack
+            .store
+            .sid_guard(&sid)
+            .await
+            .unwrap()
+            .unwrap()
+            .parked
+            .len(),
+        1
+    );
+    let reply = stack.post_inbound(&form).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let guard = stack.store.sid_guard(&sid).await.unwrap().unwrap();
+    assert_eq!(guard.direction, Some(parley::store::Direction::Inbound));
+    let (pk, sk) = (guard.message_pk.unwrap(), guard.message_sk.unwrap());
+    let message = stack.store.message(&pk, &sk).await.unwrap().unwrap();
+    assert_eq!(
+        message.twilio_sid.as_deref(),
+        Some(sid.as_str()),
+        "recorded, not a duplicate"
+    );
+    assert!(guard.parked.is_empty());
+    // A redelivery of the same text is still the duplicate it is.
+    let again = stack.post_inbound(&form).await;
+    assert_eq!(again.status, 200);
+    let messages = stack
+        .store
+        .messages(
+            parley::phone::Channel::Sms,
+            &parley::phone::E164::parse(&from).unwrap(),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 1);
 }

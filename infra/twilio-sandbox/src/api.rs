@@ -155,14 +155,17 @@ struct ListFilter {
 impl ListFilter {
     fn matches(&self, m: &Message) -> bool {
         let date = m.date_for_filter();
+        let dated = |bound: Option<Date>, ok: fn(Date, Date) -> bool| {
+            bound.is_none_or(|b| date.is_some_and(|d| ok(d, b)))
+        };
         self.to.as_ref().is_none_or(|to| &m.to == to)
             && self
                 .from
                 .as_ref()
                 .is_none_or(|from| m.from.as_ref() == Some(from))
-            && self.on.is_none_or(|d| date == d)
-            && self.after.is_none_or(|d| date >= d)
-            && self.before.is_none_or(|d| date <= d)
+            && dated(self.on, |d, b| d == b)
+            && dated(self.after, |d, b| d >= b)
+            && dated(self.before, |d, b| d <= b)
     }
 }
 

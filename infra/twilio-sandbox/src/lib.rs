@@ -30,8 +30,9 @@
 //!   resource (`status` `queued`, or `accepted` with a Messaging Service; `MM…` SID with media).
 //! - `GET …/Messages/{Sid}.json` → the resource, or `404` code 20404.
 //! - `GET …/Messages.json?To=&From=&DateSent=YYYY-MM-DD&DateSent>=&DateSent<=&PageSize=&Page=`
-//!   → Twilio's page, most recent first. A message not yet sent matches `DateSent` on its
-//!   creation date, so a just-accepted message can be found by reconciliation.
+//!   → Twilio's page (`page`, `page_size`, `next_page_uri` while more match), most recent
+//!   first. As at Twilio, a message not yet sent (`queued`, `accepted`) has `date_sent: null`
+//!   and matches no `DateSent` filter; identical bodies to one number are separate messages.
 //!
 //! Errors are Twilio's body, `{"code", "message", "more_info", "status"}`: 401/20003 bad
 //! credentials; 400/21604 no `To`, 21603 no `From`, 21602 no `Body` nor `MediaUrl`, 21617

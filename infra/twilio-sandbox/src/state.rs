@@ -219,10 +219,11 @@ impl Message {
         })
     }
 
-    /// The date Twilio's `DateSent` filter compares: the send date, or the creation date while
-    /// the message is still queued (so a just-accepted message can be found by reconciliation).
-    pub fn date_for_filter(&self) -> time::Date {
-        self.date_sent.unwrap_or(self.date_created).date()
+    /// The date Twilio's `DateSent` filters compare: the send date. A message still queued
+    /// (or accepted by a Messaging Service) has none, as at Twilio, and matches no `DateSent`
+    /// filter at all: whoever looks for it must not filter on `DateSent`.
+    pub fn date_for_filter(&self) -> Option<time::Date> {
+        self.date_sent.map(OffsetDateTime::date)
     }
 
     /// The Media subresource's entries: `{sid, parent_sid, content_type, uri, …}`.

@@ -1,6 +1,9 @@
 //! `POST /webhook/twilio/status`: Twilio's delivery status callbacks. Verified like every
 //! webhook; the status only moves forward, every callback lands in the history, duplicates
-//! change nothing, and a callback that beats the send worker is parked, never dropped.
+//! change nothing. A callback names its message (`?m=<message_id>` in the URL the worker gave
+//! Twilio) and is applied to it directly, before the worker recorded the SID too; one without
+//! an id (a message sent before ids were given) is found by SID, and parked, never dropped,
+//! if it beats the worker.
 
 use std::sync::Arc;
 
@@ -19,6 +22,7 @@ use crate::store::{StatusOutcome, Store};
 use crate::twilio::{AccountSid, MessageSid};
 
 pub const ROUTE: &str = super::send_worker::STATUS_ROUTE;
+use super::send_worker::MESSAGE_ID_PARAM;
 const FUNCTION: &str = "status-callback";
 const UNSUBSCRIBED: &str = "21610";
 
@@ -97,11 +101,20 @@ impl StatusCallbackHandler {
         tracing::Span::current().record("message_sid", sid.as_str());
 
         let now = crate::time::now_rfc3339();
-        let outcome = self
-            .store
-            .apply_status(&sid, status, error_code, &now)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.into()))?;
+        // The URL is signed: an id in it is the one the worker put there for this message.
+        let outcome = match message_id(req) {
+            Some(id) => {
+                self.store
+                    .apply_status_by_id(&id, &sid, status, error_code, &now)
+                    .await
+            }
+            None => {
+                self.store
+                    .apply_status(&sid, status, error_code, &now)
+                    .await
+            }
+        }
+        .map_err(|e| ApiError::Unavailable(e.into()))?;
         info!(status = status.as_str(), error_code, outcome = ?outcome, "status callback");
         if error_code == Some(UNSUBSCRIBED) {
             if let Some(to) = form.get("To").and_then(|t| Address::parse(t).ok()) {
@@ -127,4 +140,19 @@ impl StatusCallbackHandler {
         *response.status_mut() = StatusCode::NO_CONTENT;
         Ok(response)
     }
+}
+
+/// Parley's message id from the `StatusCallback` URL's query (`?m=<message_id>`), when the
+/// worker put one there (callbacks of messages sent before it did have none).
+fn message_id(req: &Request) -> Option<String> {
+    let query = req.uri().query()?;
+    let form = crate::twilio::Form::parse(query.as_bytes()).ok()?;
+    form.get(MESSAGE_ID_PARAM)
+        .filter(|id| {
+            (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        })
+        .map(str::to_owned)
 }

@@ -11,7 +11,7 @@ use serde_dynamo::to_attribute_value;
 use super::consent::{
     changed_by, consent_write, optimistic_consent_write, ConsentOutcome, CONSENT_ATTEMPTS,
 };
-use super::items::{Consent, ConsentChange, Direction, Message, SidGuard};
+use super::items::{Consent, ConsentChange, Direction, Message};
 use super::{keys, s, Store, StoreError, TxError};
 use crate::consent::Classification;
 use crate::language::{Detection, Language};
@@ -166,17 +166,7 @@ impl Store {
         let pk = keys::conversation_pk(sms.channel(), &sms.from.e164);
         let sk = keys::message_sk(&r.message_id);
 
-        let guard = SidGuard {
-            pk: keys::sid_pk(&sms.message_sid),
-            sk: keys::SID_SK.into(),
-            entity: keys::Entity::SidGuard,
-            message_pk: Some(pk.clone()),
-            message_sk: Some(sk.clone()),
-            message_id: Some(r.message_id.clone()),
-            direction: Some(Direction::Inbound),
-            created_at: Some(r.received_at.clone()),
-            parked: Vec::new(),
-        };
+        let guard = inbound_guard(&self.table, &sms.message_sid, &pk, &sk, r)?;
         let message = Message {
             pk: pk.clone(),
             sk,
@@ -240,7 +230,7 @@ impl Store {
 
         let mut items = vec![
             // First, so a duplicate is recognised by the first cancellation reason.
-            put(&self.table, serde_dynamo::to_item(&guard)?)?,
+            guard,
             put(&self.table, serde_dynamo::to_item(&message)?)?,
             TransactWriteItem::builder()
                 .update(conversation_update(&self.table, pk, r)?)
@@ -280,6 +270,37 @@ pub(crate) fn put(
                 .build()?,
         )
         .build())
+}
+
+/// The SID guard of an inbound message, conditional on no message being recorded under the
+/// SID yet. Not on the item being absent: a guard can exist holding only status callbacks
+/// parked under that SID (`store::outbound`), and those must not make a new message look like
+/// a duplicate. They are dropped: Twilio sends status callbacks only for the messages we
+/// create, so none can belong to a message Twilio received.
+fn inbound_guard(
+    table: &str,
+    sid: &crate::twilio::MessageSid,
+    pk: &str,
+    sk: &str,
+    r: &InboundRecord<'_>,
+) -> Result<TransactWriteItem, StoreError> {
+    let update = Update::builder()
+        .table_name(table)
+        .key("pk", s(keys::sid_pk(sid)))
+        .key("sk", s(keys::SID_SK))
+        .condition_expression("attribute_not_exists(message_id)")
+        .update_expression(
+            "SET entity = :entity, message_pk = :pk, message_sk = :sk, message_id = :id, \
+             direction = :inbound, created_at = :at REMOVE parked",
+        )
+        .expression_attribute_values(":entity", s(keys::Entity::SidGuard.as_str()))
+        .expression_attribute_values(":pk", s(pk))
+        .expression_attribute_values(":sk", s(sk))
+        .expression_attribute_values(":id", s(&r.message_id))
+        .expression_attribute_values(":inbound", to_attribute_value(Direction::Inbound)?)
+        .expression_attribute_values(":at", s(&r.received_at))
+        .build()?;
+    Ok(TransactWriteItem::builder().update(update).build())
 }
 
 fn conversation_update(

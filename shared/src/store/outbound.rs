@@ -273,10 +273,11 @@ impl Store {
         }
     }
 
-    /// Records Twilio's acceptance: the SID and status on the message and the SID guard
-    /// pointing to it, atomically; then merges any status callbacks parked before this.
-    /// Setting `delivery_status` outright is safe: until this transaction points the guard at
-    /// the message, callbacks can only park, and parked ones are merged (ranked) afterwards.
+    /// Records Twilio's acceptance: [`Store::record_sid`], then [`Store::merge_parked`].
+    ///
+    /// The two steps converge if the process dies between them (or during the merge): the
+    /// merge is idempotent and is run again by every later status for the SID, callback or
+    /// poll, until the parked list is gone (docs/architecture.md, "Status callbacks").
     pub async fn record_submitted(
         &self,
         message: &Message,
@@ -285,18 +286,67 @@ impl Store {
         now: &str,
         poll_minute: Timestamp,
     ) -> Result<(), StoreError> {
-        let update_message =
-            sending::submitted_update(&self.table, message, sid, status, now, poll_minute)?
-                .build()?;
-        let point_guard = sending::guard_update(&self.table, message, sid, now, false).build()?;
-        self.transact(vec![
-            TransactWriteItem::builder().update(update_message).build(),
-            TransactWriteItem::builder().update(point_guard).build(),
-        ])
-        .await?;
+        self.record_sid(message, sid, status, now, poll_minute)
+            .await?;
+        self.merge_parked(sid).await
+    }
 
-        // Callbacks can no longer park (the guard now names the message): merge those that did.
+    /// The SID and status on the message and the SID guard pointing to it, in one
+    /// transaction. The status is set only if no callback (found by the message id in its
+    /// URL) set one first: Twilio's answer to the create (`queued`, `accepted`) ranks below
+    /// every status a callback brings (`sending::submitted_update`).
+    pub async fn record_sid(
+        &self,
+        message: &Message,
+        sid: &MessageSid,
+        status: DeliveryStatus,
+        now: &str,
+        poll_minute: Timestamp,
+    ) -> Result<(), StoreError> {
+        let items = |set_status: bool| -> Result<Vec<TransactWriteItem>, StoreError> {
+            let update_message = sending::submitted_update(
+                &self.table,
+                message,
+                sid,
+                status,
+                set_status,
+                now,
+                poll_minute,
+            )?
+            .build()?;
+            let point_guard =
+                sending::guard_update(&self.table, message, sid, now, false).build()?;
+            Ok(vec![
+                TransactWriteItem::builder().update(update_message).build(),
+                TransactWriteItem::builder().update(point_guard).build(),
+            ])
+        };
+        match self.transact(items(true)?).await {
+            // A callback by id set a status first; or the claim is lost, and the second try
+            // fails the same way and says so.
+            Err(TxError::ConditionFailed(0)) => {}
+            other => return other.map_err(StoreError::from),
+        }
+        self.transact(items(false)?).await.map_err(StoreError::from)
+    }
+
+    /// Merges the status callbacks parked on `sid`'s guard into the message the guard names,
+    /// then clears them. Idempotent: a callback merged twice is a duplicate (`callbacks_seen`),
+    /// and once the guard names a message nothing parks on it any more, so clearing the list
+    /// loses nothing. A guard that names no message yet is left alone.
+    pub async fn merge_parked(&self, sid: &MessageSid) -> Result<(), StoreError> {
         let Some(guard) = self.sid_guard(sid).await? else {
+            return Ok(());
+        };
+        self.merge_parked_on(&guard).await
+    }
+
+    async fn merge_parked_on(&self, guard: &SidGuard) -> Result<(), StoreError> {
+        let (Some(pk), Some(sk), Some(id)) = (
+            guard.message_pk.as_deref(),
+            guard.message_sk.as_deref(),
+            guard.message_id.as_deref(),
+        ) else {
             return Ok(());
         };
         if guard.parked.is_empty() {
@@ -304,26 +354,88 @@ impl Store {
         }
         for parked in &guard.parked {
             let status = DeliveryStatus::parse(&parked.status);
-            self.apply_to_message(
+            // `None`: the message moved (an erasure) since; its guard is repointed and the
+            // next status for the SID merges into the new place.
+            if self
+                .apply_to_message(
+                    pk,
+                    sk,
+                    status,
+                    parked.error_code.as_deref(),
+                    &parked.at,
+                    StatusSource::Callback,
+                )
+                .await?
+                .is_none()
+            {
+                return Ok(());
+            }
+        }
+        let cleared = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&guard.pk))
+            .key("sk", s(keys::SID_SK))
+            .condition_expression("message_id = :id")
+            .expression_attribute_values(":id", s(id))
+            .update_expression("REMOVE parked")
+            .send()
+            .await;
+        match cleared {
+            Ok(_) => Ok(()),
+            // Gone or repointed meanwhile: nothing of ours to clear.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(aws_error("UpdateItem", &e)),
+        }
+    }
+
+    /// Applies a status callback that names its message (`?m=<message_id>` in the
+    /// `StatusCallback` URL): straight to that message, whether or not the worker has recorded
+    /// the SID yet, so such callbacks never park. Handled by SID ([`Store::apply_status`])
+    /// instead when the id names no live outbound message, or one Twilio knows under another
+    /// SID.
+    pub async fn apply_status_by_id(
+        &self,
+        message_id: &str,
+        sid: &MessageSid,
+        status: DeliveryStatus,
+        error_code: Option<&str>,
+        at: &str,
+    ) -> Result<StatusOutcome, StoreError> {
+        let message = match self.lookup_message(message_id).await? {
+            Some(super::MessageLookup::Live(m))
+                if m.direction == Direction::Outbound
+                    && m.twilio_sid.as_deref().is_none_or(|s| s == sid.as_str()) =>
+            {
+                m
+            }
+            _ => return self.apply_status(sid, status, error_code, at).await,
+        };
+        if message.twilio_sid.is_some() {
+            // Parked callbacks left by an interrupted merge converge here too.
+            self.merge_parked(sid).await?;
+        }
+        match self
+            .apply_to_message(
                 &message.pk,
                 &message.sk,
                 status,
-                parked.error_code.as_deref(),
-                &parked.at,
+                error_code,
+                at,
                 StatusSource::Callback,
             )
-            .await?;
+            .await?
+        {
+            Some(outcome) => Ok(outcome),
+            // Moved (an erasure) since it was read: its guard knows where.
+            None => self.apply_status(sid, status, error_code, at).await,
         }
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::sid_pk(sid)))
-            .key("sk", s(keys::SID_SK))
-            .update_expression("REMOVE parked")
-            .send()
-            .await
-            .map_err(|e| aws_error("UpdateItem", &e))?;
-        Ok(())
     }
 
     /// Gives a claimed message back to the queue after a transient failure, filed in the due
@@ -443,6 +555,11 @@ impl Store {
     ) -> Result<StatusOutcome, StoreError> {
         for _ in 0..STATUS_ATTEMPTS {
             let guard: Option<SidGuard> = self.sid_guard(sid).await?;
+            // Callbacks parked before the SID was recorded and not merged yet (the worker
+            // stopped between recording and merging): merged first, by every later status.
+            if let Some(guard) = guard.as_ref().filter(|g| !g.parked.is_empty()) {
+                self.merge_parked_on(guard).await?;
+            }
             if let Some((pk, sk)) = guard
                 .as_ref()
                 .and_then(|g| g.message_pk.clone().zip(g.message_sk.clone()))
@@ -555,8 +672,12 @@ impl Store {
                 }
             }
             expression.push_str(" ADD callbacks_seen :seen");
-            // A final status ends the wait for one: out of the due index (no status poll).
-            if advanced && status.is_final() && message.gsi2pk.is_some() {
+            // A final status ends the wait for one: out of the due index (no status poll). Not
+            // while the message is still with the worker (a callback found by id can come
+            // before the SID is recorded): the index is then the worker's safety net, and
+            // recording files the message for a poll, which sees the final status and drops it.
+            let submitted = message.status.is_none_or(|s| s == PipelineState::Submitted);
+            if advanced && status.is_final() && message.gsi2pk.is_some() && submitted {
                 expression.push_str(" REMOVE gsi2pk, gsi2sk");
             }
             // Items written before versioning (inbound ones) have no attribute: that is version 0.
@@ -612,6 +733,8 @@ struct StatusView {
     status_version: u64,
     #[serde(default)]
     gsi2pk: Option<String>,
+    #[serde(default)]
+    status: Option<PipelineState>,
 }
 
 fn outbound_conversation_update(

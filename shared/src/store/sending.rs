@@ -256,10 +256,17 @@ impl Store {
     ) -> Result<(), TxError> {
         let mut items = Vec::new();
         for a in accepted {
-            let message =
-                submitted_update(&self.table, a.message, a.sid, a.status, now, poll_minute)
-                    .and_then(|u| Ok(u.build()?))
-                    .map_err(TxError::Failed)?;
+            let message = submitted_update(
+                &self.table,
+                a.message,
+                a.sid,
+                a.status,
+                true,
+                now,
+                poll_minute,
+            )
+            .and_then(|u| Ok(u.build()?))
+            .map_err(TxError::Failed)?;
             let guard = guard_update(&self.table, a.message, a.sid, now, true)
                 .build()
                 .map_err(|e| TxError::Failed(e.into()))?;
@@ -271,11 +278,18 @@ impl Store {
 }
 
 /// The message's side of recording Twilio's acceptance.
+///
+/// `set_status`: also set `delivery_status` to Twilio's answer, on the condition that it has
+/// none yet (absent, or the `NULL` a new message is written with). A callback that names the
+/// message by id can set one before the SID is recorded, and Twilio's answer to the create
+/// (`queued`, `accepted`) ranks below every status it brings: when that condition fails, the
+/// record is made again without it.
 pub(super) fn submitted_update(
     table: &str,
     message: &Message,
     sid: &MessageSid,
     status: DeliveryStatus,
+    set_status: bool,
     now: &str,
     poll_minute: crate::time::Timestamp,
 ) -> Result<aws_sdk_dynamodb::types::builders::UpdateBuilder, StoreError> {
@@ -285,21 +299,35 @@ pub(super) fn submitted_update(
         error_code: None,
         source: "worker".into(),
     };
-    Ok(Update::builder()
+    let mut update = Update::builder()
         .table_name(table)
         .key("pk", s(&message.pk))
         .key("sk", s(&message.sk))
-        .condition_expression(UNDER_OUR_CLAIM)
-        .expression_attribute_values(":claimed", claimed_version(message))
-        .update_expression(
+        .expression_attribute_values(":claimed", claimed_version(message));
+    let (condition, delivery) = if set_status {
+        update = update
+            .expression_attribute_values(":delivery", s(status.as_str()))
+            .expression_attribute_values(":null", s("NULL"));
+        (
+            format!(
+                "{UNDER_OUR_CLAIM} AND (attribute_not_exists(delivery_status) OR \
+                 attribute_type(delivery_status, :null))"
+            ),
+            "delivery_status = :delivery, ",
+        )
+    } else {
+        (UNDER_OUR_CLAIM.to_owned(), "")
+    };
+    Ok(update
+        .condition_expression(condition)
+        .update_expression(format!(
             "SET #status = :submitted, twilio_sid = :sid, submitted_at = :now, \
-             ambiguous = :false, \
-             delivery_status = :delivery, \
+             ambiguous = :false, {delivery}\
              version = if_not_exists(version, :zero) + :one, \
              status_history = list_append(if_not_exists(status_history, :empty), :entry), \
              gsi2pk = :poll_pk, gsi2sk = :poll_sk \
-             REMOVE status_reason",
-        )
+             REMOVE status_reason"
+        ))
         // Filed for a status poll: a final callback takes it out of the index before then.
         .expression_attribute_values(
             ":poll_pk",
@@ -320,7 +348,6 @@ pub(super) fn submitted_update(
         .expression_attribute_values(":sid", s(sid.as_str()))
         .expression_attribute_values(":now", s(now))
         .expression_attribute_values(":false", AttributeValue::Bool(false))
-        .expression_attribute_values(":delivery", s(status.as_str()))
         .expression_attribute_values(":empty", AttributeValue::L(vec![]))
         .expression_attribute_values(
             ":entry",

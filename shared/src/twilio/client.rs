@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use time::format_description::well_known::Rfc2822;
 use time::OffsetDateTime;
 
 use crate::secrets::{SecretStore, Secrets};
@@ -30,10 +31,19 @@ pub struct TwilioMessage {
     pub status: String,
     #[serde(default)]
     pub to: Option<String>,
+    /// The number Twilio sends from: ours, or the one a Messaging Service picked (`null` while
+    /// the service has not picked one yet).
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub messaging_service_sid: Option<String>,
     #[serde(default)]
     pub body: Option<String>,
     #[serde(default)]
     pub date_created: Option<String>,
+    /// `null` until the message leaves Twilio (`queued` and `accepted` messages have none).
+    #[serde(default)]
+    pub date_sent: Option<String>,
     /// Twilio's delivery error, when the message failed.
     #[serde(default)]
     pub error_code: Option<i64>,
@@ -49,6 +59,44 @@ struct ErrorBody {
 struct MessageList {
     #[serde(default)]
     messages: Vec<TwilioMessage>,
+    #[serde(default)]
+    next_page_uri: Option<String>,
+}
+
+/// How many list pages reconciliation reads at most before it gives up (and retries later):
+/// 100 pages of [`LIST_PAGE_SIZE`] is far more than one sender ever sent one number.
+const MAX_LIST_PAGES: usize = 100;
+/// Twilio's largest page.
+const LIST_PAGE_SIZE: u32 = 1000;
+
+/// What an earlier attempt of one message looks like at Twilio: the message reconciliation
+/// looks for (see [`is_candidate`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Attempted<'a> {
+    pub to: &'a str,
+    pub body: &'a str,
+    /// The claim under which the attempt was made, less a small skew for clocks and for
+    /// Twilio's whole-second `date_created`.
+    pub since: OffsetDateTime,
+}
+
+/// Whether `m` may be the message an attempt made: sent by us (our number, or our Messaging
+/// Service whatever number it picked), to the same recipient, with exactly the same body,
+/// created at or after the attempt's claim. Its status and `date_sent` do not matter: a
+/// message still queued at Twilio has no `date_sent` yet.
+pub fn is_candidate(m: &TwilioMessage, sender: &Sender, attempt: &Attempted<'_>) -> bool {
+    let ours = match sender {
+        Sender::Number(number) => m.from.as_deref() == Some(number.as_str()),
+        Sender::MessagingService(service) => {
+            m.messaging_service_sid.as_deref() == Some(service.as_str())
+        }
+    };
+    ours && m.to.as_deref() == Some(attempt.to)
+        && m.body.as_deref() == Some(attempt.body)
+        && m.date_created
+            .as_deref()
+            .and_then(|d| OffsetDateTime::parse(d, &Rfc2822).ok())
+            .is_some_and(|created| created >= attempt.since)
 }
 
 /// What a failed call means for the message.
@@ -178,6 +226,7 @@ pub struct TwilioClient {
     pub(super) http: reqwest::Client,
     pub(super) api_base: String,
     sender: Sender,
+    list_page_size: u32,
 }
 
 impl TwilioClient {
@@ -191,7 +240,19 @@ impl TwilioClient {
             http,
             api_base: api_base.trim_end_matches('/').to_owned(),
             sender,
+            list_page_size: LIST_PAGE_SIZE,
         })
+    }
+
+    /// Reads the Messages list `page_size` at a time (Twilio's default is 50, its maximum
+    /// 1000): smaller pages make paging testable with a handful of messages.
+    pub fn with_list_page_size(mut self, page_size: u32) -> Self {
+        self.list_page_size = page_size.clamp(1, LIST_PAGE_SIZE);
+        self
+    }
+
+    pub fn sender(&self) -> &Sender {
+        &self.sender
     }
 
     fn messages_url(&self, account: &str) -> String {
@@ -250,46 +311,57 @@ impl TwilioClient {
         read(response).await
     }
 
-    /// A message Twilio already accepted for `to` with this `body`, created at or after
-    /// `since`: how an attempt whose answer was lost is recognised instead of sent twice.
-    pub async fn find_accepted(
+    /// Every message at Twilio that may be the attempt's, oldest first (see
+    /// [`is_candidate`]): how an attempt whose answer was lost is recognised instead of sent
+    /// twice. The list is filtered by `To` (and `From` when we send from one number) and read
+    /// to its last page; not by `DateSent`, which has the granularity of a day and which a
+    /// message still queued at Twilio does not have. Which of them, if any, is this message's
+    /// is the caller's to decide (it skips SIDs already recorded for other messages).
+    pub async fn find_attempts(
         &self,
         secrets: &Secrets,
-        to: &str,
-        body: &str,
-        since: OffsetDateTime,
-    ) -> Result<Option<TwilioMessage>, TwilioError> {
-        let day = since.date();
-        let date = format!(
-            "{:04}-{:02}-{:02}",
-            day.year(),
-            u8::from(day.month()),
-            day.day()
-        );
+        attempt: &Attempted<'_>,
+    ) -> Result<Vec<TwilioMessage>, TwilioError> {
         let (account, (user, password)) = credentials(secrets)?;
-        let response = self
+        let list_path = format!("/2010-04-01/Accounts/{account}/Messages.json");
+        let page_size = self.list_page_size.to_string();
+        let mut query = vec![("To", attempt.to), ("PageSize", page_size.as_str())];
+        if let Sender::Number(number) = &self.sender {
+            query.push(("From", number.as_str()));
+        }
+        let mut request = self
             .http
-            .get(self.messages_url(account))
-            .basic_auth(user, Some(password))
-            .query(&[
-                ("To", to),
-                ("DateSent>", date.as_str()),
-                ("PageSize", "100"),
-            ])
-            .send()
-            .await
-            .map_err(transport)?;
-        let list: MessageList = read(response).await?;
-        Ok(list.messages.into_iter().find(|m| {
-            m.body.as_deref() == Some(body)
-                && m.date_created
-                    .as_deref()
-                    .and_then(|d| {
-                        OffsetDateTime::parse(d, &time::format_description::well_known::Rfc2822)
-                            .ok()
-                    })
-                    .is_some_and(|created| created >= since)
-        }))
+            .get(format!("{}{list_path}", self.api_base))
+            .query(&query);
+        let mut found = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let response = request
+                .basic_auth(user, Some(password))
+                .send()
+                .await
+                .map_err(transport)?;
+            let page: MessageList = read(response).await?;
+            found.extend(
+                page.messages
+                    .into_iter()
+                    .filter(|m| is_candidate(m, &self.sender, attempt)),
+            );
+            let Some(next) = page.next_page_uri else {
+                found.sort_by_key(|m| {
+                    m.date_created
+                        .as_deref()
+                        .and_then(|d| OffsetDateTime::parse(d, &Rfc2822).ok())
+                });
+                return Ok(found);
+            };
+            // Only pages of this account's list are followed with our credentials.
+            if !next.starts_with(&format!("{list_path}?")) {
+                return Err(TwilioError::Decode);
+            }
+            request = self.http.get(format!("{}{next}", self.api_base));
+        }
+        // Not read to the end: an answer we cannot be sure of, tried again later.
+        Err(TwilioError::Decode)
     }
 }
 
@@ -332,5 +404,87 @@ mod tests {
         assert_eq!(TwilioError::Timeout.failure(), Failure::Ambiguous);
         assert_eq!(api(400, Some(21211)).code(), "21211");
         assert_eq!(api(502, None).code(), "http_502");
+    }
+
+    fn listed(
+        from: Option<&str>,
+        service: Option<&str>,
+        body: &str,
+        created: &str,
+    ) -> TwilioMessage {
+        TwilioMessage {
+            sid: "SM00000000000000000000000000000001".into(),
+            status: "queued".into(),
+            to: Some("+14155550100".into()),
+            from: from.map(str::to_owned),
+            messaging_service_sid: service.map(str::to_owned),
+            body: Some(body.into()),
+            date_created: Some(created.into()),
+            date_sent: None,
+            error_code: None,
+        }
+    }
+
+    #[test]
+    fn a_candidate_is_ours_to_the_recipient_with_the_body_created_since_the_claim() {
+        let since = OffsetDateTime::parse("Mon, 30 Nov 2026 11:00:00 +0000", &Rfc2822).unwrap();
+        let attempt = Attempted {
+            to: "+14155550100",
+            body: "Your visit is at 3",
+            since,
+        };
+        let number = Sender::Number("+15005550006".into());
+        let service = Sender::MessagingService("MG00000000000000000000000000000001".into());
+        let at = "Mon, 30 Nov 2026 11:00:00 +0000";
+        let ours = listed(Some("+15005550006"), None, "Your visit is at 3", at);
+        assert!(
+            is_candidate(&ours, &number, &attempt),
+            "queued: no date_sent needed"
+        );
+        // Earlier the same day, identical body: not this attempt.
+        let earlier = listed(
+            Some("+15005550006"),
+            None,
+            "Your visit is at 3",
+            "Mon, 30 Nov 2026 10:59:59 +0000",
+        );
+        assert!(!is_candidate(&earlier, &number, &attempt));
+        let other_sender = listed(Some("+15005550007"), None, "Your visit is at 3", at);
+        assert!(!is_candidate(&other_sender, &number, &attempt));
+        let other_body = listed(Some("+15005550006"), None, "Your visit is at 3 ", at);
+        assert!(
+            !is_candidate(&other_body, &number, &attempt),
+            "bodies compare exactly"
+        );
+        let mut other_to = ours.clone();
+        other_to.to = Some("+14155550101".into());
+        assert!(!is_candidate(&other_to, &number, &attempt));
+        let mut undated = ours.clone();
+        undated.date_created = None;
+        assert!(!is_candidate(&undated, &number, &attempt));
+        // A Messaging Service's message is recognised by the service, before and after it
+        // picked a number.
+        let picking = listed(
+            None,
+            Some("MG00000000000000000000000000000001"),
+            "Your visit is at 3",
+            at,
+        );
+        assert!(is_candidate(&picking, &service, &attempt));
+        let picked = listed(
+            Some("+15005550009"),
+            Some("MG00000000000000000000000000000001"),
+            "Your visit is at 3",
+            at,
+        );
+        assert!(is_candidate(&picked, &service, &attempt));
+        assert!(!is_candidate(&picked, &number, &attempt));
+        let other_service = listed(
+            None,
+            Some("MG00000000000000000000000000000002"),
+            "Your visit is at 3",
+            at,
+        );
+        assert!(!is_candidate(&other_service, &service, &attempt));
     }
 }

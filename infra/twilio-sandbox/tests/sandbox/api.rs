@@ -341,6 +341,17 @@ async fn list_filters_by_to_and_date_sent() {
     assert!(page["uri"].as_str().unwrap().contains("Page=0"));
 
     let count = |page: &Value| page["messages"].as_array().unwrap().len();
+    // `DateSent` filters see only messages that left Twilio: wait until these have.
+    eventually(|| async {
+        let (_, page) = sandbox.api_get("Messages.json").await;
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| !m["date_sent"].is_null())
+            .then_some(())
+    })
+    .await;
     let (today, yesterday, tomorrow) = (utc_date(0), utc_date(-1), utc_date(1));
     let (_, page) = sandbox
         .api_get(&format!("Messages.json?{to_a}&DateSent={today}"))
@@ -434,4 +445,75 @@ async fn unknown_paths_and_methods_answer_twilio_errors() {
     .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(error["code"], 20004);
+}
+
+#[tokio::test]
+async fn a_queued_message_has_no_date_sent_and_no_date_sent_filter_finds_it() {
+    let sandbox = Sandbox::start().await;
+    let to = "+14155550141";
+    let (status, _) = sandbox
+        .control_post("callbacks", json!({"to": to, "sequence": ["queued"]}))
+        .await;
+    assert!(status.is_success(), "{status}");
+    // Identical bodies to one number: two messages, both still queued.
+    for _ in 0..2 {
+        let (status, created) = sandbox
+            .create(&[("To", to), ("From", FROM), ("Body", "same")])
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(created["date_sent"], Value::Null);
+    }
+    let to_q = format!("To={}", encode(to));
+    let (_, page) = sandbox.api_get(&format!("Messages.json?{to_q}")).await;
+    let listed = page["messages"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "two separate messages");
+    assert_ne!(listed[0]["sid"], listed[1]["sid"]);
+    assert!(listed
+        .iter()
+        .all(|m| m["status"] == "queued" && m["date_sent"].is_null()));
+    for filter in [
+        format!("DateSent={}", utc_date(0)),
+        format!("DateSent%3E={}", utc_date(-1)),
+        format!("DateSent%3C={}", utc_date(1)),
+    ] {
+        let (_, page) = sandbox
+            .api_get(&format!("Messages.json?{to_q}&{filter}"))
+            .await;
+        assert_eq!(page["messages"].as_array().unwrap().len(), 0, "{filter}");
+    }
+}
+
+#[tokio::test]
+async fn the_list_pages_through_next_page_uri() {
+    let sandbox = Sandbox::start().await;
+    let to = "+14155550142";
+    for i in 0..5 {
+        let (status, _) = sandbox
+            .create(&[("To", to), ("From", FROM), ("Body", &format!("n{i}"))])
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let mut next = Some(format!("Messages.json?To={}&PageSize=2", encode(to)));
+    let mut bodies = Vec::new();
+    let mut pages = 0;
+    while let Some(path) = next {
+        let (status, page) = sandbox.api_get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["page_size"], 2);
+        pages += 1;
+        bodies.extend(
+            page["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["body"].as_str().unwrap().to_owned()),
+        );
+        next = page["next_page_uri"].as_str().map(|uri| {
+            uri.strip_prefix(&format!("/2010-04-01/Accounts/{ACCOUNT}/"))
+                .unwrap()
+                .to_owned()
+        });
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(bodies, ["n4", "n3", "n2", "n1", "n0"]);
 }

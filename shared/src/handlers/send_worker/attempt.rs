@@ -12,8 +12,14 @@ use crate::delivery::DeliveryStatus;
 use crate::metrics::Metrics;
 use crate::pipeline::PipelineState;
 use crate::store::{Message, StoreError};
-use crate::twilio::client::{with_credentials, CreateMessage, Failure, TwilioError};
+use crate::twilio::client::{
+    with_credentials, Attempted, CreateMessage, Failure, TwilioError, TwilioMessage,
+};
 use crate::twilio::MessageSid;
+
+/// How much earlier than its claim an attempt's message may carry as `date_created`: Twilio's
+/// timestamps have whole seconds, and its clock is not ours.
+const RECONCILE_SKEW: Duration = Duration::from_secs(5);
 
 /// Twilio's "unsubscribed recipient" error: also an opt-out.
 const UNSUBSCRIBED: i64 = 21610;
@@ -135,16 +141,7 @@ impl SendWorker {
 
         // A previous attempt may have been accepted by Twilio without us hearing back.
         if message.ambiguous || message.status == crate::pipeline::PipelineState::Sending {
-            let since = message
-                .claimed_at
-                .map(crate::time::Timestamp::offset_date_time)
-                .unwrap_or_else(OffsetDateTime::now_utc)
-                - Duration::from_secs(5);
-            let found = with_credentials(&self.secrets, |secrets| async move {
-                self.twilio.find_accepted(&secrets, to, body, since).await
-            })
-            .await;
-            match found {
+            match self.earlier_attempt(message, to, body).await {
                 Ok(Some(found)) => {
                     info!("earlier attempt found at Twilio; recorded without sending again");
                     return self.accepted(message, &found.sid, &found.status).await;
@@ -157,21 +154,23 @@ impl SendWorker {
                     info!("no earlier attempt at Twilio; sending");
                 }
                 Ok(None) => info!("no earlier attempt at Twilio; sending"),
-                Err(e) if e.failure() == Failure::Unauthorized => {
+                Err(Lookup::Twilio(e)) if e.failure() == Failure::Unauthorized => {
                     return Err(Interrupted::Unauthorized)
                 }
-                Err(e) => return self.retry_or_fail(message, attempt, &e).await,
+                Err(Lookup::Twilio(e)) => return self.retry_or_fail(message, attempt, &e).await,
+                Err(Lookup::Store(e)) => return Err(Interrupted::not_at_twilio(e)),
             }
         }
 
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
         }
+        let status_callback = self.config.status_callback_for(&message.message_id);
         let request = &CreateMessage {
             to,
             body,
             media_urls: &media_urls,
-            status_callback: &self.config.status_callback_url,
+            status_callback: &status_callback,
         };
         let created = with_credentials(&self.secrets, |secrets| async move {
             self.twilio.create(&secrets, request).await
@@ -186,6 +185,44 @@ impl SendWorker {
             }
             Err(e) => self.retry_or_fail(message, attempt, &e).await,
         }
+    }
+
+    /// The message an earlier attempt of `message` left at Twilio, if one did: the oldest
+    /// candidate (ours, same recipient and body, created since the attempt's claim; see
+    /// [`is_candidate`](crate::twilio::client::is_candidate)) whose SID Parley has not
+    /// recorded for another message. An identical text sent to the same number before, by
+    /// Parley or by another message racing this one, is thereby never taken for this one's.
+    async fn earlier_attempt(
+        &self,
+        message: &Message,
+        to: &str,
+        body: &str,
+    ) -> Result<Option<TwilioMessage>, Lookup> {
+        let since = message
+            .claimed_at
+            .map(crate::time::Timestamp::offset_date_time)
+            .unwrap_or_else(OffsetDateTime::now_utc)
+            - RECONCILE_SKEW;
+        let attempted = Attempted { to, body, since };
+        let candidates = with_credentials(&self.secrets, |secrets| async move {
+            self.twilio.find_attempts(&secrets, &attempted).await
+        })
+        .await
+        .map_err(Lookup::Twilio)?;
+        for candidate in candidates {
+            let Ok(sid) = MessageSid::parse(&candidate.sid) else {
+                continue;
+            };
+            let guard = self.store.sid_guard(&sid).await.map_err(Lookup::Store)?;
+            let recorded_for = guard.and_then(|g| g.message_id);
+            match recorded_for {
+                Some(id) if id != message.message_id => {
+                    info!(twilio_sid = %sid, "a candidate at Twilio is another message's; skipped");
+                }
+                _ => return Ok(Some(candidate)),
+            }
+        }
+        Ok(None)
     }
 
     /// For a message taken over from a dead worker and not at Twilio: defers or expires it
@@ -338,6 +375,12 @@ impl SendWorker {
         Metrics::new(FUNCTION).count("Retries", 1).emit();
         Err(Interrupted::Retry(delay))
     }
+}
+
+/// Why reconciliation could not tell whether an earlier attempt reached Twilio.
+enum Lookup {
+    Twilio(TwilioError),
+    Store(StoreError),
 }
 
 /// Why an attempt ended without a result to record.

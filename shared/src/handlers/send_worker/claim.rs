@@ -14,6 +14,7 @@ use crate::pipeline::PipelineState;
 use crate::queue::SendJob;
 use crate::store::{ClaimOrder, Message, MessageKey, TxError};
 use crate::time::Timestamp;
+use crate::twilio::MessageSid;
 
 /// Rounds of read-and-claim before the jobs still contended are left for redelivery.
 const CLAIM_ROUNDS: usize = 3;
@@ -78,6 +79,28 @@ fn standing(
 }
 
 impl SendWorker {
+    /// The job of a message already submitted: a redelivery, or the job of a worker that
+    /// stopped after recording the SID and before merging the callbacks parked on it. The
+    /// merge is idempotent (`Store::merge_parked`), so it is run again here, as by every later
+    /// status; if the store fails, the job comes back to try again.
+    async fn finish_recording(&self, message: &Message) -> Disposition {
+        let sid = message
+            .twilio_sid
+            .as_deref()
+            .filter(|_| message.status == PipelineState::Submitted)
+            .and_then(|sid| MessageSid::parse(sid).ok());
+        let Some(sid) = sid else {
+            return Disposition::Done;
+        };
+        match self.store.merge_parked(&sid).await {
+            Ok(()) => Disposition::Done,
+            Err(e) => {
+                warn!(message_id = %message.message_id, error = %crate::error::chain(&e), "could not merge parked callbacks; retried");
+                Disposition::Requeue(self.config.retry_base)
+            }
+        }
+    }
+
     /// Claims what it can of `jobs` (distinct messages); one result per job, in order.
     pub(super) async fn claim(&self, jobs: &[&SendJob]) -> Vec<Claimed> {
         let mut results: Vec<Option<Claimed>> = jobs.iter().map(|_| None).collect();
@@ -131,7 +154,7 @@ impl SendWorker {
                     }
                     Standing::Finished => {
                         info!(message_id = %message.message_id, status = %message.status, "not queued; skipped");
-                        results[i] = Some(Claimed::Settled(Disposition::Done));
+                        results[i] = Some(Claimed::Settled(self.finish_recording(message).await));
                     }
                 }
             }

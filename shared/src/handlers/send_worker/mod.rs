@@ -35,9 +35,13 @@ const FUNCTION: &str = "send-worker";
 /// before its receives start to count.
 const MAX_REQUEUES: u32 = 50;
 pub const STATUS_ROUTE: &str = "/webhook/twilio/status";
+/// The `StatusCallback` URL's query parameter that names Parley's message.
+pub const MESSAGE_ID_PARAM: &str = "m";
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
+    /// The status-callback route's public URL; each message's adds its id
+    /// ([`WorkerConfig::status_callback_for`]).
     pub status_callback_url: String,
     /// Must equal the queue's `maxReceiveCount`, so the last failure is also the one SQS
     /// moves to the dead-letter queue.
@@ -50,6 +54,17 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The `StatusCallback` URL of one message: the route with the message's id in the query
+    /// (`?m=<message_id>`), so its callbacks find it by id whether or not its SID is recorded
+    /// yet. Twilio signs the URL it calls, query included. Message ids are ULIDs: nothing to
+    /// encode.
+    pub fn status_callback_for(&self, message_id: &str) -> String {
+        format!(
+            "{}?{MESSAGE_ID_PARAM}={message_id}",
+            self.status_callback_url
+        )
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         let number = |name: &'static str, default: f64| -> Result<f64, ConfigError> {
             optional(name).map_or(Ok(default), |v| {
