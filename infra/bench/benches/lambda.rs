@@ -9,8 +9,7 @@
 //! - warm invocations: the same, for each following invocation;
 //! - peak RSS (`VmHWM` of `/proc/<pid>/status`) at the first `next` and at the end;
 //! - AWS requests per invocation, counted by a relay in front of the emulator that parses the
-//!   HTTP/1.1 requests going through it (by `X-Amz-Target`). The relay keeps the function's
-//!   connections open, as AWS does, although the emulator closes its own after each answer;
+//!   HTTP/1.1 requests going through it (by `X-Amz-Target`);
 //! - TCP connections the runtime opened to the Runtime API.
 //!
 //! Process CPU is the child's CPU-time clock (`clock_getcpuclockid`: utime + stime of every
@@ -38,7 +37,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -92,84 +91,41 @@ type Ops = Arc<Mutex<Vec<String>>>;
 
 fn relay(listener: TcpListener, upstream: SocketAddr, ops: Ops) {
     for client in listener.incoming().flatten() {
+        let Ok(server) = TcpStream::connect(upstream) else {
+            continue;
+        };
+        let _ = client.set_nodelay(true);
+        let _ = server.set_nodelay(true);
+        let (c2, s2) = match (client.try_clone(), server.try_clone()) {
+            (Ok(c), Ok(s)) => (c, s),
+            _ => continue,
+        };
         let ops = ops.clone();
-        thread::spawn(move || {
-            let _ = relay_connection(client, upstream, &ops);
-        });
+        thread::spawn(move || pipe(client, server, Some(&ops)));
+        thread::spawn(move || pipe(s2, c2, None));
     }
 }
 
-/// Serves one of the function's connections, request by request, and keeps it open: each
-/// request goes to the emulator on a connection of its own, and its answer comes back without
-/// `Connection: close`. AWS keeps HTTPS connections alive and the SDK reuses them; the
-/// emulator's server (Werkzeug) closes every connection after one answer, which would charge
-/// the function a TCP connect and a new HTTP connection per AWS request that Lambda does not
-/// see.
-fn relay_connection(client: TcpStream, upstream: SocketAddr, ops: &Ops) -> std::io::Result<()> {
-    let _ = client.set_nodelay(true);
-    let mut writer = client.try_clone()?;
-    let mut reader = BufReader::new(client);
+/// Copies `from` to `to`; with `ops`, also parses the HTTP/1.1 requests going through and notes
+/// each one's operation when its headers are complete.
+fn pipe(mut from: TcpStream, mut to: TcpStream, ops: Option<&Ops>) {
+    let mut buf = [0u8; 16 * 1024];
     let mut parser = Requests::default();
     loop {
-        let mut head = Vec::new();
-        let mut content_length = 0;
-        loop {
-            let mut line = Vec::new();
-            if reader.read_until(b'\n', &mut line)? == 0 {
-                return Ok(());
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown(Shutdown::Write);
+                return;
             }
-            if let Some((name, value)) = String::from_utf8_lossy(&line).split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    content_length = value.trim().parse().unwrap_or(0);
-                }
-            }
-            head.extend_from_slice(&line);
-            if line == b"\r\n" || line == b"\n" {
-                break;
-            }
+            Ok(n) => n,
+        };
+        if let Some(ops) = ops {
+            parser.feed(&buf[..n], ops);
         }
-        let mut body = vec![0; content_length];
-        reader.read_exact(&mut body)?;
-        parser.feed(&head, ops);
-        parser.feed(&body, ops);
-        let mut server = TcpStream::connect(upstream)?;
-        let _ = server.set_nodelay(true);
-        server.write_all(&head)?;
-        server.write_all(&body)?;
-        // The emulator closes the connection after its answer.
-        let mut response = Vec::new();
-        server.read_to_end(&mut response)?;
-        writer.write_all(&kept_alive(response))?;
-    }
-}
-
-/// An HTTP/1.1 answer without its `Connection` header, framed by `Content-Length` if it was
-/// framed by the connection's end.
-fn kept_alive(response: Vec<u8>) -> Vec<u8> {
-    let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return response;
-    };
-    let head = String::from_utf8_lossy(&response[..end]).into_owned();
-    let body = &response[end + 4..];
-    let mut out = String::new();
-    let mut framed = false;
-    for line in head.split("\r\n") {
-        let name = line.split_once(':').map_or("", |(n, _)| n.trim());
-        if name.eq_ignore_ascii_case("connection") {
-            continue;
+        if to.write_all(&buf[..n]).is_err() {
+            return;
         }
-        framed |= name.eq_ignore_ascii_case("content-length")
-            || name.eq_ignore_ascii_case("transfer-encoding");
-        out.push_str(line);
-        out.push_str("\r\n");
     }
-    if !framed {
-        out.push_str(&format!("content-length: {}\r\n", body.len()));
-    }
-    out.push_str("\r\n");
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(body);
-    bytes
 }
 
 /// HTTP/1.1 request framing by `Content-Length` (the SDK's JSON protocols never chunk).
