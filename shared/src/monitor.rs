@@ -45,12 +45,10 @@ pub fn variants(e164: &E164, original: &str) -> Vec<String> {
     let e = e164.as_str();
     let digits: String = e.chars().filter(char::is_ascii_digit).collect();
     let mut out = vec![original.trim().to_owned(), e.to_owned()];
-    if let Ok(n) = phonenumber::parse(None, e) {
-        out.push(n.national().value().to_string());
-        out.push(digits.clone());
-        if n.code().value() == 1 {
-            out.push(n.format().mode(phonenumber::Mode::National).to_string());
-        }
+    if let Some((national, written)) = crate::phone::national_forms(e164) {
+        out.push(national);
+        out.push(digits);
+        out.extend(written);
     } else {
         out.push(digits);
     }

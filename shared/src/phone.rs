@@ -4,13 +4,93 @@
 //! log line by accident: log [`crate::telemetry::Pseudonymizer::pseudonym`] instead.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use phonenumber::country::Id as Country;
+use phonenumber::metadata::{Database, DATABASE};
+use phonenumber::PhoneNumber;
 use serde::{Deserialize, Serialize};
 
 /// Region assumed for numbers written without a country code.
 const DEFAULT_REGION: Country = Country::US;
 const WHATSAPP_PREFIX: &str = "whatsapp:";
+
+/// The North American Numbering Plan's 25 territories (country code 1, the region of the
+/// platform's numbers and tenants), copied verbatim from the metadata the phonenumber crate
+/// embeds (`data/phonenumber/README.md`).
+///
+/// The crate's own database holds all 254 territories and checks the syntax of every one of
+/// their patterns when first touched: ~55 ms of CPU, most of a function's init. This one takes
+/// ~6 ms, and gives the same answers for every number it is used for ([`database_for`]): a
+/// number of country code 1 is parsed, validated and placed using only these territories.
+static NANP: LazyLock<Database> = LazyLock::new(|| {
+    Database::parse(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/data/phonenumber/nanp.xml"
+    )))
+    .expect("the NANP metadata parses")
+});
+
+/// The database to parse `input` with: [`NANP`] when the input can only be a number of country
+/// code 1 — `+1` then digits and separators, or digits and separators alone (read in the default
+/// region, US) that do not start with `0` (so no `011…` international call prefix) — and the
+/// crate's whole database otherwise.
+fn database_for(input: &str) -> &'static Database {
+    let plain = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b' ' | b'(' | b')' | b'-' | b'.'))
+    };
+    let nanp = match input.strip_prefix("+1") {
+        Some(rest) => plain(rest),
+        None => {
+            plain(input)
+                && input
+                    .bytes()
+                    .find(u8::is_ascii_digit)
+                    .is_some_and(|d| d != b'0')
+        }
+    };
+    match nanp {
+        true => &NANP,
+        false => &DATABASE,
+    }
+}
+
+/// Parses `input` (already trimmed) with the database [`database_for`] picks.
+fn parse_number(region: Option<Country>, input: &str) -> Option<(PhoneNumber, &'static Database)> {
+    let database = database_for(input);
+    let number = phonenumber::parse_with(database, region, input).ok()?;
+    Some((number, database))
+}
+
+/// `+`, country code, national number: what the crate's `Mode::E164` writes. Its formatter is
+/// not used: it loads the whole database whatever database it is given, and matches the
+/// region's format patterns that E.164 does not need.
+fn e164_string(number: &PhoneNumber) -> String {
+    format!("+{}{}", number.code().value(), number.national())
+}
+
+/// A stored number's national forms, for the Collections Monitor's lookups: the national
+/// significant number, and for country code 1 the usual `(415) 555-2671`.
+pub(crate) fn national_forms(e164: &E164) -> Option<(String, Option<String>)> {
+    let (number, database) = parse_number(None, e164.as_str())?;
+    let national = number.national().value().to_string();
+    let written = (number.code().value() == 1).then(|| {
+        number
+            .format_with(database)
+            .mode(phonenumber::Mode::National)
+            .to_string()
+    });
+    Some((national, written))
+}
+
+/// Loads the NANP metadata and compiles the patterns a US number's parse and validation use
+/// (for [`crate::warm`]).
+pub(crate) fn warm() {
+    if let Ok(number) = E164::parse("+14155552671") {
+        let _ = number.region();
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,13 +138,11 @@ impl E164 {
         // An explicit `+` already names the country; phonenumber 0.3 applies the default
         // region's national-prefix rules to it anyway and mangles e.g. `+55 11 9…` (Brazil).
         let region = (!trimmed.starts_with('+')).then_some(DEFAULT_REGION);
-        let number = phonenumber::parse(region, trimmed).map_err(|_| PhoneError::Unparseable)?;
-        if !phonenumber::is_valid(&number) {
+        let (number, database) = parse_number(region, trimmed).ok_or(PhoneError::Unparseable)?;
+        if !phonenumber::is_valid_with(database, &number) {
             return Err(PhoneError::Invalid);
         }
-        Ok(Self(
-            number.format().mode(phonenumber::Mode::E164).to_string(),
-        ))
+        Ok(Self(e164_string(&number)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -74,11 +152,9 @@ impl E164 {
     /// The number's ISO 3166 region (`US`, `PT`), when its prefix names one (`+800` and other
     /// non-geographic codes do not).
     pub fn region(&self) -> Option<String> {
-        let number = phonenumber::parse(None, &self.0).ok()?;
-        number
-            .country()
-            .id()
-            .map(|id| AsRef::<str>::as_ref(&id).to_owned())
+        let (number, database) = parse_number(None, &self.0)?;
+        let id: Country = number.metadata(database)?.id().parse().ok()?;
+        Some(AsRef::<str>::as_ref(&id).to_owned())
     }
 }
 
@@ -240,6 +316,109 @@ mod tests {
         assert_eq!(b.channel, Channel::Whatsapp);
         let c = Address::parse("+14155552671").unwrap();
         assert_eq!(c.channel, Channel::Sms);
+    }
+
+    /// What a parse gives with `database`: the E.164 string, whether it is valid, its region.
+    fn outcome(
+        database: &Database,
+        region: Option<Country>,
+        input: &str,
+    ) -> Option<(String, bool, Option<String>)> {
+        let number = phonenumber::parse_with(database, region, input).ok()?;
+        let id = number.metadata(database).map(|m| m.id().to_owned());
+        Some((
+            e164_string(&number),
+            phonenumber::is_valid_with(database, &number),
+            id,
+        ))
+    }
+
+    #[test]
+    fn the_nanp_subset_is_the_crates_metadata() {
+        // Same territories in the same order (the order decides which region a number is
+        // placed in), and each one the same, pattern for pattern. When the phonenumber crate
+        // is updated, rerun `python3 infra/scripts/nanp-metadata.py`.
+        let regions = DATABASE.region(&1).expect("country code 1");
+        assert_eq!(NANP.region(&1), Some(regions.clone()));
+        assert_eq!(NANP.iter().count(), regions.len());
+        for id in regions {
+            let (ours, crates) = (NANP.by_id(id).unwrap(), DATABASE.by_id(id).unwrap());
+            assert_eq!(format!("{ours:?}"), format!("{crates:?}"), "{id}");
+        }
+    }
+
+    #[test]
+    fn numbers_of_country_code_1_parse_the_same_with_either_database() {
+        let mut inputs = vec![
+            "+15005550006".to_owned(),
+            "+1 (268) 464-1234".to_owned(), // Antigua and Barbuda
+            "+1 684 733 1234".to_owned(),   // American Samoa
+            "+1 787 234 5678".to_owned(),   // Puerto Rico
+            "+1 506 234 5678".to_owned(),   // Canada
+            "+1 800 253 0000".to_owned(),   // toll free
+            "+1 900 200 1234".to_owned(),   // premium rate
+            "+1".to_owned(),
+            "+1 2".to_owned(),
+            "+1 415 555 2671 4".to_owned(),
+            "1".to_owned(),
+            "415 555".to_owned(),
+        ];
+        for area in (0..1000).step_by(7) {
+            for exchange in [0, 1, 234, 555, 911] {
+                let n = format!("{area:03}{exchange:03}2671");
+                let (a, e, l) = (&n[..3], &n[3..6], &n[6..]);
+                inputs.extend([
+                    format!("+1{n}"),
+                    format!("+1 ({a}) {e}-{l}"),
+                    format!("1{n}"),
+                    format!("{a}.{e}.{l}"),
+                    format!("({a}) {e}-{l}"),
+                ]);
+            }
+        }
+        let (mut nanp, mut valid) = (0, 0);
+        for input in &inputs {
+            let database = database_for(input);
+            nanp += usize::from(std::ptr::eq(database, &*NANP));
+            let region = (!input.starts_with('+')).then_some(DEFAULT_REGION);
+            let ours = outcome(database, region, input);
+            assert_eq!(ours, outcome(&DATABASE, region, input), "{input}");
+            valid += usize::from(ours.as_ref().is_some_and(|o| o.1));
+            // And `E164::parse` as it was before the subset: the whole database, and the
+            // crate's formatter.
+            let before = phonenumber::parse(region, input.trim())
+                .ok()
+                .filter(phonenumber::is_valid)
+                .map(|n| n.format().mode(phonenumber::Mode::E164).to_string());
+            assert_eq!(E164::parse(input).ok().map(|e| e.0), before, "{input}");
+        }
+        // Most went through the subset (those starting with 0 in the default region did not),
+        // and valid and invalid numbers both were compared.
+        assert!(nanp > inputs.len() * 9 / 10, "{nanp} of {}", inputs.len());
+        assert!(valid > 100 && valid < inputs.len() - 100, "{valid}");
+    }
+
+    #[test]
+    fn other_numbers_use_the_whole_database() {
+        for input in [
+            "+52 55 1234 5678",
+            "+441234567890",
+            "011 44 20 7946 0958",
+            "0044 20 7946 0958",
+            "tel:+1-415-555-2671",
+            "+1 415 555 2671 ext. 5",
+            "whatever",
+        ] {
+            assert!(std::ptr::eq(database_for(input), &*DATABASE), "{input}");
+        }
+        assert_eq!(
+            E164::parse("011 52 55 1234 5678").unwrap().as_str(),
+            "+525512345678"
+        );
+        let gb = E164::parse("+44 20 7946 0958").unwrap();
+        assert_eq!(gb.region().as_deref(), Some("GB"));
+        let ca = E164::parse("+1 506 234 5678").unwrap();
+        assert_eq!(ca.region().as_deref(), Some("CA"));
     }
 
     #[test]

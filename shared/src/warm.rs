@@ -10,12 +10,6 @@
 
 use std::sync::Once;
 
-/// One number of the North American plan, the region of the platform's numbers and tenants.
-/// Parsing and validating it loads the phonenumber metadata and compiles that region's
-/// patterns. Other regions still compile theirs on their first number: warming MX, BR, ES, PT
-/// and GB as well cost ~70 ms of init CPU on the benchmark's machine (docs/benchmarks.md, 4).
-const NUMBERS: &[&str] = &["+14155552671"];
-
 /// Messages in the three consent languages, so the detector and the matcher see each.
 const TEXTS: &[&str] = &[
     "Hola, ya pagué la renta de este mes. ¿Pueden confirmar?",
@@ -28,11 +22,12 @@ const TEXTS: &[&str] = &[
 pub fn warm() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        for number in NUMBERS {
-            if let Ok(e164) = crate::phone::E164::parse(number) {
-                let _ = e164.region();
-            }
-        }
+        // The North American plan's metadata and a US number's patterns, the region of the
+        // platform's numbers and tenants. A number of another country code loads the
+        // phonenumber crate's whole database on its first use in the process (~55 ms of CPU
+        // on the benchmark's machine, docs/benchmarks.md section 4): warming it here would
+        // make every function's init that much longer for a number most never see.
+        crate::phone::warm();
         let _ = crate::phone::Address::parse("whatsapp:+14155552671");
         for text in TEXTS {
             let _ = crate::language::detect(text);
