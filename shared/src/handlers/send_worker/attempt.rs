@@ -304,10 +304,9 @@ impl SendWorker {
         let code = e.code();
         warn!(error_code = %code, "Twilio refused the message; failed without retry");
         let now = self.clock.now().to_string();
-        self.store
-            .finish_unsent(message, DeliveryStatus::Failed, &code, &e.message(), &now)
-            .await
-            .map_err(Interrupted::not_at_twilio)?;
+        // The opt-out first: once the message is failed nothing retries it, so an opt-out
+        // written after could be lost; written before, a failure here retries the job, which
+        // meets 21610 again and writes it then.
         if matches!(
             e,
             TwilioError::Api {
@@ -315,15 +314,15 @@ impl SendWorker {
                 ..
             }
         ) {
-            // The message is already failed: a lost opt-out here is logged, not retried.
-            if let Err(e) = self
-                .store
+            self.store
                 .record_opt_out(&message.to_e164, "TWILIO_21610", &message.message_id, &now)
                 .await
-            {
-                error!(error = %crate::error::chain(&e), "could not record Twilio's opt-out");
-            }
+                .map_err(Interrupted::not_at_twilio)?;
         }
+        self.store
+            .finish_unsent(message, DeliveryStatus::Failed, &code, &e.message(), &now)
+            .await
+            .map_err(Interrupted::not_at_twilio)?;
         Metrics::new(FUNCTION)
             .dimension("error_code", code)
             .count("Failed", 1)
