@@ -620,7 +620,7 @@ async fn the_runbook_command_backfills_a_window_by_hand() {
         .minus(Duration::from_secs(3600))
         .to_string();
     let command = |args: &[&str]| {
-        std::process::Command::new(parley_local_binary())
+        std::process::Command::new(parley_local_bin())
             .arg("backfill")
             .args(args)
             // The stack's configuration, with this test's number as Parley's.
@@ -670,11 +670,4 @@ fn last_line(stdout: &[u8]) -> Value {
     let text = String::from_utf8_lossy(stdout);
     let line = text.trim().lines().last().unwrap_or_default();
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-fn parley_local_binary() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| parley_local::env::repo_root().join("target"));
-    target.join("debug/parley-local")
 }

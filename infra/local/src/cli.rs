@@ -7,7 +7,7 @@ use parley_local::env::{repo_root, LocalEnv};
 use parley_local::event_sources::{OnFailureQueue, SchedulePoller, SqsPoller, StreamPoller};
 use parley_local::gateway::Gateway;
 use parley_local::template::Template;
-use parley_local::{audit, bootstrap, emulator, functions};
+use parley_local::{audit, bootstrap, emulator, functions, stack};
 
 /// Starts the emulator, creates the resources, serves the gateway, prints `ready: URL`, and
 /// stops everything it started on Ctrl-C or SIGTERM.
@@ -23,18 +23,14 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
         let template = Template::load_default().map_err(|e| e.to_string())?;
         let sdk = parley::aws::sdk_config().await;
         let resources = bootstrap::bootstrap(&sdk, &template, env).await?;
-        // `!Ref SendQueue` in a function's environment is the local queue's URL.
-        // …and `!Ref EventBus` the local bus's name.
-        for (var, target) in template.env_refs() {
-            let local = resources
-                .queues
-                .get(&target)
-                .map(|(url, _)| url.clone())
-                .or_else(|| resources.buses.get(&target).cloned());
-            if let (Some(value), None) = (local, env.get(&var)) {
-                std::env::set_var(var, value);
-            }
-        }
+        // `!Ref SendQueue` in a function's environment is the local queue's URL, `!Ref EventBus`
+        // the local bus's name.
+        stack::export_local_refs(
+            &aws_sdk_sqs::Client::new(&sdk),
+            &template,
+            env.require("LOCAL_QUEUE_PREFIX")?,
+        )
+        .await?;
 
         let monitor_port = env.port("LOCAL_MONITOR_PORT")?;
         let monitor_listener = tokio::net::TcpListener::bind(("127.0.0.1", monitor_port))

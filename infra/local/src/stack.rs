@@ -89,6 +89,11 @@ pub async fn export_local_refs(
     queue_prefix: &str,
 ) -> Result<(), String> {
     let buses = template.event_buses();
+    let queues: Vec<String> = template
+        .queues()
+        .into_iter()
+        .map(|q| q.logical_id)
+        .collect();
     let target = Target::Local {
         queue_prefix: queue_prefix.to_owned(),
     };
@@ -98,7 +103,7 @@ pub async fn export_local_refs(
         }
         let value = if buses.contains(&logical_id) {
             format!("{queue_prefix}{logical_id}")
-        } else if template.queues().iter().any(|q| q.logical_id == logical_id) {
+        } else if queues.contains(&logical_id) {
             target.queue_url(sqs, &logical_id).await?
         } else {
             continue;
