@@ -7,10 +7,13 @@ CFN_LINT := $(VENV)/lint/bin/cfn-lint
 # The deploy tools, in their own venv (Debian's and Ubuntu's Python refuse a global pip install).
 DEPLOY_VENV := $(VENV)/deploy
 DEPLOY_SAM := $(DEPLOY_VENV)/bin/sam
+# cargo-deny, built once from crates.io into .venv (no prebuilt binary is reachable here).
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := $(VENV)/cargo-deny/bin/cargo-deny
 export SAM_CLI_TELEMETRY := 0
 comma := ,
 
-.PHONY: run test deps check fmt clippy lint-template e2e bench bench-lambda bench-send bench-pending bench-rules bench-cost sign clean \
+.PHONY: run test deps check fmt clippy lint-template deny deny-advisories e2e bench bench-lambda bench-send bench-pending bench-rules bench-cost sign clean \
 	deploy-tools build deploy-guided deploy fuzz
 
 ## run: install what is missing, then start the emulator, resources and gateway (Ctrl-C stops)
@@ -21,7 +24,7 @@ run: $(MOTO_SERVER)
 ## test: formatting, lints, template validation, then every test against one local stack
 test: deps check e2e
 
-deps: $(MOTO_SERVER) $(CFN_LINT)
+deps: $(MOTO_SERVER) $(CFN_LINT) $(CARGO_DENY)
 
 $(MOTO_SERVER):
 	python3 -m venv $(VENV)/moto
@@ -31,13 +34,24 @@ $(CFN_LINT):
 	python3 -m venv $(VENV)/lint
 	$(VENV)/lint/bin/pip install --quiet --disable-pip-version-check "aws-sam-cli==1.170.0" "cfn-lint==1.58.0"
 
-check: fmt clippy lint-template
+check: fmt clippy lint-template deny
 
 fmt:
 	cargo fmt --all -- --check
 
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
+
+## deny: licenses, bans (one TLS stack, duplicate versions only with a reason) and sources, offline (deny.toml)
+deny: $(CARGO_DENY)
+	$(CARGO_DENY) --offline check licenses bans sources
+
+## deny-advisories: RustSec advisories; needs the advisory database (a git repository on GitHub), so not part of `make test`
+deny-advisories: $(CARGO_DENY)
+	$(CARGO_DENY) check advisories
+
+$(CARGO_DENY):
+	cargo install --quiet --locked cargo-deny --version $(CARGO_DENY_VERSION) --root $(VENV)/cargo-deny
 
 lint-template: $(CFN_LINT)
 	$(SAM) validate --lint --region us-east-1

@@ -39,6 +39,33 @@ pub fn open(key: &str, scope: &str, cursor: &str) -> Option<Vec<u8>> {
     bool::from(tag(key, scope, &position).ct_eq(&mac)).then_some(position)
 }
 
+/// A cursor for a DynamoDB page position (`LastEvaluatedKey`, all of whose keys are strings)
+/// in the listing `scope`.
+pub fn seal_page_key(key: &str, scope: &str, position: &crate::store::PageKey) -> String {
+    let strings: std::collections::BTreeMap<&str, &str> = position
+        .iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str())))
+        .collect();
+    seal(
+        key,
+        scope,
+        &serde_json::to_vec(&strings).unwrap_or_default(),
+    )
+}
+
+/// The page position a cursor sealed by [`seal_page_key`] for `scope` holds.
+pub fn open_page_key(key: &str, scope: &str, cursor: &str) -> Option<crate::store::PageKey> {
+    let payload = open(key, scope, cursor)?;
+    let strings: std::collections::HashMap<String, String> =
+        serde_json::from_slice(&payload).ok()?;
+    Some(
+        strings
+            .into_iter()
+            .map(|(k, v)| (k, aws_sdk_dynamodb::types::AttributeValue::S(v)))
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

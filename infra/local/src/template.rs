@@ -597,8 +597,8 @@ mod tests {
     #[test]
     fn every_template_route_is_a_route_constant_of_its_handler() {
         use parley::handlers::{
-            contacts, conversations, health, inbound_sms, keys, queue, rules, send_sms,
-            status_callback,
+            contacts, conversations, health, inbound_sms, inbox, keys, queue, rules, send_sms,
+            stats, status_callback,
         };
         let expected = [
             ("POST", inbound_sms::ROUTE, "InboundSmsFunction"),
@@ -611,6 +611,8 @@ mod tests {
                 "ConversationsFunction",
             ),
             ("GET", conversations::MESSAGE_ROUTE, "ConversationsFunction"),
+            ("GET", inbox::ROUTE, "ConversationsFunction"),
+            ("GET", stats::ROUTE, "ConversationsFunction"),
             ("GET", queue::ROUTE, "ConversationsFunction"),
             ("GET", queue::SUMMARY_ROUTE, "ConversationsFunction"),
             ("POST", keys::ROUTE, "ConversationsFunction"),

@@ -27,6 +27,9 @@ use crate::time::Timestamp;
 /// Lookups kept at most; beyond it the cache starts over (guessed ids cannot grow it forever).
 const CACHE_LIMIT: usize = 10_000;
 
+/// The id of a key from the secret's `api_keys`: the prefix and 12 hex digits of its digest.
+const BOOTSTRAP_PREFIX: &str = "secret-";
+
 /// Keys by id as last read (`None`: no such key), and when.
 type KeyCache = HashMap<String, (Option<Arc<ApiKey>>, Instant)>;
 
@@ -40,6 +43,11 @@ impl Caller {
     /// The key's id: in logs, metrics and idempotency records, never the key itself.
     pub fn key_id(&self) -> &str {
         &self.key.key_id
+    }
+
+    /// Whether the key has `scope` (`admin` includes the others).
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.key.allows(scope)
     }
 }
 
@@ -86,6 +94,27 @@ impl Access {
             None => self.bootstrap(presented).await,
         };
         key.map(|key| Caller { key }).ok_or(ApiError::Unauthorized)
+    }
+
+    /// The caller behind a key id a console session names, if the key is still valid: a
+    /// stored key not revoked, or a bootstrap key still in the secret.
+    pub async fn caller(&self, key_id: &str) -> Result<Option<Caller>, ApiError> {
+        if let Some(digest) = key_id.strip_prefix(BOOTSTRAP_PREFIX) {
+            let secrets = self.secrets.fresh().await;
+            let still_there = secrets
+                .api_keys
+                .iter()
+                .find(|k| key::sha256_hex(k).starts_with(digest));
+            return Ok(match still_there {
+                Some(presented) => self.bootstrap(presented).await.map(|key| Caller { key }),
+                None => None,
+            });
+        }
+        Ok(self
+            .stored(key_id)
+            .await?
+            .filter(|k| !k.is_revoked())
+            .map(|key| Caller { key }))
     }
 
     /// 403 `insufficient_scope` unless the key has `scope` (any key when `None`); 429 past its
@@ -201,7 +230,7 @@ impl Access {
         matches_any(presented, &secrets.api_keys).then(|| {
             let hex = key::sha256_hex(presented);
             Arc::new(ApiKey {
-                key_id: format!("secret-{}", &hex[..12]),
+                key_id: format!("{BOOTSTRAP_PREFIX}{}", &hex[..12]),
                 name: "bootstrap key from the secret".into(),
                 scopes: Scope::ALL.into_iter().collect(),
                 countries: None,

@@ -90,6 +90,16 @@ impl ConversationsHandler {
                 let page = super::queue::list(&self.store, &key, req).await?;
                 return Ok(json_response(StatusCode::OK, &page));
             }
+            super::inbox::ROUTE => {
+                let key = self.secrets.current().cursor_key().to_owned();
+                let listing = super::inbox::list(&self.store, &key, req).await?;
+                return Ok(json_response(StatusCode::OK, &listing));
+            }
+            super::stats::ROUTE => {
+                let stats =
+                    super::stats::stats(&self.store, req, crate::time::Timestamp::now()).await?;
+                return Ok(json_response(StatusCode::OK, &stats));
+            }
             super::queue::SUMMARY_ROUTE => {
                 let summary = super::queue::summary(
                     &self.store,

@@ -11,11 +11,13 @@ pub mod health;
 pub mod inbound_backfill;
 pub mod inbound_processor;
 pub mod inbound_sms;
+pub mod inbox;
 pub mod keys;
 pub mod queue;
 pub mod rules;
 pub mod send_sms;
 pub mod send_worker;
+pub mod stats;
 pub mod status_callback;
 pub mod webhook;
 

@@ -1,9 +1,8 @@
 //! `GET /queue` and `GET /queue/summary`: what is pending, for operators and integrators.
 //! Both read the due index, which holds exactly the outbound messages that are not final.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::{Request, RequestExt};
 use serde::Serialize;
 
@@ -198,38 +197,26 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 
 /// The index position as a cursor of the `queue` listing: opaque and unforgeable.
 fn seal_cursor(key: &str, position: &PageKey) -> String {
-    let strings: BTreeMap<&str, &str> = position
-        .iter()
-        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str())))
-        .collect();
-    crate::cursor::seal(
-        key,
-        "queue",
-        &serde_json::to_vec(&strings).unwrap_or_default(),
-    )
+    crate::cursor::seal_page_key(key, "queue", position)
 }
 
 fn open_cursor(key: &str, cursor: &str) -> Result<PageKey, ApiError> {
-    crate::cursor::open(key, "queue", cursor)
-        .and_then(|payload| serde_json::from_slice::<HashMap<String, String>>(&payload).ok())
-        .map(|strings| {
-            strings
-                .into_iter()
-                .map(|(k, v)| (k, AttributeValue::S(v)))
-                .collect()
-        })
-        .ok_or_else(|| {
-            bad(
-                "invalid_cursor",
-                "the cursor is not one this listing issued",
-            )
-        })
+    crate::cursor::open_page_key(key, "queue", cursor).ok_or_else(|| {
+        bad(
+            "invalid_cursor",
+            "the cursor is not one this listing issued",
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
     use base64::Engine;
+
+    use super::*;
 
     #[test]
     fn queue_cursors_round_trip_and_refuse_tampering() {

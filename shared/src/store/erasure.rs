@@ -621,7 +621,7 @@ impl Store {
             .client
             .query()
             .table_name(&self.table)
-            .index_name("gsi1")
+            .index_name(keys::GSI1)
             .key_condition_expression("gsi1pk = :id")
             .expression_attribute_values(":id", s(keys::message_gsi1pk(message_id)))
             .limit(1)

@@ -313,7 +313,8 @@ fn conversation_update(
         "SET entity = :entity, channel = :channel, phone = :phone, \
          conversation_id = if_not_exists(conversation_id, :cid), \
          created_at = if_not_exists(created_at, :now), \
-         last_message_at = :now, last_inbound_at = :now",
+         last_message_at = :now, last_inbound_at = :now, \
+         gsi1pk = :inbox, gsi1sk = :now",
     );
     let mut update = Update::builder()
         .table_name(table)
@@ -324,6 +325,7 @@ fn conversation_update(
         .expression_attribute_values(":phone", s(sms.from.e164.as_str()))
         .expression_attribute_values(":cid", s(&r.new_conversation_id))
         .expression_attribute_values(":now", s(&r.received_at))
+        .expression_attribute_values(":inbox", s(keys::CONVERSATIONS_GSI1PK))
         .expression_attribute_values(":one", AttributeValue::N("1".into()));
     // An unsure detection must not overwrite what earlier messages established.
     if r.detection.language != Language::Unknown {
@@ -336,6 +338,6 @@ fn conversation_update(
                 to_attribute_value(r.detection.confidence)?,
             );
     }
-    expression.push_str(" ADD message_count :one, inbound_count :one");
+    expression.push_str(" ADD message_count :one, inbound_count :one, unread_count :one");
     Ok(update.update_expression(expression).build()?)
 }

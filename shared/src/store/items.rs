@@ -170,6 +170,16 @@ pub struct Conversation {
     pub tenant_time_zone: Option<String>,
     pub workflow_type: Option<String>,
     pub workflow_id: Option<String>,
+    /// Inbound messages since an operator last read the thread.
+    #[serde(default)]
+    pub unread_count: u64,
+    /// The ids of its outbound messages that are not final (scheduled, deferred, queued,
+    /// sending), kept from the table's stream as a set so a replayed record changes nothing.
+    #[serde(default)]
+    pub pending_ids: Vec<String>,
+    /// The number's consent, mirrored from its `CONSENT#` item for the inbox's filter.
+    #[serde(default)]
+    pub opted_out: bool,
 }
 
 /// `SID#{MessageSid}`: the idempotency guard of a Twilio message and its pointer to the message.

@@ -29,6 +29,7 @@ pub enum Entity {
     RuleVersion,
     RuleActivity,
     RuleCap,
+    Stats,
 }
 
 impl Entity {
@@ -52,6 +53,7 @@ impl Entity {
             Self::RuleVersion => "rule_version",
             Self::RuleActivity => "rule_activity",
             Self::RuleCap => "rule_cap",
+            Self::Stats => "stats",
         }
     }
 }
@@ -88,6 +90,10 @@ pub const ERASURE_AUDIT_SK: &str = "AUDIT";
 pub fn message_sk(message_id: &str) -> String {
     format!("{MESSAGE_PREFIX}{message_id}")
 }
+
+/// GSI1 answers three lookups, each in partitions of its own: a message by its id, every
+/// rule, and the inbox.
+pub const GSI1: &str = "gsi1";
 
 /// The message-id index (GSI1) key, for reading one message by its id.
 pub fn message_gsi1pk(message_id: &str) -> String {
@@ -200,6 +206,22 @@ pub fn rule_version_sk(version: u32) -> String {
 /// Every rule's current version is in one partition of GSI1, so the router loads them all
 /// with one Query (there are tens, not millions).
 pub const RULES_GSI1PK: &str = "RULES";
+
+/// Every conversation's `META` sits in one partition of GSI1, sorted by its last message, so
+/// the inbox (`GET /conversations`) is one Query, newest first. One partition takes ~1,000
+/// writes a second, one per message in or out: far above a property manager's traffic (see
+/// docs/architecture.md, "The inbox").
+pub const CONVERSATIONS_GSI1PK: &str = "CONVS";
+
+/// Hourly traffic counters (`GET /stats`, the console's dashboard): one partition per UTC
+/// month, one item per hour (`{dd}T{hh}`), so any range of up to a month is one Query.
+pub const STATS_PREFIX: &str = "STATS#";
+pub fn stats_pk(month: &str) -> String {
+    format!("{STATS_PREFIX}{month}")
+}
+pub fn stats_sk(day: &str, hour: u8) -> String {
+    format!("{day}T{hour:02}")
+}
 
 /// What a rule did with each event it matched, newest last (`{at}#{event digest}`).
 pub fn rule_activity_pk(rule_id: &str) -> String {

@@ -6,6 +6,7 @@ pub mod consent;
 pub mod data_keys;
 pub mod erasure;
 pub mod inbound;
+pub mod inbox;
 pub mod items;
 pub mod keys;
 pub mod outbound;
@@ -13,6 +14,7 @@ pub mod pending;
 pub mod rules;
 
 pub mod sending;
+pub mod stats;
 pub mod tenants;
 
 use std::time::Duration;
@@ -29,6 +31,7 @@ pub use backfill::{BackfillCheckpoint, BackfillResume};
 pub use consent::{ConsentOutcome, HISTORY_CAP};
 pub use erasure::{ErasedMessage, ErasureAudit, ErasureCounts, MessageLookup, ERASED_REQUEST_HASH};
 pub use inbound::{InboundOutcome, InboundRecord, WriteOutcome};
+pub use inbox::{InboxFilter, InboxPage};
 pub use items::{
     Consent, ConsentChange, Conversation, Direction, Message, ParkedCallback, SidGuard,
     StatusChange,
@@ -39,6 +42,7 @@ pub use outbound::{
 };
 pub use pending::{IndexChange, PageKey, QueueFilter, Transition};
 pub use sending::{Accepted, ClaimOrder, MessageKey, SendState};
+pub use stats::{Count, HourStats};
 
 /// Concurrent transactions on one item can be cancelled with `TransactionConflict`; it is safe
 /// to try again a few times before reporting a failure (and so a retry by our caller).

@@ -746,7 +746,8 @@ fn outbound_conversation_update(
         "SET entity = :entity, channel = :channel, phone = :phone, \
          conversation_id = if_not_exists(conversation_id, :cid), \
          created_at = if_not_exists(created_at, :now), \
-         last_message_at = :now, last_outbound_at = :now",
+         last_message_at = :now, last_outbound_at = :now, \
+         gsi1pk = :inbox, gsi1sk = :now",
     );
     let mut update = Update::builder()
         .table_name(table)
@@ -757,6 +758,7 @@ fn outbound_conversation_update(
         .expression_attribute_values(":phone", s(n.to.e164.as_str()))
         .expression_attribute_values(":cid", s(&n.conversation_id))
         .expression_attribute_values(":now", s(n.created_at.to_string()))
+        .expression_attribute_values(":inbox", s(keys::CONVERSATIONS_GSI1PK))
         .expression_attribute_values(":one", AttributeValue::N("1".into()));
     if let Some(t) = n.workflow_type {
         expression.push_str(", workflow_type = :wtype");

@@ -125,7 +125,7 @@ impl Store {
                 .client
                 .query()
                 .table_name(&self.table)
-                .index_name("gsi1")
+                .index_name(keys::GSI1)
                 .key_condition_expression("gsi1pk = :pk")
                 .expression_attribute_values(":pk", s(keys::RULES_GSI1PK))
                 .set_exclusive_start_key(start)

@@ -62,6 +62,21 @@ impl std::fmt::Debug for Form {
 }
 
 /// Percent-decoding as in a URL path, where `+` is itself (a phone number's plus).
+/// Percent-encodes everything but RFC 3986's unreserved characters, for a query string or
+/// a form value.
+pub fn percent_encode(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 pub fn percent_decode(raw: &str) -> Result<String, FormError> {
     decode(raw.as_bytes(), false)
 }
@@ -91,6 +106,14 @@ fn decode(raw: &[u8], plus_is_space: bool) -> Result<String, FormError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoding_and_decoding_round_trip() {
+        for raw in ["+1 (415) 555-2671", "a&b=c", "ñ€", "plain-text_1.0~"] {
+            assert_eq!(percent_decode(&percent_encode(raw)).unwrap(), raw);
+        }
+        assert_eq!(percent_encode("+1 415"), "%2B1%20415");
+    }
 
     #[test]
     fn plus_is_a_space_and_percent_escapes_decode() {

@@ -4,14 +4,16 @@
 //! records are delivered at least once.
 //!
 //! `routing` decides what a record asks (a pure function of the record); `inbound`,
-//! `changes`, `tenant` and `language` do it; `events` builds what is published; `reconcile`
-//! is the scheduled run that links conversations left without a tenant.
+//! `changes`, `tenant` and `language` do it; `events` builds what is published; `projection`
+//! keeps the inbox's flags and the traffic counters; `reconcile` is the scheduled run that
+//! links conversations left without a tenant.
 
 mod changes;
 mod error;
 mod events;
 mod inbound;
 mod language;
+mod projection;
 mod reconcile;
 mod routing;
 mod tenant;
@@ -201,14 +203,12 @@ impl InboundProcessor {
 
     async fn process(&self, record: &EventRecord) -> Result<(), ProcessorError> {
         match route(record)? {
-            Route::Inbound(message) => self.inbound(&message).await,
-            Route::StatusChanged(transition) => self.status_changed(&transition).await,
-            Route::ConsentChanged(consent) => self.consent_changed(&consent).await,
-            Route::Skip(why) => {
-                debug!(?why, "nothing to do for the record");
-                Ok(())
-            }
+            Route::Inbound(message) => self.inbound(&message).await?,
+            Route::StatusChanged(transition) => self.status_changed(&transition).await?,
+            Route::ConsentChanged(consent) => self.consent_changed(&consent).await?,
+            Route::Skip(why) => debug!(?why, "nothing to do for the record"),
         }
+        self.project(record).await
     }
 }
 
