@@ -66,6 +66,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("send-sms", "events/send-sms.json"),
     ("send-worker", "events/send-worker.json"),
     ("conversations", "events/conversations.json"),
+    ("console", "events/console.json"),
     ("health", "events/health.json"),
     ("rules", "events/rules.json"),
     ("event-router", "events/event-router.json"),

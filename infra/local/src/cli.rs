@@ -170,6 +170,9 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e} (set LOCAL_GATEWAY_PORT)"))?;
         println!("ready: http://{addr}");
+        println!(
+            "console: http://{addr}/console (sign in with LOCAL_API_KEY from infra/local.env)"
+        );
         axum::serve(
             listener,
             gateway

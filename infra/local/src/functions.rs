@@ -67,6 +67,15 @@ pub async fn http_functions() -> Result<HashMap<String, HttpFunction>, String> {
             function!(HttpFunction, RulesHandler::from_env().await.map_err(err)?),
         ),
         (
+            "ConsoleFunction".to_owned(),
+            function!(
+                HttpFunction,
+                parley_console::ConsoleHandler::from_env()
+                    .await
+                    .map_err(err)?
+            ),
+        ),
+        (
             "HealthFunction".to_owned(),
             function!(HttpFunction, HealthHandler::from_env().await.map_err(err)?),
         ),

@@ -555,7 +555,7 @@ mod tests {
         let t = Template::load_default().unwrap();
         let root = crate::env::repo_root();
         let functions = t.functions();
-        assert_eq!(functions.len(), 11, "{functions:?}");
+        assert_eq!(functions.len(), 12, "{functions:?}");
         let mut binaries = Vec::new();
         for id in &functions {
             let binary = t
@@ -630,6 +630,10 @@ mod tests {
             ("GET", rules::RULE_ACTIVITY_ROUTE, "RulesFunction"),
             ("POST", rules::EVENTS_ROUTE, "RulesFunction"),
         ];
+        let console = parley_console::ROUTES
+            .iter()
+            .map(|(method, path)| (*method, *path, "ConsoleFunction"));
+        let expected: Vec<_> = expected.into_iter().chain(console).collect();
         let mut expected: Vec<Route> = expected
             .iter()
             .map(|(method, path, function)| Route {

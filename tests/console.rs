@@ -1,0 +1,456 @@
+//! The operator console over the gateway, as a browser without script would use it: sign in,
+//! find a thread by a number written with spaces and dashes, reply and watch it reach
+//! "delivered", schedule a message and cancel it; sessions, CSRF and masking.
+
+use std::time::Duration;
+
+use parley::twilio::form::percent_encode;
+use parley_e2e::*;
+use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::{json, Value};
+
+/// A browser: no redirects followed (the tests look at them), one session cookie.
+struct Browser {
+    http: reqwest::Client,
+    gateway: String,
+    cookie: Option<String>,
+}
+
+struct Page {
+    status: u16,
+    headers: HeaderMap,
+    html: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The value of the first `name="…" value="…"` hidden input.
+    fn hidden(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self
+            .html
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {name} in {}", self.html))
+            + marker.len();
+        self.html[start..].split('"').next().unwrap().to_owned()
+    }
+
+    /// The first link whose target starts with `prefix`.
+    fn link(&self, prefix: &str) -> String {
+        let marker = format!("href=\"{prefix}");
+        let start = self
+            .html
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no link to {prefix} in {}", self.html))
+            + 6;
+        self.html[start..].split('"').next().unwrap().to_owned()
+    }
+}
+
+impl Browser {
+    /// A second tab of the same browser (same session), for polling inside `eventually`.
+    fn tab(&self) -> Self {
+        Self {
+            http: self.http.clone(),
+            gateway: self.gateway.clone(),
+            cookie: self.cookie.clone(),
+        }
+    }
+
+    fn new(stack: &Stack) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            gateway: stack.gateway.clone(),
+            cookie: None,
+        }
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let req = match &self.cookie {
+            Some(c) => req.header(COOKIE, c),
+            None => req,
+        };
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        if let Some(set) = headers.get(SET_COOKIE).and_then(|v| v.to_str().ok()) {
+            let pair = set.split(';').next().unwrap().to_owned();
+            self.cookie = (!pair.ends_with('=')).then_some(pair);
+        }
+        Page {
+            status,
+            headers,
+            html: resp.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.http.get(format!("{}{path}", self.gateway));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let req = self.http.post(format!("{}{path}", self.gateway)).form(form);
+        self.send(req).await
+    }
+
+    async fn sign_in(&mut self, key: &str) -> Page {
+        self.post("/console/login", &[("api_key", key)]).await
+    }
+}
+
+fn spaced(phone: &str) -> String {
+    let national = &phone[2..];
+    format!("{} {}-{}", &national[..3], &national[3..6], &national[6..])
+}
+
+/// The thread's link, found in the inbox by the number written with spaces and dashes.
+async fn thread_of(browser: &Browser, phone: &str) -> String {
+    let path = format!("/console?q={}", percent_encode(&spaced(phone)));
+    let inbox = eventually(20, "the thread in the console inbox", || {
+        let (mut tab, path) = (browser.tab(), path.clone());
+        async move {
+            let page = tab.get(&path).await;
+            assert_eq!(page.status, 200, "{}", page.html);
+            page.html
+                .contains("/console/conversations/")
+                .then_some(page)
+        }
+    })
+    .await;
+    inbox.link("/console/conversations/")
+}
+
+/// The `action` of the first form posting to a path that starts with `prefix`.
+fn action(page: &Page, prefix: &str) -> String {
+    let marker = format!("action=\"{prefix}");
+    let start = page
+        .html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no form to {prefix}"))
+        + 8;
+    page.html[start..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_operator_signs_in_reads_a_thread_replies_and_cancels_a_scheduled_message() {
+    let stack = stack().await;
+    let mut browser = Browser::new(&stack);
+
+    let first = browser.get("/console").await;
+    assert_eq!(first.status, 303);
+    assert_eq!(first.location(), "/console/login");
+    let login = browser.get("/console/login").await;
+    assert_eq!(login.status, 200);
+    assert!(
+        login.html.contains("<label for=\"api_key\""),
+        "the key field is labelled"
+    );
+
+    let refused = browser.sign_in("prly_not_a_key").await;
+    assert_eq!(refused.status, 401);
+    assert!(browser.cookie.is_none());
+    let signed_in = browser.sign_in(&stack.api_key).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.html);
+    let set_cookie = signed_in.headers.get(SET_COOKIE).unwrap().to_str().unwrap();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(set_cookie.contains(part), "{set_cookie}");
+    }
+    assert!(
+        !set_cookie.contains("Secure"),
+        "plain HTTP on localhost: {set_cookie}"
+    );
+    assert!(
+        !set_cookie.contains(&stack.api_key),
+        "the cookie never holds the key"
+    );
+
+    // A tenant texts in; the operator finds the thread by the number as written on a form.
+    let phone = unique_phone();
+    record_sensitive("phone", &phone);
+    let hello = unique_body("Hello, is the office open on Saturday?");
+    assert_eq!(
+        stack
+            .post_inbound(&InboundForm::new(&stack, &phone, &hello))
+            .await
+            .status,
+        200
+    );
+    let thread = thread_of(&browser, &phone).await;
+    assert!(
+        !thread.contains(&phone[2..]),
+        "URLs never carry the number: {thread}"
+    );
+    let page = browser.get(&thread).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert!(page.html.contains(&hello));
+    assert!(page
+        .html
+        .contains(&format!("•••-•••-{}", &phone[phone.len() - 4..])));
+    assert!(!page.html.contains(&phone), "masked by default");
+    for (header, value) in [("x-frame-options", "DENY"), ("cache-control", "no-store")] {
+        assert_eq!(page.headers.get(header).unwrap(), value);
+    }
+    assert!(page
+        .headers
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    let unread = stack
+        .store
+        .conversation(
+            parley::phone::Channel::Sms,
+            &parley::phone::E164::parse(&phone).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unread.unread_count, 0, "reading the thread marks it read");
+
+    // A reply without the session's CSRF token is refused and sends nothing.
+    let forged = browser
+        .post(
+            &format!("{thread}/reply"),
+            &[("body", "forged"), ("csrf", "x")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    let csrf = page.hidden("csrf");
+    let idempotency_key = page.hidden("idempotency_key");
+    let reply = unique_body("Yes, 9 to 1.");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("idempotency_key", idempotency_key.as_str()),
+        ("body", reply.as_str()),
+        ("send_at", ""),
+    ];
+    let sent = browser.post(&format!("{thread}/reply"), &form).await;
+    assert_eq!(sent.status, 303, "{}", sent.html);
+    assert!(sent.location().ends_with("?notice=sent"));
+    // The same form submitted twice (a double click) sends once.
+    assert_eq!(
+        browser.post(&format!("{thread}/reply"), &form).await.status,
+        303
+    );
+    eventually(30, "the reply delivered, as the console shows it", || {
+        let (mut tab, thread, reply) = (browser.tab(), thread.clone(), reply.clone());
+        async move {
+            let page = tab.get(&thread).await;
+            (page.html.contains(&reply) && page.html.contains("data-state=\"delivered\""))
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        stack.sandbox_messages_with(&phone, &reply).await.len(),
+        1,
+        "sent once"
+    );
+
+    // Tomorrow at 09:00 in the recipient's zone, then canceled.
+    let tomorrow = parley::time::Timestamp::now()
+        .plus(Duration::from_secs(24 * 3600))
+        .to_string();
+    let local = format!("{}T09:00", &tomorrow[..10]);
+    let page = browser.get(&thread).await;
+    let later = unique_body("Reminder: the office opens at 9.");
+    let idempotency_key = page.hidden("idempotency_key");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("idempotency_key", idempotency_key.as_str()),
+        ("body", later.as_str()),
+        ("send_at", local.as_str()),
+    ];
+    let scheduled = browser.post(&format!("{thread}/reply"), &form).await;
+    assert_eq!(scheduled.status, 303, "{}", scheduled.html);
+    assert!(
+        scheduled.location().ends_with("?notice=scheduled"),
+        "{}",
+        scheduled.location()
+    );
+    let page = browser.get(&thread).await;
+    assert!(
+        page.html.contains("data-state=\"scheduled\""),
+        "{}",
+        page.html
+    );
+    let cancel = action(&page, "/console/messages/");
+    let canceled = browser
+        .post(
+            &cancel,
+            &[("csrf", csrf.as_str()), ("back", thread.as_str())],
+        )
+        .await;
+    assert_eq!(canceled.status, 303, "{}", canceled.html);
+    assert!(canceled.location().starts_with(&thread));
+    let page = browser.get(&thread).await;
+    assert!(
+        page.html.contains("data-state=\"canceled\""),
+        "{}",
+        page.html
+    );
+    assert!(stack.sandbox_messages_with(&phone, &later).await.is_empty());
+
+    // Signing out clears the cookie: the next page asks to sign in.
+    let out = browser
+        .post("/console/logout", &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(out.status, 303);
+    assert!(browser.cookie.is_none());
+    assert_eq!(browser.get("/console").await.location(), "/console/login");
+}
+
+#[tokio::test]
+async fn a_key_without_read_cannot_sign_in_and_a_revoked_key_has_no_session() {
+    let stack = stack().await;
+    let create = |scopes: Value| {
+        let stack = &stack;
+        async move {
+            let reply = stack
+                .http
+                .post(format!("{}/keys", stack.gateway))
+                .bearer_auth(&stack.api_key)
+                .json(&json!({"name": "console test", "scopes": scopes}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(reply.status(), 201);
+            let json: Value = reply.json().await.unwrap();
+            (
+                json["key"]["key_id"].as_str().unwrap().to_owned(),
+                json["token"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (_, send_only) = create(json!(["send"])).await;
+    let mut browser = Browser::new(&stack);
+    assert_eq!(browser.sign_in(&send_only).await.status, 401);
+    assert!(browser.cookie.is_none());
+
+    let (reader_id, reader) = create(json!(["read"])).await;
+    assert_eq!(browser.sign_in(&reader).await.status, 303);
+    let page = browser.get("/console").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.html.contains("Reveal number"), "only admins reveal");
+    let revoked = stack
+        .http
+        .delete(format!("{}/keys/{reader_id}", stack.gateway))
+        .bearer_auth(&stack.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+    // A session names its key; the key is looked up again (through the same cache as API
+    // calls, so a running console refuses it within SECRETS_TTL_SECONDS).
+    let client = aws_sdk_secretsmanager::Client::new(&stack.sdk);
+    let secret_id = std::env::var("SECRET_ID").unwrap();
+    let secrets = std::sync::Arc::new(
+        parley::secrets::SecretStore::load(client, secret_id)
+            .await
+            .unwrap(),
+    );
+    let access = parley::access::Access::new(stack.store.clone(), secrets);
+    assert!(
+        access.caller(&reader_id).await.unwrap().is_none(),
+        "a revoked key has no caller"
+    );
+    let (late_id, late) = create(json!(["read"])).await;
+    let revoked = stack
+        .http
+        .delete(format!("{}/keys/{late_id}", stack.gateway))
+        .bearer_auth(&stack.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+    let mut fresh = Browser::new(&stack);
+    assert_eq!(
+        fresh.sign_in(&late).await.status,
+        401,
+        "a revoked key signs no one in"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_reveals_a_number_and_forged_refs_and_cookies_are_refused() {
+    let stack = stack().await;
+    let mut browser = Browser::new(&stack);
+    assert_eq!(browser.sign_in(&stack.api_key).await.status, 303);
+    let phone = unique_phone();
+    record_sensitive("phone", &phone);
+    assert_eq!(
+        stack
+            .post_inbound(&InboundForm::new(&stack, &phone, "hi"))
+            .await
+            .status,
+        200
+    );
+    let thread = thread_of(&browser, &phone).await;
+    let page = browser.get(&thread).await;
+    let csrf = page.hidden("csrf");
+    let revealed = browser
+        .post(&format!("{thread}/reveal"), &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(revealed.status, 200);
+    assert!(revealed.html.contains(&phone));
+
+    let forged = format!("{}x", thread);
+    assert_eq!(browser.get(&forged).await.status, 404);
+    assert_eq!(
+        browser.get("/console/conversations/not-a-ref").await.status,
+        404
+    );
+    let mut stranger = Browser::new(&stack);
+    stranger.cookie = Some("parley_session=eyJrZXlfaWQiOiJ4In0.AAAA".into());
+    assert_eq!(stranger.get("/console").await.location(), "/console/login");
+    let post = stranger
+        .post(&format!("{thread}/reply"), &[("body", "x"), ("csrf", "x")])
+        .await;
+    assert_eq!(
+        post.status, 401,
+        "a POST without a session is refused, not redirected"
+    );
+}
+
+/// The sample event (`events/console.json`, the one `sam local` and the Lambda benchmark
+/// send) is the sign-in page, served by the handler as the function's `main` builds it.
+#[tokio::test]
+async fn the_sample_event_is_the_sign_in_page() {
+    let stack = stack().await;
+    let queue = parley::queue::JobQueue::new(
+        aws_sdk_sqs::Client::new(&stack.sdk),
+        stack.queue_url("SendQueue").await,
+    );
+    let policy = std::sync::Arc::new(parley::pending::Policy::from_env().unwrap());
+    let send = parley::send::SendService::new(stack.store.clone(), queue, policy);
+    let secrets = parley::secrets::SecretStore::load(
+        aws_sdk_secretsmanager::Client::new(&stack.sdk),
+        std::env::var("SECRET_ID").unwrap(),
+    )
+    .await
+    .unwrap();
+    let handler = parley_console::ConsoleHandler::new(
+        stack.store.clone(),
+        std::sync::Arc::new(secrets),
+        send,
+    );
+    let req = lambda_http::request::from_str(include_str!("../events/console.json")).unwrap();
+    let resp = handler.handle(req).await;
+    assert_eq!(resp.status(), 200);
+    let lambda_http::Body::Text(html) = resp.body() else {
+        panic!("an HTML page");
+    };
+    assert!(html.contains("name=\"api_key\""));
+}
