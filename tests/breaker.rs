@@ -204,33 +204,43 @@ async fn calls(stack: &Stack, recipients: &[String]) -> Vec<usize> {
     counts
 }
 
-/// A 5xx storm at Twilio opens the worker's breaker; while it is open no call is made, no
-/// attempt is counted and nothing is dead-lettered, however many times the jobs come back;
-/// after the storm the probe closes it and every message is sent exactly once.
-#[tokio::test]
-async fn a_twilio_5xx_storm_opens_the_breaker_and_nothing_is_lost_sent_twice_or_dead_lettered() {
-    let stack = stack().await;
-    let store = stack.own_table("twilio-breaker").await;
-    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
-    let (queue, dlq) = own_queue_pair(&sqs, 5).await;
+/// Four queued messages with their jobs on `queue`, each recipient's next create call at the
+/// sandbox answered with the fault `kind`: the recipients.
+async fn storm(
+    stack: &Stack,
+    store: &Store,
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    kind: &str,
+) -> Vec<String> {
     let recipients: Vec<String> = (0..4).map(|_| unique_phone()).collect();
     for to in &recipients {
-        // The storm: Twilio answers this recipient's next create with a 500.
         stack
             .sandbox_control(
                 "faults",
-                json!({"to": to, "kind": "server_error", "count": 1}),
+                json!({"to": to, "kind": kind, "count": 1, "delay_ms": 3000}),
             )
             .await;
-        let job = queued(&store, to, &unique_body("Your lease renewal is ready")).await;
+        let job = queued(store, to, &unique_body("Your lease renewal is ready")).await;
         sqs.send_message()
-            .queue_url(&queue)
+            .queue_url(queue)
             .message_body(job)
             .send()
             .await
             .unwrap();
     }
-    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    recipients
+}
+
+/// A worker of its own on `queue`, with the test's breaker on `clock`; Twilio calls time out
+/// after 2 s.
+async fn twilio_worker(
+    stack: &Stack,
+    store: &Store,
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    clock: Arc<ManualClock>,
+) -> SendWorker {
     let (_, secrets) = stack.own_secrets(&stack.token, None).await;
     let twilio = TwilioClient::new(
         &stack.sandbox(),
@@ -246,16 +256,31 @@ async fn a_twilio_5xx_storm_opens_the_breaker_and_nothing_is_lost_sent_twice_or_
         claim_lease: Duration::from_secs(60),
         rate_per_second: 0.0,
     };
-    let worker = SendWorker::new(
+    SendWorker::new(
         store.clone(),
         sqs.clone(),
-        queue.clone(),
+        queue.to_owned(),
         twilio,
         secrets,
         config,
     )
     .with_policy(Arc::new(Policy::always_open()))
-    .with_twilio_breaker(Breaker::new("twilio", breaker_config(), clock.clone()));
+    .with_twilio_breaker(Breaker::new("twilio", breaker_config(), clock))
+}
+
+/// A 5xx storm at Twilio opens the worker's breaker; while it is open no call is made, no
+/// attempt is counted and nothing is dead-lettered, however many times the jobs come back;
+/// after the storm the probe closes it and every message is sent exactly once.
+#[tokio::test]
+async fn a_twilio_5xx_storm_opens_the_breaker_and_nothing_is_lost_sent_twice_or_dead_lettered() {
+    let stack = stack().await;
+    let store = stack.own_table("twilio-breaker").await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let (queue, dlq) = own_queue_pair(&sqs, 5).await;
+    // The storm: Twilio answers each recipient's next create with a 500.
+    let recipients = storm(&stack, &store, &sqs, &queue, "server_error").await;
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let worker = twilio_worker(&stack, &store, &sqs, &queue, clock.clone()).await;
 
     // The storm: every call fails, and the fourth failure opens the breaker.
     let records = receive(&sqs, &queue, 4).await;
@@ -321,6 +346,59 @@ async fn a_twilio_5xx_storm_opens_the_breaker_and_nothing_is_lost_sent_twice_or_
         assert_eq!(outcomes, ["error:20500", "created"], "sent exactly once");
     }
     assert_eq!(visible(&sqs, &queue).await, 0, "no job left");
+    assert_eq!(visible(&sqs, &dlq).await, 0, "nothing dead-lettered");
+}
+
+/// Twilio accepting messages but answering too late (timeouts) opens the breaker too. While
+/// it is open the ambiguous messages are held without a create call; after it, the probe's
+/// first call is the reconciliation's lookup, and each message is found at Twilio and
+/// recorded, never created twice.
+#[tokio::test]
+async fn twilio_timing_out_opens_the_breaker_and_its_ambiguous_messages_are_reconciled_after() {
+    let stack = stack().await;
+    let store = stack.own_table("twilio-timeouts").await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
+    let (queue, dlq) = own_queue_pair(&sqs, 5).await;
+    // Created at Twilio, answered after 3 s: the worker has given up after 2.
+    let recipients = storm(&stack, &store, &sqs, &queue, "accept_then_timeout").await;
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let worker = twilio_worker(&stack, &store, &sqs, &queue, clock.clone()).await;
+
+    let records = receive(&sqs, &queue, 4).await;
+    assert_eq!(
+        invoke(&worker, &sqs, &queue, records).await,
+        4,
+        "each retried"
+    );
+    assert_eq!(worker.twilio_breaker().state(), BreakerState::Open);
+    for to in &recipients {
+        let message = stored(&store, to).await;
+        assert!(message.ambiguous, "Twilio may have it");
+        assert_eq!(message.attempts, 1);
+    }
+
+    let records = receive(&sqs, &queue, 4).await;
+    assert_eq!(invoke(&worker, &sqs, &queue, records).await, 0, "held");
+    assert_eq!(
+        calls(&stack, &recipients).await,
+        [1, 1, 1, 1],
+        "no call while open"
+    );
+
+    clock.set(Timestamp::now().plus(Duration::from_secs(3)));
+    let records = receive(&sqs, &queue, 4).await;
+    assert_eq!(invoke(&worker, &sqs, &queue, records).await, 0);
+    assert_eq!(worker.twilio_breaker().state(), BreakerState::Closed);
+    let records = receive(&sqs, &queue, 3).await;
+    assert_eq!(invoke(&worker, &sqs, &queue, records).await, 0);
+    for to in &recipients {
+        let message = stored(&store, to).await;
+        assert_eq!(message.status, PipelineState::Submitted);
+        let at_twilio = stack.sandbox_messages(to).await;
+        assert_eq!(at_twilio.len(), 1, "created once");
+        assert_eq!(at_twilio[0]["create_calls"], 1);
+        assert_eq!(at_twilio[0]["sid"].as_str(), message.twilio_sid.as_deref());
+    }
     assert_eq!(visible(&sqs, &dlq).await, 0, "nothing dead-lettered");
 }
 
