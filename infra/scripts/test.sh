@@ -14,6 +14,13 @@ export LOCAL_MONITOR_PORT="${TEST_MONITOR_PORT:-3102}"
 # runs at; tests of quiet hours build their own policy and clock.
 export QUIET_HOURS_START="${TEST_QUIET_HOURS_START:-00:00}"
 export QUIET_HOURS_END="${TEST_QUIET_HOURS_END:-24:00}"
+# The stack's circuit breakers open only on a storm no test makes: the suite shares one worker
+# and one processor, and one test's deliberate 5xx must not pause every other test's sends or
+# lookups. tests/breaker.rs runs instances of its own whose breakers do open.
+export TWILIO_BREAKER_WINDOW="${TEST_TWILIO_BREAKER_WINDOW:-200}"
+export TWILIO_BREAKER_MIN_CALLS="${TEST_TWILIO_BREAKER_MIN_CALLS:-100}"
+export MONITOR_BREAKER_WINDOW="${TEST_MONITOR_BREAKER_WINDOW:-200}"
+export MONITOR_BREAKER_MIN_CALLS="${TEST_MONITOR_BREAKER_MIN_CALLS:-100}"
 out="$PWD/target/e2e"
 mkdir -p "$out"
 rm -f "$out"/*.log "$out"/sensitive.txt

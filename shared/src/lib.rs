@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod aws;
+pub mod breaker;
 pub mod config;
 pub mod consent;
 pub mod cursor;

@@ -37,6 +37,9 @@ pub enum MonitorError {
     Unreachable,
     #[error("the Collections Monitor's answer could not be read")]
     Decode,
+    /// Not called: its circuit breaker is open after many failures (see [`crate::breaker`]).
+    #[error("the Collections Monitor was not called: its circuit breaker is open")]
+    CircuitOpen,
 }
 
 /// The forms a number is looked up in, most likely first: as received, E.164, national
@@ -148,8 +151,17 @@ impl MonitorError {
     pub fn is_transient(&self) -> bool {
         match self {
             MonitorError::Status(s) => *s == 429 || *s >= 500,
-            MonitorError::Unreachable => true,
+            MonitorError::Unreachable | MonitorError::CircuitOpen => true,
             MonitorError::Decode => false,
+        }
+    }
+
+    /// What a call's result says about the monitor, for its circuit breaker: only the
+    /// failures that pass by themselves (5xx, 429, unreachable, timed out) count against it.
+    pub fn outcome<T>(result: &Result<T, MonitorError>) -> crate::breaker::Outcome {
+        match result {
+            Err(e) if e.is_transient() => crate::breaker::Outcome::Failed,
+            _ => crate::breaker::Outcome::Answered,
         }
     }
 }

@@ -153,6 +153,20 @@ impl TwilioError {
         }
     }
 
+    /// Whether the failure is Twilio's as a service (5xx, 429, no connection, no answer in
+    /// time), the kind the worker's circuit breaker counts; a refusal of one message (4xx),
+    /// of our credentials, or an answer we could not read says Twilio is up.
+    ///
+    /// 429 counts: Twilio throttles the whole account (its concurrency limit), so more calls
+    /// from every message only prolong it; the breaker backs the whole instance off at once.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            TwilioError::Api { status, .. } => *status == 429 || *status >= 500,
+            TwilioError::Connect | TwilioError::Timeout | TwilioError::Interrupted => true,
+            TwilioError::Decode | TwilioError::NoCredentials => false,
+        }
+    }
+
     /// Twilio's error code, or a short name of the transport failure, for storage and logs.
     pub fn code(&self) -> String {
         match self {
@@ -402,6 +416,17 @@ mod tests {
         assert_eq!(api(503, None).failure(), Failure::Transient);
         assert_eq!(TwilioError::Connect.failure(), Failure::Transient);
         assert_eq!(TwilioError::Timeout.failure(), Failure::Ambiguous);
+        for outage in [api(429, Some(20429)), api(500, None), api(503, None)] {
+            assert!(outage.is_outage(), "{outage}");
+        }
+        assert!(TwilioError::Connect.is_outage());
+        assert!(TwilioError::Timeout.is_outage());
+        assert!(TwilioError::Interrupted.is_outage());
+        for answered in [api(400, Some(21211)), api(401, Some(20003)), api(404, None)] {
+            assert!(!answered.is_outage(), "{answered}");
+        }
+        assert!(!TwilioError::Decode.is_outage());
+        assert!(!TwilioError::NoCredentials.is_outage());
         assert_eq!(api(400, Some(21211)).code(), "21211");
         assert_eq!(api(502, None).code(), "http_502");
     }

@@ -7,6 +7,7 @@ use tracing::info;
 use super::{InboundProcessor, ProcessorError, FUNCTION};
 use crate::language::{self, Decision, Detection, Preference};
 use crate::metrics::Metrics;
+use crate::monitor::MonitorError;
 use crate::store::Message;
 
 impl InboundProcessor {
@@ -38,16 +39,22 @@ impl InboundProcessor {
             }
             Decision::Adopt { changed, reason } => {
                 if let (true, Some(monitor)) = (changed, &self.monitor) {
-                    // Pushed before it is stored: if the monitor fails, the record is retried
-                    // and pushes again.
-                    monitor
+                    // Pushed before it is stored: if the monitor fails, or its circuit breaker
+                    // is open, the record is retried and pushes again.
+                    let _permit = self
+                        .monitor_breaker
+                        .admit()
+                        .map_err(|_| MonitorError::CircuitOpen)?;
+                    let pushed = monitor
                         .update_language(
                             tenant_id,
                             message.language,
                             message.language_confidence,
                             reason,
                         )
-                        .await?;
+                        .await;
+                    self.monitor_breaker.record(MonitorError::outcome(&pushed));
+                    pushed?;
                 }
                 self.store
                     .put_language_preference(tenant_id, &preference(message))

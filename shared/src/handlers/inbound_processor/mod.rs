@@ -29,11 +29,14 @@ pub use self::error::ProcessorError;
 pub use self::reconcile::ReconcileReport;
 use self::routing::{record_kind, route, Keys, Route};
 use super::{ColdStart, InitError};
+use crate::breaker::{Breaker, BreakerConfig, MONITOR_BREAKER_ENV};
 use crate::config::required;
 use crate::events::EventPublisher;
+use crate::metrics::Metrics;
 use crate::monitor::MonitorClient;
 use crate::store::Store;
 use crate::telemetry::Pseudonymizer;
+use crate::time::SystemClock;
 
 const FUNCTION: &str = "inbound-processor";
 /// A record that takes longer than this is failed and retried rather than holding the shard.
@@ -91,6 +94,8 @@ pub struct InboundProcessor {
     events: EventPublisher,
     pseudonyms: Pseudonymizer,
     bodies: EventBodies,
+    /// The Collections Monitor's circuit breaker, per instance (see `crate::breaker`).
+    monitor_breaker: Breaker,
 }
 
 impl InboundProcessor {
@@ -118,7 +123,22 @@ impl InboundProcessor {
             events,
             pseudonyms: Pseudonymizer::new(log_key),
             bodies: EventBodies::default(),
+            monitor_breaker: Breaker::new(
+                "monitor",
+                BreakerConfig::default(),
+                std::sync::Arc::new(SystemClock),
+            ),
         }
+    }
+
+    /// A circuit breaker toward the monitor other than the default one.
+    pub fn with_monitor_breaker(mut self, breaker: Breaker) -> Self {
+        self.monitor_breaker = breaker;
+        self
+    }
+
+    pub fn monitor_breaker(&self) -> &Breaker {
+        &self.monitor_breaker
     }
 
     pub fn with_event_bodies(mut self, bodies: EventBodies) -> Self {
@@ -130,6 +150,7 @@ impl InboundProcessor {
         let monitor_url = crate::config::optional("MONITOR_API_URL");
         let bus = required("EVENT_BUS_NAME")?;
         let bodies = EventBodies::from_env()?;
+        let breaker = BreakerConfig::from_env(MONITOR_BREAKER_ENV)?;
         let cold = ColdStart::load().await?;
         let current = cold.secrets.current();
         let monitor = monitor_url
@@ -147,7 +168,13 @@ impl InboundProcessor {
             })?;
         let events = EventPublisher::new(aws_sdk_eventbridge::Client::new(&cold.sdk), bus);
         let processor = Self::new_with(cold.store, monitor, events, &current.log_hmac_key);
-        Ok(processor.with_event_bodies(bodies))
+        Ok(processor
+            .with_event_bodies(bodies)
+            .with_monitor_breaker(Breaker::new(
+                "monitor",
+                breaker,
+                std::sync::Arc::new(SystemClock),
+            )))
     }
 
     /// A stream batch always succeeds as an invocation (its failures are reported per
@@ -198,6 +225,10 @@ impl InboundProcessor {
             failure.item_identifier = event.records[first].change.sequence_number.clone();
             response.batch_item_failures.push(failure);
         }
+        // The breaker's state with every batch, so an open breaker is seen as long as it lasts.
+        Metrics::new(FUNCTION)
+            .count("MonitorCircuitOpen", self.monitor_breaker.open_gauge())
+            .emit();
         response
     }
 

@@ -48,6 +48,7 @@ impl InboundProcessor {
         }
         Metrics::new(FUNCTION)
             .count("Reconciliations", report.linked as u64)
+            .count("MonitorCircuitOpen", self.monitor_breaker.open_gauge())
             .emit();
         info!(
             checked = report.checked,

@@ -1,6 +1,7 @@
 //! A number's tenant: the stored `PHONE#` mapping, else the Collections Monitor asked with
 //! each written form of the number in turn (it matches stored strings exactly), transient
-//! failures retried with backoff; then the conversation linked to it.
+//! failures retried with backoff (unless the monitor's circuit breaker is open: then not
+//! called); then the conversation linked to it.
 
 use std::time::{Duration, Instant};
 
@@ -91,7 +92,14 @@ impl InboundProcessor {
             let Some(monitor) = &self.monitor else {
                 return Ok(None);
             };
+            // An open breaker is a failure the caller already handles (the conversation is left
+            // to reconciliation), without a call.
+            let _permit = self
+                .monitor_breaker
+                .admit()
+                .map_err(|_| MonitorError::CircuitOpen)?;
             let result = monitor.lookup(variant).await;
+            self.monitor_breaker.record(MonitorError::outcome(&result));
             let metrics = Metrics::new(FUNCTION)
                 .millis("MonitorLatency", started.elapsed().as_secs_f64() * 1e3);
             match result {

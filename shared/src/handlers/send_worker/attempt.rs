@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use tracing::{error, info, warn};
 
 use super::{Disposition, SendWorker, FUNCTION};
+use crate::breaker::Outcome;
 use crate::delivery::DeliveryStatus;
 use crate::metrics::Metrics;
 use crate::pipeline::PipelineState;
@@ -176,6 +177,7 @@ impl SendWorker {
             self.twilio.create(&secrets, request).await
         })
         .await;
+        self.breaker.record(breaker_outcome(&created));
         match created {
             Ok(created) => self.accepted(message, &created.sid, &created.status).await,
             Err(e) if e.failure() == Failure::Unauthorized => Err(Interrupted::Unauthorized),
@@ -207,8 +209,9 @@ impl SendWorker {
         let candidates = with_credentials(&self.secrets, |secrets| async move {
             self.twilio.find_attempts(&secrets, &attempted).await
         })
-        .await
-        .map_err(Lookup::Twilio)?;
+        .await;
+        self.breaker.record(breaker_outcome(&candidates));
+        let candidates = candidates.map_err(Lookup::Twilio)?;
         for candidate in candidates {
             let Ok(sid) = MessageSid::parse(&candidate.sid) else {
                 continue;
@@ -373,6 +376,14 @@ impl SendWorker {
             })?;
         Metrics::new(FUNCTION).count("Retries", 1).emit();
         Err(Interrupted::Retry(delay))
+    }
+}
+
+/// What a call's result says about Twilio, for the breaker (see [`TwilioError::is_outage`]).
+fn breaker_outcome<T>(result: &Result<T, TwilioError>) -> Outcome {
+    match result {
+        Err(e) if e.is_outage() => Outcome::Failed,
+        _ => Outcome::Answered,
     }
 }
 

@@ -4,6 +4,8 @@
 //! Twilio's acceptances are recorded in one transaction; failures are retried with backoff
 //! through the message's visibility, or failed at once when Twilio refuses the message itself.
 //! A job whose message is claimed is never dropped: it comes back when the claim expires.
+//! While Twilio's circuit breaker is open, jobs are held (a fresh copy, due at the next probe)
+//! before they are claimed, so an outage of any length costs no attempt.
 
 mod attempt;
 mod claim;
@@ -18,6 +20,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 use self::attempt::Attempt;
 use self::claim::Claimed;
 use super::{ColdStart, InitError};
+use crate::breaker::{Breaker, BreakerConfig, TWILIO_BREAKER_ENV};
 use crate::config::{optional, required, ConfigError};
 use crate::metrics::Metrics;
 use crate::pending::Policy;
@@ -102,6 +105,8 @@ pub struct SendWorker {
     clock: Arc<dyn Clock>,
     limiter: Option<RateLimiter>,
     pseudonyms: Pseudonymizer,
+    /// Twilio's circuit breaker, per instance (see `crate::breaker`).
+    breaker: Breaker,
 }
 
 /// What to do with one SQS record.
@@ -114,6 +119,10 @@ enum Disposition {
     /// Not an attempt (a store fault, another worker's live claim, a lost race): a fresh copy
     /// of the job after `delay`, so infrastructure faults never dead-letter a message.
     Requeue(Duration),
+    /// Twilio's circuit breaker is open: an unchanged fresh copy of the job, due when the
+    /// breaker next lets a call through. Neither a receive nor a requeue is counted, so
+    /// however long Twilio is down the job never drifts toward the dead-letter queue.
+    Hold(Duration),
 }
 
 impl SendWorker {
@@ -141,7 +150,18 @@ impl SendWorker {
             clock: Arc::new(SystemClock),
             limiter,
             pseudonyms,
+            breaker: Breaker::new("twilio", BreakerConfig::default(), Arc::new(SystemClock)),
         }
+    }
+
+    /// A circuit breaker toward Twilio other than the default one (its settings, its clock).
+    pub fn with_twilio_breaker(mut self, breaker: Breaker) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    pub fn twilio_breaker(&self) -> &Breaker {
+        &self.breaker
     }
 
     /// Quiet hours, zones and timings other than the defaults.
@@ -182,11 +202,13 @@ impl SendWorker {
             })?;
         let mut policy = Policy::from_env()?;
         policy.claim_lease = config.claim_lease;
+        let breaker = BreakerConfig::from_env(TWILIO_BREAKER_ENV)?;
         let cold = ColdStart::load().await?;
         let sqs = aws_sdk_sqs::Client::new(&cold.sdk);
         Ok(
             Self::new(cold.store, sqs, queue_url, twilio, cold.secrets, config)
-                .with_policy(Arc::new(policy)),
+                .with_policy(Arc::new(policy))
+                .with_twilio_breaker(Breaker::new("twilio", breaker, Arc::new(SystemClock))),
         )
     }
 
@@ -230,10 +252,15 @@ impl SendWorker {
         }
 
         let mut response = SqsBatchResponse::default();
+        let mut held = 0;
         for (record, disposition) in event.records.iter().zip(dispositions) {
             let disposition = match (disposition, record.body.as_deref()) {
                 (Some(Disposition::Requeue(delay)), Some(body)) => {
                     Some(self.requeue(body, delay).await)
+                }
+                (Some(Disposition::Hold(delay)), Some(body)) => {
+                    held += 1;
+                    Some(self.hold(body, delay).await)
                 }
                 (other, _) => other,
             };
@@ -246,11 +273,45 @@ impl SendWorker {
                 response.batch_item_failures.push(failure);
             }
         }
+        // The breaker's state with every batch: while it is open, held jobs keep coming back,
+        // so the gauge has a value each minute for as long as Twilio is down.
+        Metrics::new(FUNCTION)
+            .count("TwilioCircuitOpen", self.breaker.open_gauge())
+            .count("HeldByBreaker", held)
+            .emit();
         response
     }
 
     /// Claims, sends and records up to [`MAX_BATCH`] distinct jobs; a disposition for each.
+    /// Twilio's breaker is asked first, before anything is claimed: the claim counts an
+    /// attempt, and a held message must not lose one. A batch admitted while the breaker is
+    /// closed runs all its calls; a probe is one job's, and the others wait for its answer.
     async fn send_batch(&self, jobs: &[&SendJob]) -> Vec<Disposition> {
+        let permit = match self.breaker.admit() {
+            Ok(permit) => permit,
+            Err(refused) => {
+                info!(
+                    jobs = jobs.len(),
+                    retry_ms = refused.retry_after.as_millis() as u64,
+                    "Twilio's circuit is open; jobs held without an attempt"
+                );
+                return jobs
+                    .iter()
+                    .map(|_| Disposition::Hold(refused.retry_after))
+                    .collect();
+            }
+        };
+        let first = if permit.is_probe() { 1 } else { jobs.len() };
+        let (now, later) = jobs.split_at(first.min(jobs.len()));
+        let mut dispositions = self.claim_and_send(now).await;
+        // The probe's answer is in (or it made no call, and is handed back to the next batch).
+        drop(permit);
+        let wait = self.breaker.retry_after();
+        dispositions.extend(later.iter().map(|_| Disposition::Hold(wait)));
+        dispositions
+    }
+
+    async fn claim_and_send(&self, jobs: &[&SendJob]) -> Vec<Disposition> {
         let claimed = self.claim(jobs).await;
         let attempts = futures::future::join_all(claimed.into_iter().map(|c| async move {
             match c {
@@ -368,6 +429,24 @@ impl SendWorker {
             Ok(()) => Disposition::Done,
             Err(e) => {
                 warn!(error = %e, "could not requeue; the received job is retried");
+                Disposition::Retry(Some(delay))
+            }
+        }
+    }
+
+    /// An unchanged fresh copy of the job, visible after `delay` (plus up to a fifth more, so
+    /// a backlog held through an outage does not come back all at one instant); the received
+    /// copy is then done. If the queue refuses, the received copy is retried instead.
+    async fn hold(&self, body: &str, delay: Duration) -> Disposition {
+        let Ok(job) = serde_json::from_str::<SendJob>(body) else {
+            return Disposition::Retry(Some(delay));
+        };
+        let jitter = (ulid::Ulid::new().random() % 1000) as f64 / 5000.0;
+        let delay = (delay + delay.mul_f64(jitter)).min(crate::queue::MAX_DELAY);
+        match self.queue.enqueue(&job, delay).await {
+            Ok(()) => Disposition::Done,
+            Err(e) => {
+                warn!(error = %e, "could not hold the job; the received job is retried");
                 Disposition::Retry(Some(delay))
             }
         }
