@@ -32,3 +32,4 @@ pub mod telemetry;
 pub mod time;
 pub mod twilio;
 pub mod warm;
+pub mod xray;

@@ -273,8 +273,11 @@ impl Dispatcher {
             *(step.counter)(report) += 1;
             if let Some(due) = step.enqueue {
                 let m = step.transition.message;
+                // In the trace the message was accepted in, stored with it: a scheduled send
+                // continues the request's trace however long it waited.
                 jobs.push((
-                    SendJob::new(m.message_id.clone(), m.pk.clone(), m.sk.clone()),
+                    SendJob::new(m.message_id.clone(), m.pk.clone(), m.sk.clone())
+                        .traced(m.trace.clone()),
                     due,
                 ));
             }
