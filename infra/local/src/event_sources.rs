@@ -105,8 +105,9 @@ impl SqsPoller {
     }
 }
 
-/// The context Lambda gives an invocation of an SQS batch: it continues the trace of the
-/// batch's first message (X-Ray links the others'), its `AWSTraceHeader` system attribute.
+/// The context of an SQS batch's invocation: it continues the first record's trace, its
+/// `AWSTraceHeader` system attribute (deployed, X-Ray links the invocation to the trace of
+/// every record of the batch).
 pub fn sqs_invocation_context(event: &SqsEvent) -> lambda_http::Context {
     let trace = event.records.first().and_then(TraceHeader::of_sqs);
     invocation::context(&invocation::request_id(), trace.as_ref())
