@@ -22,6 +22,8 @@
    the queue itself; moto computed every queue attribute, counting all its messages twice, for
    each message sent, so a SendMessageBatch of 10 cost ~1.5 ms per message already on the
    queue (850 ms at 6,000 messages; the dispatcher enqueues 10,000 at once). Speed only.
+6. SQS SendMessageBatch keeps each entry's MessageSystemAttributes (the X-Ray AWSTraceHeader
+   the dispatcher puts on released messages); moto dropped them (SendMessage kept them).
 
 Opt-in, for `make bench-cost` (docs/cost.md): with PARLEY_EMULATOR_COUNTS=1 every request is
 counted by service and operation, DynamoDB's with the request units it would consume
@@ -216,6 +218,23 @@ def _send_message(
 
 
 sqs_models.SQSBackend.send_message = _send_message
+
+_moto_send_message_batch = sqs_models.SQSBackend.send_message_batch
+
+
+def _send_message_batch(self, queue_name, entries):
+    """moto 5.2.5's SQSBackend.send_message_batch, keeping each entry's
+    MessageSystemAttributes (AWSTraceHeader), which it drops (SendMessage keeps them)."""
+    messages, failed = _moto_send_message_batch(self, queue_name, entries)
+    by_id = {entry["Id"]: entry for entry in entries.values()}
+    for message in messages:
+        system = by_id.get(getattr(message, "user_id", None), {}).get("MessageSystemAttributes")
+        if system:
+            message.system_attributes = system
+    return messages, failed
+
+
+sqs_models.SQSBackend.send_message_batch = _send_message_batch
 
 
 class SerialisedDynamoDb:

@@ -278,6 +278,7 @@ async fn the_sample_event_reads_a_thread() {
             received_at: parley::time::now_rfc3339(),
             detection: parley::language::detect("Hello"),
             keyword: None,
+            trace: None,
         })
         .await
         .unwrap();

@@ -512,12 +512,15 @@ async fn each_text_names_its_message_in_its_status_callback_url() {
     let to = unique_phone();
     let body = unique_body("Your lease renewal is ready to sign");
     let (id, _) = send(&stack, &to, &body).await;
-    settled(&stack, &to, &id, DeliveryStatus::Delivered, 20).await;
+    let m = settled(&stack, &to, &id, DeliveryStatus::Delivered, 20).await;
     let calls = stack.sandbox_calls(&to).await;
+    // And the trace it was sent in (the gateway gives every request one).
+    let trace = m.trace.expect("the message's trace");
     let expected = format!(
-        "{}{}?m={id}",
+        "{}{}?m={id}&t={}",
         stack.public_base_url,
-        parley::handlers::status_callback::ROUTE
+        parley::handlers::status_callback::ROUTE,
+        trace.root()
     );
     assert_eq!(
         calls[0]["status_callback"].as_str(),

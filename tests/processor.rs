@@ -471,6 +471,7 @@ async fn recorded_message(
             received_at: parley::time::now_rfc3339(),
             detection: parley::language::detect(body),
             keyword: None,
+            trace: None,
         })
         .await
         .unwrap();
@@ -598,6 +599,7 @@ async fn the_sample_stream_event_links_a_fixture_tenant() {
             received_at: parley::time::now_rfc3339(),
             detection: parley::language::detect("Hola"),
             keyword: None,
+            trace: None,
         })
         .await
         .unwrap();

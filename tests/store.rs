@@ -27,6 +27,7 @@ async fn record(store: &Store, sms: &InboundSms, raw: &str) -> WriteOutcome {
             received_at: parley::time::now_rfc3339(),
             detection: language::detect(&sms.body),
             keyword: parley::consent::classify(&sms.body),
+            trace: None,
         })
         .await
         .unwrap()
@@ -179,6 +180,7 @@ async fn record_consent(store: &Store, sms: &InboundSms, raw: &str) -> InboundOu
             received_at: parley::time::now_rfc3339(),
             detection: language::detect(&sms.body),
             keyword: parley::consent::classify(&sms.body),
+            trace: None,
         })
         .await
         .unwrap()

@@ -349,7 +349,13 @@ impl EventPublisher {
         }
     }
 
-    pub async fn publish(&self, events: &[DomainEvent]) -> Result<(), EventError> {
+    /// Puts `events` on the bus, in `trace` when there is one (EventBridge's `TraceHeader`,
+    /// which it hands on to the targets it delivers to).
+    pub async fn publish(
+        &self,
+        events: &[DomainEvent],
+        trace: Option<&crate::xray::TraceHeader>,
+    ) -> Result<(), EventError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -361,6 +367,7 @@ impl EventPublisher {
                     .source(SOURCE)
                     .detail_type(event.detail_type())
                     .detail(event.detail_json()?)
+                    .set_trace_header(trace.map(ToString::to_string))
                     .build(),
             );
         }

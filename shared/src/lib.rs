@@ -33,3 +33,4 @@ pub mod telemetry;
 pub mod time;
 pub mod twilio;
 pub mod warm;
+pub mod xray;

@@ -79,6 +79,10 @@ impl Metrics {
             }),
         );
         root.insert("function".into(), json!(self.function));
+        // Not a dimension: a plain property, so a metric line is found with its log lines.
+        if let Some(trace) = crate::telemetry::current_trace_id() {
+            root.insert("trace_id".into(), json!(trace.as_str()));
+        }
         for (name, value) in &self.dimensions {
             root.insert((*name).into(), json!(value));
         }

@@ -5,8 +5,13 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_lambda_events::event::sqs::SqsMessage;
+use aws_sdk_sqs::types::{
+    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, SendMessageBatchRequestEntry,
+};
 use serde::{Deserialize, Serialize};
+
+use crate::xray::TraceHeader;
 
 /// SQS's largest per-message delay: later sends wait in the table for the dispatcher.
 pub const MAX_DELAY: Duration = Duration::from_secs(900);
@@ -24,6 +29,10 @@ pub struct SendJob {
     /// store keeps refusing still reaches the dead-letter queue.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub requeues: u32,
+    /// The trace the job belongs to. It travels as SQS's `AWSTraceHeader` system attribute, not
+    /// in the body: Lambda reads it there to link the worker's invocation to the trace.
+    #[serde(skip)]
+    pub trace: Option<TraceHeader>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -41,7 +50,30 @@ impl SendJob {
             pk: pk.into(),
             sk: sk.into(),
             requeues: 0,
+            trace: None,
         }
+    }
+
+    pub fn traced(mut self, trace: Option<TraceHeader>) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// The job an SQS record carries, with the record's trace; `None` when the body is not a
+    /// job.
+    pub fn from_record(record: &SqsMessage) -> Option<Self> {
+        let job: Self = serde_json::from_str(record.body.as_deref()?).ok()?;
+        Some(job.traced(TraceHeader::of_sqs(record)))
+    }
+
+    /// The job's trace as an SQS message system attribute.
+    fn trace_attribute(&self) -> Option<MessageSystemAttributeValue> {
+        let trace = self.trace.as_ref()?;
+        MessageSystemAttributeValue::builder()
+            .data_type("String")
+            .string_value(trace.to_string())
+            .build()
+            .ok()
     }
 }
 
@@ -81,6 +113,15 @@ fn delay_seconds(delay: Duration) -> i32 {
     millis.div_ceil(1000) as i32
 }
 
+fn trace_attributes(
+    job: &SendJob,
+) -> Option<
+    std::collections::HashMap<MessageSystemAttributeNameForSends, MessageSystemAttributeValue>,
+> {
+    let value = job.trace_attribute()?;
+    Some([(MessageSystemAttributeNameForSends::AwsTraceHeader, value)].into())
+}
+
 impl JobQueue {
     pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
         Self {
@@ -105,6 +146,7 @@ impl JobQueue {
             .queue_url(&self.url)
             .message_body(body)
             .delay_seconds(delay_seconds(delay))
+            .set_message_system_attributes(trace_attributes(job))
             .send()
             .await
             .map_err(|e| queue_error("SendMessage", &e))?;
@@ -123,6 +165,7 @@ impl JobQueue {
                         .id(i.to_string())
                         .message_body(serde_json::to_string(job).unwrap_or_default())
                         .delay_seconds(delay_seconds(*delay))
+                        .set_message_system_attributes(trace_attributes(job))
                         .build()
                         .ok()
                 })
@@ -189,5 +232,28 @@ mod tests {
         assert_eq!(json["message_id"], "01J");
         assert_eq!(json.get("requeues"), None, "absent until a requeue");
         assert_eq!(serde_json::from_value::<SendJob>(json).unwrap(), job);
+    }
+
+    #[test]
+    fn a_job_s_trace_travels_beside_its_body_as_aws_trace_header() {
+        let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        let job = SendJob::new("01J", "CONV#sms#+14155552671", "MSG#01J")
+            .traced(TraceHeader::parse(header));
+        let body = serde_json::to_string(&job).unwrap();
+        assert!(!body.contains("Root"), "the trace is not in the body");
+        let attributes = trace_attributes(&job).unwrap();
+        let value = &attributes[&MessageSystemAttributeNameForSends::AwsTraceHeader];
+        assert_eq!(value.string_value(), Some(header));
+        assert_eq!(value.data_type(), "String");
+        assert!(trace_attributes(&SendJob::new("01J", "pk", "sk")).is_none());
+
+        let mut record = SqsMessage::default();
+        record.body = Some(body);
+        record
+            .attributes
+            .insert("AWSTraceHeader".into(), header.into());
+        let received = SendJob::from_record(&record).unwrap();
+        assert_eq!(received, job);
+        assert_eq!(received.trace.unwrap().to_string(), header);
     }
 }

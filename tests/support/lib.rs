@@ -72,18 +72,15 @@ pub async fn stack() -> Stack {
     }
 }
 
-/// Logs of handlers run inside a test process go to a file the log audit reads.
+/// Logs of handlers run inside a test process go to a file the log audit reads, in the
+/// functions' own format (with `trace_id`).
 fn init_logs() {
     let Some(dir) = std::env::var_os("PARLEY_E2E_LOG_DIR") else {
         return;
     };
     let path = std::path::Path::new(&dir).join(format!("inproc-{}.log", std::process::id()));
     if let Ok(file) = std::fs::File::create(path) {
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .with_writer(std::sync::Mutex::new(file))
-            .with_current_span(true)
-            .try_init();
+        parley::telemetry::init_with(std::sync::Mutex::new(file));
     }
 }
 

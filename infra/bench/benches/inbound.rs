@@ -438,6 +438,7 @@ fn record<'a>(sms: &'a InboundSms, raw_payload: &'a str) -> InboundRecord<'a> {
         received_at: parley::time::now_rfc3339(),
         detection: language::detect(&sms.body),
         keyword: parley::consent::classify(&sms.body),
+        trace: None,
     }
 }
 

@@ -31,6 +31,13 @@ pub fn event(req: &Incoming<'_>) -> Value {
             .collect();
         headers.insert(name.as_str().to_owned(), json!(values.join(",")));
     }
+    // API Gateway adds a trace header to every request that has none (a traced caller's is
+    // passed on as it came).
+    let trace = parley::xray::HTTP_HEADER;
+    if !headers.contains_key(trace) {
+        let root = parley::xray::TraceId::new();
+        headers.insert(trace.to_owned(), json!(format!("Root={root}")));
+    }
     let content_type = req
         .headers
         .get("content-type")
@@ -107,10 +114,11 @@ fn form_pairs(query: &str) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// Parses an event as the Lambda runtime does and attaches an invocation context.
+/// Parses an event as the Lambda runtime does and attaches an invocation context. Its trace
+/// is one of its own: an HTTP API does not pass its trace to Lambda (only REST APIs are
+/// traced), so Lambda starts one for each invocation.
 pub fn request(event: &Value, request_id: &str) -> Result<Request, serde_json::Error> {
-    let mut context = Context::default();
-    context.request_id = request_id.to_owned();
+    let context: Context = crate::invocation::context(request_id, None);
     Ok(lambda_http::request::from_str(&event.to_string())?.with_lambda_context(context))
 }
 

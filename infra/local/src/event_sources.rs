@@ -9,7 +9,10 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use futures::future::BoxFuture;
+use parley::xray::TraceHeader;
+use tracing::Instrument;
 
+use crate::invocation;
 use crate::stream_failure::{FailureRecord, StreamBatchInfo};
 
 pub type SqsFunction = Arc<dyn Fn(SqsEvent) -> BoxFuture<'static, SqsBatchResponse> + Send + Sync>;
@@ -68,7 +71,10 @@ impl SqsPoller {
             record.aws_region = Some(self.region.clone());
             event.records.push(record);
         }
-        let response = (self.function)(event).await;
+        let context = sqs_invocation_context(&event);
+        let response = (self.function)(event)
+            .instrument(invocation::span(&context))
+            .await;
         let failed: Vec<&str> = response
             .batch_item_failures
             .iter()
@@ -97,6 +103,14 @@ impl SqsPoller {
         }
         Ok(messages.len())
     }
+}
+
+/// The context of an SQS batch's invocation: it continues the first record's trace, its
+/// `AWSTraceHeader` system attribute (deployed, X-Ray links the invocation to the trace of
+/// every record of the batch).
+pub fn sqs_invocation_context(event: &SqsEvent) -> lambda_http::Context {
+    let trace = event.records.first().and_then(TraceHeader::of_sqs);
+    invocation::context(&invocation::request_id(), trace.as_ref())
 }
 
 pub type StreamFunction = Arc<
@@ -255,7 +269,11 @@ impl StreamPoller {
         while !pending.is_empty() {
             let mut event = aws_lambda_events::event::dynamodb::Event::default();
             event.records = pending.clone();
-            let response = (self.function)(event).await;
+            // Stream records carry no trace header: each invocation is a trace of its own.
+            let context = invocation::context(&invocation::request_id(), None);
+            let response = (self.function)(event)
+                .instrument(invocation::span(&context))
+                .await;
             let Some(failed) = response
                 .batch_item_failures
                 .first()
@@ -383,7 +401,10 @@ impl SchedulePoller {
                 .as_deref()
                 .and_then(|i| serde_json::from_str(i).ok())
                 .unwrap_or_else(|| self.scheduled_event());
-            let result = (self.function)(event).await;
+            let context = invocation::context(&invocation::request_id(), None);
+            let result = (self.function)(event)
+                .instrument(invocation::span(&context))
+                .await;
             if result.get("error").is_some() {
                 tracing::warn!(schedule = %self.name, "scheduled invocation reported an error");
             }

@@ -9,8 +9,9 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::IntoResponse;
 use futures::future::BoxFuture;
 use http::StatusCode;
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::apigw;
 use crate::template::Route;
@@ -138,8 +139,12 @@ async fn dispatch(
         }
     };
     let function = gateway.functions[&route.function].clone();
+    let span = request
+        .lambda_context_ref()
+        .map(crate::invocation::span)
+        .unwrap_or_else(tracing::Span::none);
     let started = std::time::Instant::now();
-    let response = function(request).await;
+    let response = function(request).instrument(span).await;
     // The route key, never the path: paths can carry phone numbers.
     tracing::info!(
         route = %route_key,

@@ -9,6 +9,7 @@ pub mod env;
 pub mod event_sources;
 pub mod functions;
 pub mod gateway;
+pub mod invocation;
 pub mod redrive;
 pub mod replay;
 pub mod stack;

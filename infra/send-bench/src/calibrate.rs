@@ -119,6 +119,7 @@ pub async fn run(
                             body: message.body.stored(),
                             media_urls: &[],
                             status_callback: &stack.sink.url,
+                            trace: None,
                         },
                     )
                     .await

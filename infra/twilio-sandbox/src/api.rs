@@ -34,7 +34,7 @@ pub(crate) async fn create(
         .as_ref()
         .map(CreateRequest::from_form)
         .unwrap_or_default();
-    let mut call = CallGuard::record(&shared, &request);
+    let mut call = CallGuard::record(&shared, &request, &headers);
     if let Err(e) = authenticate(&shared, &headers, &account_sid) {
         return call.fail(e);
     }
@@ -309,7 +309,7 @@ struct CallGuard<'a> {
 }
 
 impl<'a> CallGuard<'a> {
-    fn record(shared: &'a Shared, request: &CreateRequest) -> Self {
+    fn record(shared: &'a Shared, request: &CreateRequest, headers: &HeaderMap) -> Self {
         let id = shared.next_call_id();
         let mut state = shared.state();
         state.calls.push(Call {
@@ -323,6 +323,10 @@ impl<'a> CallGuard<'a> {
             outcome: "pending".into(),
             fault: None,
             sid: None,
+            trace_header: headers
+                .get("x-amzn-trace-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
         });
         Self {
             shared,

@@ -56,7 +56,7 @@
 //!   that To+Body, failed ones included) + "status_callback" + "callbacks" sent]}`.
 //! - `GET /_sandbox/calls[?to=]`: `{"calls": [{to, from, messaging_service_sid, body,
 //!   status_callback, outcome: "created" | "error:21211" | "pending" | "abandoned", fault?,
-//!   sid?}]}` in arrival order.
+//!   sid?, trace_header? (the call's `X-Amzn-Trace-Id`)}]}` in arrival order.
 //! - `POST /_sandbox/auth-token` `{"auth_token"}` → 204: rotates the account's auth token, as
 //!   promoting a secondary token in Twilio's console does (the old one stops working at once).
 //! - `POST /_sandbox/api-keys` `{"sid": "SK…", "secret"}` → 204: an API key that may call the

@@ -306,6 +306,10 @@ pub(crate) struct Call {
     pub fault: Option<FaultKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The call's `X-Amzn-Trace-Id` header, when it had one (Twilio ignores it; the sandbox
+    /// shows it so a test can follow a trace to Twilio's door).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_header: Option<String>,
 }
 
 #[derive(Debug, Default)]

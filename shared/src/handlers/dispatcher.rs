@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tracing::{error, info, warn};
+use tracing::{error, info, info_span, warn, Instrument};
 
 use super::{ColdStart, InitError};
 use crate::config::{optional, required, ConfigError};
@@ -273,8 +273,11 @@ impl Dispatcher {
             *(step.counter)(report) += 1;
             if let Some(due) = step.enqueue {
                 let m = step.transition.message;
+                // In the trace the message was accepted in, stored with it: a scheduled send
+                // continues the request's trace however long it waited.
                 jobs.push((
-                    SendJob::new(m.message_id.clone(), m.pk.clone(), m.sk.clone()),
+                    SendJob::new(m.message_id.clone(), m.pk.clone(), m.sk.clone())
+                        .traced(m.trace.clone()),
                     due,
                 ));
             }
@@ -296,7 +299,14 @@ impl Dispatcher {
         // Status polls last, a few at a time: a day of lost callbacks must not hold up
         // today's releases.
         for chunk in submitted.chunks(POLL_CONCURRENCY) {
-            let polls = chunk.iter().map(|m| self.poll(m, now));
+            // Each in its message's trace: a status no callback brought is logged with the rest.
+            let polls = chunk.iter().map(|m| {
+                let span = info_span!(
+                    "poll",
+                    xrayTraceId = m.trace.as_ref().map(tracing::field::display)
+                );
+                self.poll(m, now).instrument(span)
+            });
             for asked in futures::future::join_all(polls).await {
                 if asked? {
                     report.polled += 1;

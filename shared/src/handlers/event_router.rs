@@ -22,6 +22,7 @@ use crate::rules::engine::{Engine, EngineError};
 use crate::rules::event::Event;
 use crate::send::SendService;
 use crate::time::Timestamp;
+use crate::xray::TraceHeader;
 
 const FUNCTION: &str = "event-router";
 
@@ -74,7 +75,7 @@ impl EventRouter {
 
     async fn record(&self, record: &SqsMessage) -> bool {
         let body = record.body.as_deref().unwrap_or_default();
-        let event = match serde_json::from_str(body).map(Event::from_json) {
+        let mut event = match serde_json::from_str(body).map(Event::from_json) {
             Ok(Ok(event)) => event,
             Ok(Err(e)) => {
                 // It will never read: retrying would only dead-letter it later.
@@ -88,7 +89,13 @@ impl EventRouter {
                 return true;
             }
         };
-        let span = info_span!("route", event_id = %event.id, detail_type = %event.detail_type);
+        event.trace = TraceHeader::of_sqs(record);
+        let span = info_span!(
+            "route",
+            event_id = %event.id,
+            detail_type = %event.detail_type,
+            xrayTraceId = event.trace.as_ref().map(tracing::field::display),
+        );
         match self.route(&event, Timestamp::now()).instrument(span).await {
             Ok(_) => true,
             Err(e) => {

@@ -458,6 +458,8 @@ impl InboundBackfill {
                 raw_payload: &raw,
                 message_id,
                 received_at: received_at.to_string(),
+                // Found by listing, not received in a request: no trace to continue.
+                trace: None,
             };
             let span = tracing::info_span!(
                 "backfilled",

@@ -18,6 +18,7 @@ use crate::secrets::SecretStore;
 use crate::store::{ConsentOutcome, InboundOutcome, InboundRecord, Store, WriteOutcome};
 use crate::telemetry::Pseudonymizer;
 use crate::twilio::InboundSms;
+use crate::xray::TraceHeader;
 
 pub const ROUTE: &str = "/webhook/twilio/sms";
 const FUNCTION: &str = "inbound-sms";
@@ -48,15 +49,17 @@ impl InboundSmsHandler {
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let started = Instant::now();
+        let trace = TraceHeader::of_request(&req);
         let span = info_span!(
             "inbound_sms",
             request_id = %request_id(&req),
             message_sid = field::Empty,
             phone = field::Empty,
+            xrayTraceId = trace.as_ref().map(tracing::field::display),
         );
         async {
             let response = self
-                .process(&req)
+                .process(&req, trace.as_ref())
                 .await
                 .unwrap_or_else(ApiError::into_response);
             // ServerErrors is watched by WebhookServerErrorsAlarm: a 5xx is a text Twilio may not
@@ -74,7 +77,11 @@ impl InboundSmsHandler {
         .await
     }
 
-    async fn process(&self, req: &Request) -> Result<Response<Body>, ApiError> {
+    async fn process(
+        &self,
+        req: &Request,
+        trace: Option<&TraceHeader>,
+    ) -> Result<Response<Body>, ApiError> {
         let verified = webhook::verify(req, ROUTE, &self.config, &self.secrets).await?;
         let sms = InboundSms::from_form(&verified.form)
             .map_err(|e| ApiError::bad_request("invalid_webhook", e.to_string()))?;
@@ -93,6 +100,7 @@ impl InboundSmsHandler {
             raw_payload: &verified.raw,
             message_id: ulid::Ulid::new().to_string(),
             received_at: crate::time::now_rfc3339(),
+            trace: trace.cloned(),
         };
         let recorded = record(&self.store, &text, FUNCTION)
             .await
@@ -114,6 +122,8 @@ pub(crate) struct Received<'a> {
     pub raw_payload: &'a str,
     pub message_id: String,
     pub received_at: String,
+    /// The webhook's trace, stored with the text (none for a backfilled one).
+    pub trace: Option<TraceHeader>,
 }
 
 /// What recording a received text found and did.
@@ -143,6 +153,7 @@ pub(crate) async fn record(
         received_at: text.received_at.clone(),
         detection,
         keyword: classification,
+        trace: text.trace.clone(),
     };
     let outcome = store.record_inbound_consent(&record).await?;
 

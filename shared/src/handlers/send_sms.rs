@@ -22,6 +22,7 @@ use crate::send::{RequestError, SendError, SendRequest, SendService};
 use crate::store::IdempotencyKey;
 use crate::telemetry::Pseudonymizer;
 use crate::time::Timestamp;
+use crate::xray::TraceHeader;
 
 pub use crate::send::request::MAX_BODY_CHARS;
 
@@ -58,15 +59,27 @@ impl SendSmsHandler {
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        let span = info_span!("send_sms", request_id = %request_id(&req), message_id = field::Empty, phone = field::Empty);
+        let trace = TraceHeader::of_request(&req);
+        let span = info_span!(
+            "send_sms",
+            request_id = %request_id(&req),
+            message_id = field::Empty,
+            phone = field::Empty,
+            xrayTraceId = trace.as_ref().map(field::display),
+        );
         api::call(&self.access, &req, Some(Scope::Send), |caller| {
-            self.process(&req, caller)
+            self.process(&req, caller, trace)
         })
         .instrument(span)
         .await
     }
 
-    async fn process(&self, req: &Request, caller: Caller) -> Result<Response<Body>, ApiError> {
+    async fn process(
+        &self,
+        req: &Request,
+        caller: Caller,
+        trace: Option<TraceHeader>,
+    ) -> Result<Response<Body>, ApiError> {
         if let Some(id) = req.path_parameters().first("message_id") {
             return self.cancel(id).await;
         }
@@ -84,9 +97,10 @@ impl SendSmsHandler {
             }
             RequestError::Fields(fields) => ApiError::Validation { fields },
         })?;
-        let new = request
+        let mut new = request
             .validate(now)
             .map_err(|fields| ApiError::Validation { fields })?;
+        new.trace = trace;
         tracing::Span::current().record("phone", self.pseudonyms.pseudonym(&new.to.e164));
         // Counted before the idempotency check: a replayed request uses quota too.
         self.access

@@ -20,9 +20,10 @@ use crate::phone::Address;
 use crate::secrets::SecretStore;
 use crate::store::{StatusOutcome, Store};
 use crate::twilio::{AccountSid, MessageSid};
+use crate::xray::{TraceHeader, TraceId};
 
 pub const ROUTE: &str = super::send_worker::STATUS_ROUTE;
-use super::send_worker::MESSAGE_ID_PARAM;
+use super::send_worker::{MESSAGE_ID_PARAM, TRACE_PARAM};
 const FUNCTION: &str = "status-callback";
 const UNSUBSCRIBED: &str = "21610";
 
@@ -48,7 +49,19 @@ impl StatusCallbackHandler {
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        let span = info_span!("status_callback", request_id = %request_id(&req), message_sid = field::Empty);
+        // The message's trace, from the URL the worker gave Twilio. Read before the signature is
+        // checked, so a forged request could name any trace: only a well-formed id is taken,
+        // and it labels that request's own log lines, nothing more.
+        let trace = query_param(&req, TRACE_PARAM)
+            .and_then(|t| TraceId::parse(&t))
+            .map(TraceHeader::from)
+            .or_else(|| TraceHeader::of_request(&req));
+        let span = info_span!(
+            "status_callback",
+            request_id = %request_id(&req),
+            message_sid = field::Empty,
+            xrayTraceId = trace.as_ref().map(tracing::field::display),
+        );
         async {
             let response = self
                 .process(&req)
@@ -145,14 +158,17 @@ impl StatusCallbackHandler {
 /// Parley's message id from the `StatusCallback` URL's query (`?m=<message_id>`), when the
 /// worker put one there (callbacks of messages sent before it did have none).
 fn message_id(req: &Request) -> Option<String> {
+    query_param(req, MESSAGE_ID_PARAM).filter(|id| {
+        (1..=64).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    })
+}
+
+/// One parameter of the `StatusCallback` URL's query.
+fn query_param(req: &Request, name: &str) -> Option<String> {
     let query = req.uri().query()?;
     let form = crate::twilio::Form::parse(query.as_bytes()).ok()?;
-    form.get(MESSAGE_ID_PARAM)
-        .filter(|id| {
-            (1..=64).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-        })
-        .map(str::to_owned)
+    form.get(name).map(str::to_owned)
 }

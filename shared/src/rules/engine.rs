@@ -324,6 +324,7 @@ impl Engine {
                 detail_type: event.detail_type.clone(),
                 dedupe_key: evaluation.dedupe_key.clone(),
             }),
+            trace: event.trace.clone(),
         };
         evaluation.rendered = Some(rendered);
         let zones = self.service.zones(&new, prior.conversation.as_ref());

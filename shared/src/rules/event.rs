@@ -19,6 +19,9 @@ pub struct Event {
     pub raw: Value,
     /// `raw` converted for templates, once, on first use.
     template: std::sync::OnceLock<Context>,
+    /// The trace it was delivered in (its SQS record's `AWSTraceHeader`): a message a rule
+    /// makes for it continues it.
+    pub trace: Option<crate::xray::TraceHeader>,
 }
 
 impl PartialEq for Event {
@@ -65,6 +68,7 @@ impl Event {
             time,
             raw,
             template: std::sync::OnceLock::new(),
+            trace: None,
         })
     }
 

@@ -52,6 +52,9 @@ pub struct NewSend {
     pub segments: Segments,
     /// Set when an event rule made it.
     pub cause: Option<crate::rules::Cause>,
+    /// The trace it was asked for in (the request's, or the rule's event's): stored on the
+    /// message and put on its queue jobs. Not part of the request's hash.
+    pub trace: Option<crate::xray::TraceHeader>,
 }
 
 /// The 202's body (also what an idempotent replay answers).
@@ -383,6 +386,7 @@ impl SendService {
             }),
             cause: new.cause.as_ref(),
             extra,
+            trace: new.trace.as_ref(),
         };
         match self.store.create_outbound(&outbound).await? {
             CreateOutcome::Replay(record) => return Ok(Outcome::Existing(record)),
@@ -394,7 +398,8 @@ impl SendService {
                 message_id.clone(),
                 keys::conversation_pk(new.to.channel, &new.to.e164),
                 keys::message_sk(&message_id),
-            );
+            )
+            .traced(new.trace.clone());
             if let Err(e) = self.queue.enqueue(&job, delay).await {
                 // Stored and in the due index: the dispatcher's sweep enqueues it.
                 warn!(error = %e, "could not enqueue; the sweep will");
@@ -438,7 +443,8 @@ impl SendService {
         };
         if let Some(m) = message.filter(|m| m.status == PipelineState::Queued) {
             let delay = Timestamp::now().until(m.send_at.unwrap_or_else(Timestamp::now));
-            let job = SendJob::new(m.message_id, record.message_pk, record.message_sk);
+            let job =
+                SendJob::new(m.message_id, record.message_pk, record.message_sk).traced(m.trace);
             if let Err(e) = self.queue.enqueue(&job, delay).await {
                 warn!(error = %e, "could not enqueue on replay; the sweep will");
             }

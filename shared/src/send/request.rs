@@ -217,6 +217,7 @@ impl SendRequest {
                 time_zone,
                 urgent: self.urgent.unwrap_or(false),
                 cause: None,
+                trace: None,
             }),
             _ => Err(fields),
         }

@@ -30,6 +30,9 @@ pub struct InboundRecord<'a> {
     pub received_at: String,
     pub detection: Detection,
     pub keyword: Option<Classification>,
+    /// The webhook's trace, stored on the message: stream records carry no trace header, so
+    /// the processor continues it from the message's image.
+    pub trace: Option<crate::xray::TraceHeader>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +229,7 @@ impl Store {
             status_version: 0,
             idempotency_pk: None,
             cause: None,
+            trace: r.trace.clone(),
         };
 
         let mut items = vec![

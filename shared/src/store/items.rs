@@ -131,6 +131,14 @@ pub struct Message {
     /// Outbound, made by an event rule: which rule, version and event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<crate::rules::Cause>,
+    /// The X-Ray trace it was accepted (outbound) or received (inbound) in, written with it:
+    /// the dispatcher, the worker, the status callback and the processor continue it.
+    #[serde(
+        default,
+        deserialize_with = "crate::xray::lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub trace: Option<crate::xray::TraceHeader>,
 }
 
 /// One entry of a message's status history.

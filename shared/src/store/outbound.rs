@@ -46,6 +46,8 @@ pub struct NewOutbound<'a> {
     /// Further conditional writes that stand or fall with the message (a rule's cap and
     /// activity entry).
     pub extra: Vec<TransactWriteItem>,
+    /// The trace the send was accepted in, stored on the message.
+    pub trace: Option<&'a crate::xray::TraceHeader>,
 }
 
 impl<'a> NewOutbound<'a> {
@@ -73,6 +75,7 @@ impl<'a> NewOutbound<'a> {
             idempotency: None,
             cause: None,
             extra: Vec::new(),
+            trace: None,
         }
     }
 }
@@ -246,6 +249,7 @@ impl Store {
             status_version: 0,
             idempotency_pk: n.idempotency.as_ref().map(|i| i.key.pk()),
             cause: n.cause.cloned(),
+            trace: n.trace.cloned(),
         };
         items.push(put(&self.table, serde_dynamo::to_item(&message)?)?);
         items.push(

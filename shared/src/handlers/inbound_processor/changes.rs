@@ -22,7 +22,9 @@ impl InboundProcessor {
             .await?
             .map(|t| t.tenant_id);
         let event = events::status_changed(transition, tenant_id, Timestamp::now());
-        self.events.publish(&[event.into()]).await?;
+        self.events
+            .publish(&[event.into()], transition.message.trace.as_ref())
+            .await?;
         Ok(())
     }
 
@@ -52,7 +54,8 @@ impl InboundProcessor {
             .await?
             .map(|t| t.tenant_id);
         let event = events::consent_changed(consent, tenant_id);
-        self.events.publish(&[event]).await?;
+        // A consent item keeps no trace: the event is in the stream record's invocation.
+        self.events.publish(&[event], None).await?;
         let metric = if consent.opted_out {
             "OptOutEvents"
         } else {

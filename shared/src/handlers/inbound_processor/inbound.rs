@@ -83,7 +83,9 @@ impl InboundProcessor {
             }),
         };
         let event = events::received(message, phone, &conversation, &tenant_id, content);
-        self.events.publish(&[event.into()]).await?;
+        self.events
+            .publish(&[event.into()], message.trace.as_ref())
+            .await?;
         info!(tenant_id = %tenant_id, "inbound message linked and published");
         self.update_language(&tenant_id, message).await
     }

@@ -202,7 +202,12 @@ impl InboundProcessor {
         let groups = by_item(&event.records);
         let failures = futures::future::join_all(groups.iter().map(|records| async move {
             for &(i, record) in records {
-                let span = info_span!("inbound_processor", event_id = %record.event_id);
+                let trace = record_trace(record);
+                let span = info_span!(
+                    "inbound_processor",
+                    event_id = %record.event_id,
+                    xrayTraceId = trace.as_ref().map(tracing::field::display),
+                );
                 let outcome = tokio::time::timeout(RECORD_TIMEOUT, self.process(record))
                     .instrument(span)
                     .await
@@ -241,6 +246,19 @@ impl InboundProcessor {
         }
         self.project(record).await
     }
+}
+
+/// The trace a record's item was written in: a message's, stored with it. Stream records carry
+/// no trace header of their own (Lambda starts a new trace for each stream batch).
+fn record_trace(record: &EventRecord) -> Option<crate::xray::TraceHeader> {
+    #[derive(Deserialize)]
+    struct Traced {
+        #[serde(default, deserialize_with = "crate::xray::lenient")]
+        trace: Option<crate::xray::TraceHeader>,
+    }
+    serde_dynamo::from_item::<_, Traced>(record.change.new_image.clone())
+        .ok()
+        .and_then(|t| t.trace)
 }
 
 /// The records of each item (by key), in stream order, each with its index in the batch;

@@ -166,12 +166,15 @@ impl SendWorker {
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
         }
-        let status_callback = self.config.status_callback_for(&message.message_id);
+        let status_callback = self
+            .config
+            .status_callback_for(&message.message_id, message.trace.as_ref());
         let request = &CreateMessage {
             to,
             body,
             media_urls: &media_urls,
             status_callback: &status_callback,
+            trace: message.trace.as_ref(),
         };
         let created = with_credentials(&self.secrets, |secrets| async move {
             self.twilio.create(&secrets, request).await

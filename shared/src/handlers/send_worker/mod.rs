@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use tracing::{error, info, info_span, warn, Instrument};
 
 use self::attempt::Attempt;
@@ -32,6 +32,7 @@ use crate::store::{Accepted, Message, Store, TxError};
 use crate::telemetry::Pseudonymizer;
 use crate::time::{Clock, SystemClock};
 use crate::twilio::client::{Sender, TwilioClient};
+use crate::xray::TraceHeader;
 
 const FUNCTION: &str = "send-worker";
 /// Fresh copies of one job after faults (hours of a store outage at the growing delays)
@@ -40,6 +41,9 @@ const MAX_REQUEUES: u32 = 50;
 pub const STATUS_ROUTE: &str = "/webhook/twilio/status";
 /// The `StatusCallback` URL's query parameter that names Parley's message.
 pub const MESSAGE_ID_PARAM: &str = "m";
+/// The `StatusCallback` URL's query parameter with the message's trace id (`Root`), so its
+/// callbacks log in its trace without reading it first.
+pub const TRACE_PARAM: &str = "t";
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -59,13 +63,18 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// The `StatusCallback` URL of one message: the route with the message's id in the query
     /// (`?m=<message_id>`), so its callbacks find it by id whether or not its SID is recorded
-    /// yet. Twilio signs the URL it calls, query included. Message ids are ULIDs: nothing to
-    /// encode.
-    pub fn status_callback_for(&self, message_id: &str) -> String {
-        format!(
+    /// yet; and the id of the trace it was sent in (`&t=<Root>`), when it has one. Twilio signs
+    /// the URL it calls, query included, so neither can be forged. Message ids are ULIDs and
+    /// trace ids `1-` and hex: nothing to encode.
+    pub fn status_callback_for(&self, message_id: &str, trace: Option<&TraceHeader>) -> String {
+        let url = format!(
             "{}?{MESSAGE_ID_PARAM}={message_id}",
             self.status_callback_url
-        )
+        );
+        match trace {
+            Some(t) => format!("{url}&{TRACE_PARAM}={}", t.root()),
+            None => url,
+        }
     }
 
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -217,11 +226,7 @@ impl SendWorker {
         let mut jobs: Vec<(usize, SendJob)> = Vec::new();
         let mut seen = HashSet::new();
         for (i, record) in event.records.iter().enumerate() {
-            match record
-                .body
-                .as_deref()
-                .and_then(|b| serde_json::from_str::<SendJob>(b).ok())
-            {
+            match SendJob::from_record(record) {
                 // One copy of a job is enough: the others are done when it is.
                 Some(job) if !seen.insert((job.pk.clone(), job.sk.clone())) => {
                     info!(message_id = %job.message_id, "the same job twice in one batch; one kept");
@@ -255,8 +260,8 @@ impl SendWorker {
         let mut held = 0;
         for (record, disposition) in event.records.iter().zip(dispositions) {
             let disposition = match (disposition, record.body.as_deref()) {
-                (Some(Disposition::Requeue(delay)), Some(body)) => {
-                    Some(self.requeue(body, delay).await)
+                (Some(Disposition::Requeue(delay)), Some(_)) => {
+                    Some(self.requeue(record, delay).await)
                 }
                 (Some(Disposition::Hold(delay)), Some(body)) => {
                     held += 1;
@@ -405,13 +410,19 @@ impl SendWorker {
 
     fn span(&self, message: &Message) -> tracing::Span {
         let phone = self.pseudonyms.pseudonym(&message.to_e164);
-        info_span!("send", message_id = %message.message_id, phone = %phone, attempt = message.attempts + 1)
+        info_span!(
+            "send",
+            message_id = %message.message_id,
+            phone = %phone,
+            attempt = message.attempts + 1,
+            xrayTraceId = message.trace.as_ref().map(tracing::field::display),
+        )
     }
 
-    /// A fresh copy of the job, visible after `delay`; the received copy is then done. If the
-    /// queue refuses, the received copy is retried instead.
-    async fn requeue(&self, body: &str, delay: Duration) -> Disposition {
-        let Ok(mut job) = serde_json::from_str::<SendJob>(body) else {
+    /// A fresh copy of the job (in its trace), visible after `delay`; the received copy is
+    /// then done. If the queue refuses, the received copy is retried instead.
+    async fn requeue(&self, record: &SqsMessage, delay: Duration) -> Disposition {
+        let Some(mut job) = SendJob::from_record(record) else {
             return Disposition::Retry(Some(delay));
         };
         if job.requeues >= MAX_REQUEUES {
