@@ -54,6 +54,11 @@ grep -q '^ready: ' "$out/stack.log" || { echo "the local stack was not ready in 
 status=0
 # Extra arguments select tests (e.g. `infra/scripts/test.sh -E 'binary(pending)'` with nextest).
 "${runner[@]}" --no-fail-fast "$@" || status=$?
+# The published contract against the same stack (infra/scripts/contract.sh, ~2 minutes):
+# whole runs only, like the metric audit below.
+if [ "$#" -eq 0 ]; then
+  infra/scripts/contract.sh || status=1
+fi
 stop
 trap - EXIT
 

@@ -1,15 +1,38 @@
 //! The one place errors become HTTP responses: `{"error":{"code","message"}}`, 4xx for the
 //! caller's mistakes, a generic 5xx for ours (logged here, once, with its source chain).
 
+use std::collections::BTreeMap;
 use std::error::Error as StdError;
 
 use http::StatusCode;
 use lambda_http::{Body, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::http::json_response;
 
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// The body of every 4xx and 5xx answer (the local gateway's own 404 and 413 too).
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    /// Stable and machine-readable (`validation_failed`, `insufficient_scope`, `internal`…).
+    pub code: String,
+    /// For people; a 5xx says only that it failed, never why.
+    pub message: String,
+    /// `validation_failed` only: what is wrong with each field, by field name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<BTreeMap<String, String>>,
+    /// `not_cancelable` only: the state the message is in (`sending`, `sent`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -115,14 +138,24 @@ impl ApiError {
                 "request refused"
             );
         }
-        let mut error = json!({ "code": self.code(), "message": self.to_string() });
-        if let Self::Validation { fields } = &self {
-            error["fields"] = json!(fields);
-        }
-        if let Self::StateConflict { state, .. } = &self {
-            error["state"] = json!(state);
-        }
-        let mut response = json_response(status, &json!({ "error": error }));
+        let error = ErrorDetail {
+            code: self.code().to_owned(),
+            message: self.to_string(),
+            fields: match &self {
+                Self::Validation { fields } => Some(
+                    fields
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect(),
+                ),
+                _ => None,
+            },
+            state: match &self {
+                Self::StateConflict { state, .. } => Some((*state).to_owned()),
+                _ => None,
+            },
+        };
+        let mut response = json_response(status, &ErrorBody { error });
         if let Self::TooManyRequests { retry_after, .. } = &self {
             response.headers_mut().insert(
                 http::header::RETRY_AFTER,

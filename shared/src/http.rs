@@ -9,6 +9,11 @@ pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Bod
     response(status, "application/json", body)
 }
 
+/// A body that is JSON already (a document compiled in).
+pub fn json_text(status: StatusCode, json: &'static str) -> Response<Body> {
+    response(status, "application/json", json.to_owned())
+}
+
 /// A `200 text/xml` TwiML document.
 pub fn twiml(document: String) -> Response<Body> {
     response(StatusCode::OK, "text/xml", document)

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use whatlang::{Detector, Lang};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     En,

@@ -18,6 +18,8 @@ pub mod http;
 pub mod language;
 pub mod metrics;
 pub mod monitor;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod pending;
 pub mod phone;
 pub mod pipeline;

@@ -10,7 +10,6 @@ use axum::response::IntoResponse;
 use futures::future::BoxFuture;
 use http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::json;
 use tracing::Instrument;
 
 use crate::apigw;
@@ -83,11 +82,21 @@ fn percent_decode(segment: &str) -> String {
     parley::twilio::form::percent_decode(segment).unwrap_or_else(|_| segment.to_owned())
 }
 
+/// The gateway's own refusals, in the body every other error has (documented in
+/// docs/openapi.json as `ErrorBody`).
 fn error(status: StatusCode, code: &str, message: &str) -> axum::response::Response {
+    let body = parley::error::ErrorBody {
+        error: parley::error::ErrorDetail {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            fields: None,
+            state: None,
+        },
+    };
     (
         status,
         [("content-type", "application/json")],
-        json!({ "error": { "code": code, "message": message } }).to_string(),
+        serde_json::to_string(&body).unwrap_or_default(),
     )
         .into_response()
 }

@@ -1,6 +1,6 @@
 //! `parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN | keys … |
 //! configure … | backfill … | redrive … | replay-failures … | audit-logs MANIFEST LOG… |
-//! audit-metrics LOG…`
+//! audit-metrics LOG… | openapi`
 
 use std::process::ExitCode;
 
@@ -15,10 +15,16 @@ const USAGE: &str =
                      | keys create|list|revoke … | configure [--stack NAME] … \
                      | backfill [--since RFC3339] [--number +1…]… \
                      | redrive [QUEUE…] [--stack NAME] | replay-failures [--stack NAME] \
-                     | audit-logs MANIFEST LOG… | audit-metrics LOG…";
+                     | audit-logs MANIFEST LOG… | audit-metrics LOG… \
+                     | openapi (> docs/openapi.json)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Needs no environment: the document comes from the types alone.
+    if args.first().map(String::as_str) == Some("openapi") {
+        print!("{}", parley::openapi::document());
+        return ExitCode::SUCCESS;
+    }
     let env = match LocalEnv::load() {
         Ok(env) => env,
         Err(e) => return fail(&e.to_string()),

@@ -620,6 +620,7 @@ mod tests {
             ("DELETE", keys::KEY_ROUTE, "ConversationsFunction"),
             ("DELETE", contacts::ROUTE, "ConversationsFunction"),
             ("GET", health::ROUTE, "HealthFunction"),
+            ("GET", health::OPENAPI_ROUTE, "HealthFunction"),
             ("POST", rules::RULES_ROUTE, "RulesFunction"),
             ("GET", rules::RULES_ROUTE, "RulesFunction"),
             ("POST", rules::PREVIEW_ROUTE, "RulesFunction"),

@@ -16,6 +16,7 @@ const SECRET_BYTES: usize = 32;
 
 /// What a key may do. `admin` (rules, keys) includes the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     Send,
@@ -41,6 +42,7 @@ impl Scope {
 
 /// Limits on one key; none means unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Quotas {
     /// API requests per second (all routes), counted across every instance.
@@ -71,10 +73,14 @@ pub struct ApiKey {
 
 /// A key as the API shows it: everything but the digest.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyInfo<'a> {
     pub key_id: &'a str,
     pub name: &'a str,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Scope>))]
     pub scopes: &'a BTreeSet<Scope>,
+    /// The only destination regions (ISO 3166 alpha-2); `null`: the deployment's default.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<String>>))]
     pub countries: Option<&'a [String]>,
     pub quotas: &'a Quotas,
     pub created_at: Timestamp,
@@ -131,11 +137,17 @@ impl<'a> Token<'a> {
 
 /// What a new key is to be: the body of `POST /keys`, and `parley-local keys create`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// 1 to 100 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Scope>, min_items = 1))]
     pub scopes: Vec<String>,
+    /// ISO 3166 alpha-2 codes; absent: the deployment's default list.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub countries: Option<Vec<String>>,
     #[serde(default)]
     pub quotas: Quotas,

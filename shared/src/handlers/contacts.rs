@@ -8,19 +8,27 @@
 
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::access::Caller;
 use crate::error::ApiError;
 use crate::http::json_response;
 use crate::phone::Address;
 use crate::send::cancel::{cancel_pending_to, CancelReason};
-use crate::store::{ErasureAudit, Store};
+use crate::store::{ErasureAudit, ErasureCounts, Store};
 use crate::telemetry::Pseudonymizer;
 use crate::time::Timestamp;
 
 pub const ROUTE: &str = "/contacts/{phone}";
 pub const PREFIX: &str = "/contacts/";
+
+/// What an erasure removed (all zeros when there was nothing left), and its audit entry.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ContactErased {
+    pub erased: ErasureCounts,
+    pub audit_id: String,
+}
 
 pub async fn route(
     store: &Store,
@@ -81,6 +89,9 @@ pub async fn route(
     );
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "erased": counts, "audit_id": audit.audit_id }),
+        &ContactErased {
+            erased: counts,
+            audit_id: audit.audit_id,
+        },
     ))
 }

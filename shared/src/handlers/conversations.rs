@@ -7,18 +7,25 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::{json, Value};
+use serde::Serialize;
 use tracing::{info_span, Instrument};
 
 use super::{api, request_id, ColdStart, InitError};
 use crate::access::{Access, Caller, Scope};
+use crate::delivery::DeliveryStatus;
 use crate::error::ApiError;
 use crate::http::json_response;
-use crate::phone::Address;
+use crate::language::Language;
+use crate::phone::{Address, Channel};
+use crate::pipeline::PipelineState;
 use crate::queue::JobQueue;
+use crate::schedule::ZoneSource;
 use crate::secrets::SecretStore;
-use crate::store::{keys, Conversation, ErasedMessage, Message, MessageLookup, Store};
+use crate::store::{
+    keys, Conversation, Direction, ErasedMessage, Message, MessageLookup, StatusChange, Store,
+};
 use crate::telemetry::Pseudonymizer;
+use crate::time::Timestamp;
 
 pub const CONVERSATION_ROUTE: &str = "/conversations/{phone_number}";
 pub const MESSAGE_ROUTE: &str = "/messages/{message_id}";
@@ -164,12 +171,12 @@ impl ConversationsHandler {
             .messages_page(address.channel, &address.e164, limit, after.as_deref())
             .await
             .map_err(unavailable)?;
-        let body = json!({
-            "conversation": conversation_json(&conversation, consent.as_ref()),
-            "messages": self.messages_json(&messages).await?,
-            "next_cursor": next.map(|sk| seal_cursor(&key, &pk, &sk)),
-        });
-        Ok(json_response(StatusCode::OK, &body))
+        let page = ConversationPage {
+            conversation: ConversationView::of(&conversation, consent.as_ref()),
+            messages: self.message_views(&messages).await?,
+            next_cursor: next.map(|sk| seal_cursor(&key, &pk, &sk)),
+        };
+        Ok(json_response(StatusCode::OK, &page))
     }
 
     async fn message(&self, id: &str) -> Result<Response<Body>, ApiError> {
@@ -188,56 +195,228 @@ impl ConversationsHandler {
                 code: "message_not_found",
                 message: "there is no message with this id".into(),
             })?;
-        let message = match message {
-            MessageLookup::Live(m) => m,
-            MessageLookup::Erased(m) => {
-                return Ok(json_response(StatusCode::OK, &erased_message_json(&m)))
-            }
+        let answer = match message {
+            MessageLookup::Live(m) => MessageAnswer::Live(MessageDetail {
+                message: self.message_view(&m).await?,
+                erased: false,
+                status_history: m.status_history,
+                error_message: m.error_message,
+                attempts: m.attempts,
+            }),
+            MessageLookup::Erased(m) => MessageAnswer::Erased(ErasedMessageView::of(&m)),
         };
-        let mut body = self.message_json(&message).await?;
-        body["erased"] = json!(false);
-        body["status_history"] = json!(message.status_history);
-        body["error_message"] = json!(message.error_message);
-        body["attempts"] = json!(message.attempts);
-        Ok(json_response(StatusCode::OK, &body))
+        Ok(json_response(StatusCode::OK, &answer))
     }
 }
 
-fn conversation_json(c: &Conversation, consent: Option<&crate::store::Consent>) -> Value {
-    json!({
-        "conversation_id": c.conversation_id,
-        "channel": c.channel,
-        "phone_number": c.phone.as_str(),
-        "tenant_id": c.tenant_id,
-        "workflow_type": c.workflow_type,
-        "workflow_id": c.workflow_id,
-        "language": c.language,
-        "language_confidence": c.language_confidence,
-        "created_at": c.created_at,
-        "last_message_at": c.last_message_at,
-        "last_activity_at": c.last_activity_at,
-        "message_count": c.message_count,
-        "inbound_count": c.inbound_count,
-        "outbound_count": c.outbound_count,
-        "consent": consent.map(|c| json!({
-            "opted_out": c.opted_out,
-            "keyword": c.keyword,
-            "updated_at": c.updated_at,
-        })),
-    })
+/// A conversation as `GET /conversations/{phone_number}` shows it.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationView {
+    pub conversation_id: String,
+    pub channel: Channel,
+    /// E.164.
+    pub phone_number: String,
+    pub tenant_id: Option<String>,
+    pub workflow_type: Option<String>,
+    pub workflow_id: Option<String>,
+    pub language: Option<Language>,
+    pub language_confidence: Option<f64>,
+    pub created_at: String,
+    pub last_message_at: String,
+    pub last_activity_at: Option<String>,
+    pub message_count: u64,
+    pub inbound_count: u64,
+    pub outbound_count: u64,
+    /// The number's consent record; `null` when it never texted a keyword.
+    pub consent: Option<ConsentView>,
+}
+
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsentView {
+    pub opted_out: bool,
+    /// The keyword that made the current state (`STOP`, `START`…).
+    pub keyword: String,
+    pub updated_at: String,
+}
+
+impl ConversationView {
+    fn of(c: &Conversation, consent: Option<&crate::store::Consent>) -> Self {
+        Self {
+            conversation_id: c.conversation_id.clone(),
+            channel: c.channel,
+            phone_number: c.phone.as_str().to_owned(),
+            tenant_id: c.tenant_id.clone(),
+            workflow_type: c.workflow_type.clone(),
+            workflow_id: c.workflow_id.clone(),
+            language: c.language,
+            language_confidence: c.language_confidence,
+            created_at: c.created_at.clone(),
+            last_message_at: c.last_message_at.clone(),
+            last_activity_at: c.last_activity_at.clone(),
+            message_count: c.message_count,
+            inbound_count: c.inbound_count,
+            outbound_count: c.outbound_count,
+            consent: consent.map(|c| ConsentView {
+                opted_out: c.opted_out,
+                keyword: c.keyword.clone(),
+                updated_at: c.updated_at.clone(),
+            }),
+        }
+    }
+}
+
+/// One page of a conversation, newest message first.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationPage {
+    pub conversation: ConversationView,
+    pub messages: Vec<MessageView>,
+    /// The next (older) page's `cursor`; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A message as the API shows it, its body and media opened.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageView {
+    pub message_id: String,
+    pub direction: Direction,
+    pub channel: Channel,
+    pub body: String,
+    pub media_urls: Vec<String>,
+    pub twilio_sid: Option<String>,
+    /// Parley's pipeline state (Twilio's is `delivery_status`).
+    pub status: PipelineState,
+    /// Why it is in its state, when that needs saying (`quiet_hours`, `api`, `not_after`…).
+    pub status_reason: Option<String>,
+    pub send_at: Option<Timestamp>,
+    pub time_zone: Option<String>,
+    pub time_zone_source: Option<ZoneSource>,
+    pub urgent: bool,
+    pub delivery_status: Option<DeliveryStatus>,
+    /// Twilio's error code, when it failed.
+    pub error_code: Option<String>,
+    pub language: Language,
+    pub created_at: Timestamp,
+    pub workflow_type: Option<String>,
+    pub workflow_id: Option<String>,
+    /// The event rule that made it, if one did.
+    pub cause: Option<crate::rules::Cause>,
+}
+
+impl MessageView {
+    fn of(m: &Message, body: String, media_urls: Vec<String>) -> Self {
+        Self {
+            message_id: m.message_id.clone(),
+            direction: m.direction,
+            channel: m.channel,
+            body,
+            media_urls,
+            twilio_sid: m.twilio_sid.clone(),
+            status: m.status,
+            status_reason: m.status_reason.clone(),
+            send_at: m.send_at,
+            time_zone: m.time_zone.clone(),
+            time_zone_source: m.time_zone_source,
+            urgent: m.urgent,
+            delivery_status: m.delivery_status,
+            error_code: m.error_code.clone(),
+            language: m.language,
+            created_at: m.created_at,
+            workflow_type: m.workflow_type.clone(),
+            workflow_id: m.workflow_id.clone(),
+            cause: m.cause.clone(),
+        }
+    }
+}
+
+/// `GET /messages/{message_id}`: the message with its history.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageDetail {
+    #[serde(flatten)]
+    pub message: MessageView,
+    /// Always `false` here; an erased message is an [`ErasedMessageView`].
+    pub erased: bool,
+    pub status_history: Vec<StatusChange>,
+    pub error_message: Option<String>,
+    pub attempts: u32,
+}
+
+/// What an erasure kept of a message: no body, media or number, flagged `erased`.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+// Closed, so that a live message can never also read as an erased one (and back).
+#[serde(deny_unknown_fields)]
+pub struct ErasedMessageView {
+    pub message_id: String,
+    pub direction: Direction,
+    pub channel: Channel,
+    /// Always `null`: the body was erased.
+    pub body: Option<String>,
+    /// Always empty.
+    pub media_urls: Vec<String>,
+    pub twilio_sid: Option<String>,
+    pub status: PipelineState,
+    pub status_reason: Option<String>,
+    pub send_at: Option<Timestamp>,
+    pub delivery_status: Option<DeliveryStatus>,
+    pub error_code: Option<String>,
+    pub language: Option<Language>,
+    pub created_at: Timestamp,
+    pub status_history: Vec<StatusChange>,
+    pub attempts: u32,
+    /// Always `true`.
+    pub erased: bool,
+    pub erased_at: String,
+}
+
+impl ErasedMessageView {
+    fn of(m: &ErasedMessage) -> Self {
+        Self {
+            message_id: m.message_id.clone(),
+            direction: m.direction,
+            channel: m.channel,
+            body: None,
+            media_urls: Vec::new(),
+            twilio_sid: m.twilio_sid.clone(),
+            status: m.status,
+            status_reason: m.status_reason.clone(),
+            send_at: m.send_at,
+            delivery_status: m.delivery_status,
+            error_code: m.error_code.clone(),
+            language: m.language,
+            created_at: m.created_at,
+            status_history: m.status_history.clone(),
+            attempts: m.attempts,
+            erased: true,
+            erased_at: m.erased_at.clone(),
+        }
+    }
+}
+
+/// `GET /messages/{message_id}`: a live message, or what its erasure kept.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum MessageAnswer {
+    Live(MessageDetail),
+    Erased(ErasedMessageView),
 }
 
 impl ConversationsHandler {
-    async fn messages_json(&self, messages: &[Message]) -> Result<Vec<Value>, ApiError> {
+    async fn message_views(&self, messages: &[Message]) -> Result<Vec<MessageView>, ApiError> {
         let mut out = Vec::with_capacity(messages.len());
         for m in messages {
-            out.push(self.message_json(m).await?);
+            out.push(self.message_view(m).await?);
         }
         Ok(out)
     }
 
     /// A message as the API shows it, its body and media opened.
-    async fn message_json(&self, m: &Message) -> Result<Value, ApiError> {
+    async fn message_view(&self, m: &Message) -> Result<MessageView, ApiError> {
         let opened = async {
             Ok::<_, crate::store::StoreError>((
                 self.store.body_of(m).await?,
@@ -248,55 +427,8 @@ impl ConversationsHandler {
             true => ApiError::Internal(e.into()),
             false => ApiError::Unavailable(e.into()),
         })?;
-        Ok(message_json(m, &body, &media_urls))
+        Ok(MessageView::of(m, body, media_urls))
     }
-}
-
-fn message_json(m: &Message, body: &str, media_urls: &[String]) -> Value {
-    json!({
-        "message_id": m.message_id,
-        "direction": m.direction,
-        "channel": m.channel,
-        "body": body,
-        "media_urls": media_urls,
-        "twilio_sid": m.twilio_sid,
-        "status": m.status,
-        "status_reason": m.status_reason,
-        "send_at": m.send_at,
-        "time_zone": m.time_zone,
-        "time_zone_source": m.time_zone_source,
-        "urgent": m.urgent,
-        "delivery_status": m.delivery_status,
-        "error_code": m.error_code,
-        "language": m.language,
-        "created_at": m.created_at,
-        "workflow_type": m.workflow_type,
-        "workflow_id": m.workflow_id,
-        "cause": m.cause,
-    })
-}
-
-/// What an erasure kept of a message: no body, media or number, flagged `erased`.
-fn erased_message_json(m: &ErasedMessage) -> Value {
-    json!({
-        "message_id": m.message_id,
-        "direction": m.direction,
-        "channel": m.channel,
-        "body": null,
-        "media_urls": [],
-        "twilio_sid": m.twilio_sid,
-        "status": m.status,
-        "status_reason": m.status_reason,
-        "send_at": m.send_at,
-        "delivery_status": m.delivery_status,
-        "error_code": m.error_code,
-        "language": m.language,
-        "created_at": m.created_at,
-        "status_history": m.status_history,
-        "attempts": m.attempts,
-        "erased": true,
-        "erased_at": m.erased_at,
-    })
 }
 
 /// `base64url(sk).base64url(mac)`: opaque, and bound to the partition it pages.

@@ -1,6 +1,10 @@
 //! `GET /health`: version and a probe of each dependency, run in parallel under a short timeout
 //! so the whole call stays under a second. Authenticated like every non-webhook route; the
 //! answer names dependencies and their state, never an endpoint, a message or a secret.
+//!
+//! `GET /openapi.json`, the API's contract, is served here too, unauthenticated: it is public,
+//! and this is the lightest HTTP function. It is docs/openapi.json as committed, compiled in as
+//! a string, so no function carries the generator (see `crate::openapi`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +23,9 @@ use crate::store::Store;
 /// Per-probe budget; probes run in parallel, so this bounds the whole call.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 pub const ROUTE: &str = "/health";
+pub const OPENAPI_ROUTE: &str = "/openapi.json";
+/// The committed contract; a test fails when it differs from what the types generate.
+pub const OPENAPI_DOCUMENT: &str = include_str!("../../../docs/openapi.json");
 
 pub struct HealthHandler {
     store: Store,
@@ -27,25 +34,31 @@ pub struct HealthHandler {
     secret_id: String,
 }
 
+/// One dependency's probe.
 #[derive(Debug, Serialize)]
-struct Check {
-    ok: bool,
-    latency_ms: u64,
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Probe {
+    pub ok: bool,
+    pub latency_ms: u64,
+    /// `unreachable` or `timeout`, when not ok.
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'static str>,
+    pub error: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
-struct Checks {
-    store: Check,
-    secrets: Check,
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Checks {
+    pub store: Probe,
+    pub secrets: Probe,
 }
 
+/// `ok` is the store's probe: without the table nothing works; the secrets were read at start.
 #[derive(Debug, Serialize)]
-struct HealthBody {
-    ok: bool,
-    version: &'static str,
-    checks: Checks,
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HealthBody {
+    pub ok: bool,
+    pub version: &'static str,
+    pub checks: Checks,
 }
 
 impl HealthHandler {
@@ -77,6 +90,9 @@ impl HealthHandler {
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {
+        if req.uri().path().trim_end_matches('/') == OPENAPI_ROUTE {
+            return crate::http::json_text(StatusCode::OK, OPENAPI_DOCUMENT);
+        }
         let span = info_span!("health", request_id = %request_id(&req));
         api::call(&self.access, &req, None, |_| async {
             let (store, secrets) = futures::join!(
@@ -115,14 +131,14 @@ impl HealthHandler {
     }
 }
 
-async fn probe<T, E>(call: impl std::future::Future<Output = Result<T, E>>) -> Check {
+async fn probe<T, E>(call: impl std::future::Future<Output = Result<T, E>>) -> Probe {
     let started = Instant::now();
     let error = match tokio::time::timeout(PROBE_TIMEOUT, call).await {
         Ok(Ok(_)) => None,
         Ok(Err(_)) => Some("unreachable"),
         Err(_) => Some("timeout"),
     };
-    Check {
+    Probe {
         ok: error.is_none(),
         latency_ms: started.elapsed().as_millis() as u64,
         error,

@@ -16,6 +16,7 @@ const MAX_LIMIT: i32 = 100;
 const CURSOR_SCOPE: &str = "inbox";
 
 /// One conversation as the inbox lists it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct InboxEntry {
     pub conversation_id: String,
@@ -52,6 +53,7 @@ impl From<Conversation> for InboxEntry {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct InboxListing {
     pub conversations: Vec<InboxEntry>,

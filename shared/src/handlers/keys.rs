@@ -4,9 +4,9 @@
 
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::json;
+use serde::Serialize;
 
-use crate::access::NewKey;
+use crate::access::{KeyInfo, NewKey};
 use crate::error::ApiError;
 use crate::http::{body_bytes, json_response};
 use crate::store::Store;
@@ -15,6 +15,29 @@ use crate::time::Timestamp;
 pub const ROUTE: &str = "/keys";
 pub const KEY_ROUTE: &str = "/keys/{key_id}";
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// `POST /keys`: the new key, and its token, shown this once.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyCreated<'a> {
+    pub key: KeyInfo<'a>,
+    /// `prly_<key_id>_<secret>`: only its digest is stored.
+    pub token: String,
+}
+
+/// `GET /keys`: every key, revoked ones too (for audit).
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyList<'a> {
+    pub keys: Vec<KeyInfo<'a>>,
+}
+
+/// `DELETE /keys/{key_id}`: the key, with its `revoked_at`.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyRevoked<'a> {
+    pub key: KeyInfo<'a>,
+}
 
 /// Whether `path` is one of these routes.
 pub fn serves(path: &str) -> bool {
@@ -45,13 +68,16 @@ pub async fn route(store: &Store, req: &Request) -> Result<Response<Body>, ApiEr
             tracing::info!(created_key_id = %key.key_id, scopes = ?key.scopes, "API key created");
             Ok(json_response(
                 StatusCode::CREATED,
-                &json!({ "key": key.info(), "token": token }),
+                &KeyCreated {
+                    key: key.info(),
+                    token,
+                },
             ))
         }
         (&Method::GET, None) => {
             let keys = store.api_keys().await.map_err(unavailable)?;
-            let keys: Vec<_> = keys.iter().map(|k| k.info()).collect();
-            Ok(json_response(StatusCode::OK, &json!({ "keys": keys })))
+            let keys = keys.iter().map(|k| k.info()).collect();
+            Ok(json_response(StatusCode::OK, &KeyList { keys }))
         }
         (&Method::DELETE, Some(id)) => {
             let revoked = store
@@ -65,7 +91,9 @@ pub async fn route(store: &Store, req: &Request) -> Result<Response<Body>, ApiEr
             tracing::info!(revoked_key_id = %revoked.key_id, "API key revoked");
             Ok(json_response(
                 StatusCode::OK,
-                &json!({ "key": revoked.info() }),
+                &KeyRevoked {
+                    key: revoked.info(),
+                },
             ))
         }
         _ => Err(ApiError::NotFound {

@@ -21,6 +21,7 @@ const MAX_LIMIT: i32 = 200;
 
 /// One pending message as listed.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueItem {
     pub message_id: String,
     pub to: String,
@@ -63,14 +64,17 @@ impl From<&Message> for QueueItem {
 }
 
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueuePage {
     pub messages: Vec<QueueItem>,
     pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueSummary {
     /// Pending messages per state (`scheduled`, `deferred`, `queued`, `sending`).
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, u64>))]
     pub counts: BTreeMap<&'static str, u64>,
     /// The earliest due time of a scheduled, deferred or queued message.
     pub next_due: Option<Timestamp>,

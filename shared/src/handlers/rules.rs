@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tracing::{info_span, Instrument};
 
 use super::conversations::{open_cursor_of, seal_cursor};
@@ -128,7 +128,7 @@ impl RulesHandler {
     async fn list(&self) -> Result<Response<Body>, ApiError> {
         let mut rules = self.store().rules().await.map_err(unavailable)?;
         rules.sort_by(|a, b| a.rule_id.cmp(&b.rule_id));
-        Ok(json_response(StatusCode::OK, &json!({ "rules": rules })))
+        Ok(json_response(StatusCode::OK, &RuleList { rules }))
     }
 
     /// The current version, or `?version=N`.
@@ -213,10 +213,10 @@ impl RulesHandler {
             .map_err(unavailable)?;
         Ok(json_response(
             StatusCode::OK,
-            &json!({
-                "activity": entries,
-                "next_cursor": next.map(|sk| seal_cursor(&key, &pk, &sk)),
-            }),
+            &ActivityPage {
+                activity: entries,
+                next_cursor: next.map(|sk| seal_cursor(&key, &pk, &sk)),
+            },
         ))
     }
 
@@ -291,7 +291,7 @@ impl RulesHandler {
         tracing::info!(count = ids.len(), "events published");
         Ok(json_response(
             StatusCode::ACCEPTED,
-            &json!({ "event_ids": ids }),
+            &EventsAccepted { event_ids: ids },
         ))
     }
 
@@ -300,9 +300,32 @@ impl RulesHandler {
     }
 }
 
+/// `GET /rules`: every rule at its current version, by id.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RuleList {
+    pub rules: Vec<Rule>,
+}
+
+/// `GET /rules/{rule_id}/activity`: what the rule did with each event, newest first.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActivityPage {
+    pub activity: Vec<crate::rules::activity::Activity>,
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /events`: the bus's id of each entry, in order.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventsAccepted {
+    pub event_ids: Vec<String>,
+}
+
 /// What a preview answers: everything the router would decide, nothing written.
 #[derive(Debug, Serialize)]
-struct Preview<'a> {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Preview<'a> {
     rule_id: &'a str,
     rule_version: u32,
     /// Whether the rule's `match` fits the event (the rest is evaluated either way).
@@ -328,6 +351,7 @@ struct Preview<'a> {
     time_zone_source: Option<crate::schedule::ZoneSource>,
     mode: crate::rules::rule::Mode,
     /// Everything that would stop it; empty when it would be sent.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Check>))]
     checks: &'a [Check],
     would_send: bool,
 }

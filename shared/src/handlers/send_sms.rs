@@ -157,14 +157,25 @@ impl SendSmsHandler {
         Metrics::new(FUNCTION).count("CancelRequests", 1).emit();
         Ok(json_response(
             StatusCode::OK,
-            &serde_json::json!({
-                "message_id": message.message_id,
-                "status": message.status,
-                "status_reason": message.status_reason,
-                "send_at": message.send_at,
-            }),
+            &Canceled {
+                message_id: message.message_id,
+                status: message.status,
+                status_reason: message.status_reason,
+                send_at: message.send_at,
+            },
         ))
     }
+}
+
+/// `POST /messages/{message_id}/cancel`: the message's state after the request.
+#[derive(Debug, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Canceled {
+    pub message_id: String,
+    /// `canceled`, whether by this request or an earlier one.
+    pub status: crate::pipeline::PipelineState,
+    pub status_reason: Option<String>,
+    pub send_at: Option<Timestamp>,
 }
 
 fn api_error(e: SendError) -> ApiError {

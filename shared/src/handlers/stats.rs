@@ -17,6 +17,7 @@ pub const ROUTE: &str = "/stats";
 const MAX_RANGE: Duration = Duration::from_secs(92 * 24 * 3600);
 const DEFAULT_RANGE: Duration = Duration::from_secs(24 * 3600);
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
@@ -25,6 +26,7 @@ pub enum Granularity {
 }
 
 /// The counters of one bucket (an hour or a UTC day).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Bucket {
     /// The bucket's start, RFC 3339 UTC.
@@ -62,6 +64,7 @@ impl Bucket {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Serialize)]
 pub struct Stats {
     pub from: Timestamp,

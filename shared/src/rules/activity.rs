@@ -8,6 +8,7 @@ use crate::pipeline::PipelineState;
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A message was accepted (`state` says queued, scheduled or deferred).
@@ -47,6 +48,7 @@ impl Outcome {
 
 /// One firing of a rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Activity {
     pub rule_id: String,
     pub rule_version: u32,

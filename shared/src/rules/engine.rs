@@ -38,6 +38,7 @@ const CAP_ROUNDS: usize = 3;
 
 /// What stops a firing, in the order the router reports the first one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "check", content = "reason", rename_all = "snake_case")]
 pub enum Check {
     RecipientUnresolved(String),
@@ -87,6 +88,7 @@ pub enum EngineError {
 
 /// Where the recipient's language came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RecipientSource {
     Event,

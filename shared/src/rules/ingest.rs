@@ -18,21 +18,27 @@ const MAX_DETAIL_BYTES: usize = 256 * 1024;
 /// same for AWS principals).
 pub const RESERVED_SOURCE: &str = crate::events::SOURCE;
 
+/// One entry of `POST /events`, as PutEvents takes it but without `EventBusName` (the bus is
+/// always Parley's).
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
-struct RawEntry {
+pub(crate) struct RawEntry {
     source: Option<String>,
     detail_type: Option<String>,
     /// A JSON object, or (as PutEvents takes it) a string holding one.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     detail: Option<Value>,
     #[serde(default)]
     resources: Vec<String>,
     time: Option<String>,
 }
 
+/// The body of `POST /events`: 1 to 10 entries.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
-struct RawEntries {
+pub(crate) struct RawEntries {
     entries: Vec<RawEntry>,
 }
 

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 /// Its presence on an event is also the loop guard: no rule fires on an event a rule's
 /// message caused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cause {
     pub rule_id: String,
     pub rule_version: u32,

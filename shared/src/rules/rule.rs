@@ -20,6 +20,7 @@ const MAX_NAME_CHARS: usize = 200;
 /// Where a rule's message goes: a number in the event, or a tenant whose number Parley (or
 /// the Collections Monitor) knows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Recipient {
     /// A JSON path to a phone number in any written form (`(415) 555-2671`, `+1…`,
@@ -38,6 +39,7 @@ impl Recipient {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum QuietHours {
     /// Never at night in the recipient's zone (deferred to the morning).
@@ -48,6 +50,7 @@ pub enum QuietHours {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -58,6 +61,7 @@ pub enum Mode {
 
 /// At most `max` messages from this rule to one recipient in any rolling `per`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Cap {
     pub max: u32,
@@ -66,6 +70,7 @@ pub struct Cap {
 
 /// A validated rule: every part compiled, so evaluating it never fails on its own syntax.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuleSpec {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,6 +101,7 @@ pub struct RuleSpec {
 /// A stored rule at one version. Every change is a new version; messages record the one
 /// that made them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rule {
     pub rule_id: String,
     pub version: u32,

@@ -292,6 +292,7 @@ pub fn resolve(
 
 /// Where the zone(s) used for a message came from; returned by the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ZoneSource {
     Request,

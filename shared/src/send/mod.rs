@@ -59,6 +59,7 @@ pub struct NewSend {
 
 /// The 202's body (also what an idempotent replay answers).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Accepted {
     pub message_id: String,
     pub conversation_id: String,

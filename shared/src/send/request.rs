@@ -18,6 +18,7 @@ pub const MAX_MEDIA: usize = 10;
 /// The request as sent. Unknown fields are refused: a misspelt `send_at` must not turn a
 /// scheduled reminder into an immediate one.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     pub to: Option<String>,

@@ -106,6 +106,7 @@ const CONVERSATION_KEEPS: &[&str] = &[
 
 /// How much one erasure removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErasureCounts {
     pub conversations: u64,
     pub messages: u64,

@@ -20,6 +20,7 @@ fn sid_guard_entity() -> Entity {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Inbound,
@@ -143,6 +144,7 @@ pub struct Message {
 
 /// One entry of a message's status history.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusChange {
     pub status: String,
     pub at: String,
