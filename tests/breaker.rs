@@ -446,6 +446,7 @@ async fn recorded_message(
             received_at: parley::time::now_rfc3339(),
             detection: parley::language::detect(body),
             keyword: None,
+            trace: None,
         })
         .await
         .unwrap();
