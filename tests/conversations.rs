@@ -1,5 +1,6 @@
 //! `GET /conversations/{phone_number}` and `GET /messages/{id}` over the gateway.
 
+use parley::twilio::form::percent_encode as encode_path;
 use parley_e2e::*;
 use serde_json::Value;
 
@@ -19,15 +20,6 @@ async fn thread(stack: &Stack, n: usize) -> (String, Vec<String>) {
         bodies.push(body);
     }
     (phone, bodies)
-}
-
-fn encode_path(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn get(stack: &Stack, path: &str) -> (u16, Value) {

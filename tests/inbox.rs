@@ -3,17 +3,9 @@
 
 use parley::store::{Count, Store};
 use parley::time::Timestamp;
+use parley::twilio::form::percent_encode as encode;
 use parley_e2e::*;
 use serde_json::{json, Value};
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 async fn get(stack: &Stack, path: &str) -> (u16, Value) {
     let reply = stack.get(path, Some(&stack.api_key)).await;

@@ -4,6 +4,7 @@
 //! deterministic mutations of them (no coverage guidance, but the same properties).
 
 use crate::phone::{Address, E164};
+use crate::twilio::form::percent_encode;
 use crate::twilio::form::Form;
 use crate::twilio::signature::{self, Payload};
 
@@ -19,17 +20,6 @@ pub fn form(data: &[u8]) {
         let again = Form::parse(encoded.join("&").as_bytes()).expect("a re-encoded form parses");
         assert_eq!(again.pairs(), form.pairs());
     }
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// URL, body and signature split at NUL bytes: verification never panics, and a signature

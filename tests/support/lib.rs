@@ -200,11 +200,7 @@ impl InboundForm {
     }
 
     pub fn encode(&self) -> String {
-        self.pairs
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect::<Vec<_>>()
-            .join("&")
+        parley::twilio::form::encode_pairs(&self.pairs)
     }
 
     pub fn signature(&self, token: &str, url: &str) -> String {
@@ -213,19 +209,7 @@ impl InboundForm {
 }
 
 /// `application/x-www-form-urlencoded` encoding, as Twilio sends it (space as `+`).
-pub fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+pub use parley::twilio::form::form_encode as encode;
 
 pub struct Reply {
     pub status: u16,

@@ -35,6 +35,7 @@ use parley::metrics::Metrics;
 use parley::secrets::SecretStore;
 use parley::store::{InboundRecord, Store};
 use parley::telemetry::Pseudonymizer;
+use parley::twilio::form::form_encode;
 use parley::twilio::signature::{self, Payload};
 use parley::twilio::{Form, InboundSms};
 use parley_local::apigw;
@@ -334,19 +335,6 @@ impl Signer {
         apigw::request(&self.event(body, &request_id), &request_id)
             .expect("lambda_http decodes the event")
     }
-}
-
-/// Form-encodes a message body (`application/x-www-form-urlencoded`, as Twilio sends it).
-fn form_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                (b as char).to_string()
-            }
-            b' ' => "+".to_owned(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -59,28 +59,9 @@ async fn post(shared: &Shared, url: &str, params: &[(String, String)]) -> reqwes
     Ok(response.status().as_u16())
 }
 
-/// `application/x-www-form-urlencoded`: unreserved characters as they are, space as `+`,
-/// everything else percent-encoded.
+/// `application/x-www-form-urlencoded`, as Twilio sends its forms.
 pub(crate) fn encode_form(params: &[(String, String)]) -> String {
-    params
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-pub(crate) fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b));
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    parley::twilio::form::encode_pairs(params)
 }
 
 #[cfg(test)]

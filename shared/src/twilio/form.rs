@@ -62,15 +62,35 @@ impl std::fmt::Debug for Form {
 }
 
 /// Percent-decoding as in a URL path, where `+` is itself (a phone number's plus).
-/// Percent-encodes everything but RFC 3986's unreserved characters, for a query string or
-/// a form value.
+/// Percent-encodes everything but RFC 3986's unreserved characters (`+` is `%2B`, a space
+/// `%20`), for a path segment or a query value.
 pub fn percent_encode(raw: &str) -> String {
+    encode_with(raw, "%20")
+}
+
+/// One value as `application/x-www-form-urlencoded` writes it, as Twilio sends forms: like
+/// [`percent_encode`], but a space is `+`.
+pub fn form_encode(raw: &str) -> String {
+    encode_with(raw, "+")
+}
+
+/// A whole form body from its pairs, in order.
+pub fn encode_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_encode(k.as_ref()), form_encode(v.as_ref())))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn encode_with(raw: &str, space: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for b in raw.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
+                out.push(char::from(b))
             }
+            b' ' => out.push_str(space),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -113,6 +133,11 @@ mod tests {
             assert_eq!(percent_decode(&percent_encode(raw)).unwrap(), raw);
         }
         assert_eq!(percent_encode("+1 415"), "%2B1%20415");
+        assert_eq!(form_encode("+1 415"), "%2B1+415");
+        let body = encode_pairs(&[("Body", "¿Sí? 100% & more"), ("From", "+14155552671")]);
+        let form = Form::parse(body.as_bytes()).unwrap();
+        assert_eq!(form.get("Body"), Some("¿Sí? 100% & more"));
+        assert_eq!(form.get("From"), Some("+14155552671"));
     }
 
     #[test]

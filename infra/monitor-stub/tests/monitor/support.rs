@@ -2,6 +2,7 @@
 
 use http::StatusCode;
 use monitor_stub::{MonitorConfig, RunningMonitor};
+pub use parley::twilio::form::percent_encode as encode;
 use serde_json::Value;
 
 pub const API_KEY: &str = "monitor-test-key";
@@ -113,16 +114,4 @@ pub async fn json(response: reqwest::Response) -> (StatusCode, Value) {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
     };
     (status, value)
-}
-
-/// Percent-encodes everything but unreserved characters (so `+` is `%2B`, space `%20`).
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

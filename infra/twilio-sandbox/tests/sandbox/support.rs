@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use http::{HeaderMap, StatusCode, Uri};
+pub use parley::twilio::form::percent_encode as encode;
 use serde_json::Value;
 use twilio_sandbox::{RunningSandbox, SandboxConfig};
 
@@ -136,17 +137,6 @@ pub fn form(params: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Today's UTC date as `YYYY-MM-DD`, shifted by `days`.
