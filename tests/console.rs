@@ -286,6 +286,26 @@ async fn an_operator_signs_in_reads_a_thread_replies_and_cancels_a_scheduled_mes
         "{}",
         page.html
     );
+    // The queue lists it, due at 09:00 on the recipient's clock.
+    let mut path = "/console/queue?status=scheduled".to_owned();
+    let mut listed = false;
+    for _ in 0..100 {
+        let queue = browser.get(&path).await;
+        assert_eq!(queue.status, 200, "{}", queue.html);
+        assert!(!queue.html.contains(&phone), "masked in the queue too");
+        if queue.html.contains(&format!("{} 09:00", &local[..10])) && queue.html.contains(&thread) {
+            listed = true;
+            break;
+        }
+        match queue.html.find("href=\"/console/queue?") {
+            Some(_) => path = queue.link("/console/queue?").replace("&amp;", "&"),
+            None => break,
+        }
+    }
+    assert!(
+        listed,
+        "the scheduled message is in the queue at its local time"
+    );
     let cancel = action(&page, "/console/messages/");
     let canceled = browser
         .post(

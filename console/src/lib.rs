@@ -30,8 +30,9 @@ use tracing::{info_span, Instrument};
 pub use session::{Session, COOKIE};
 
 /// Every route the console serves, as `template.yaml` declares them (method, path).
-pub const ROUTES: [(&str, &str); 9] = [
+pub const ROUTES: [(&str, &str); 10] = [
     ("GET", "/console"),
+    ("GET", "/console/queue"),
     ("GET", "/console/login"),
     ("POST", "/console/login"),
     ("POST", "/console/logout"),

@@ -8,7 +8,10 @@ use crate::ConsoleError;
 
 /// The pages in the header's navigation: (name, label, path). The queue, rules and dashboard
 /// pages join it as they are built (issue 12).
-const NAV: [(&str, &str, &str); 1] = [("inbox", "Inbox", "/console")];
+const NAV: [(&str, &str, &str); 2] = [
+    ("inbox", "Inbox", "/console"),
+    ("queue", "Queue", "/console/queue"),
+];
 
 /// What every signed-in page shows in its header: who, and the sign-out form.
 pub struct Chrome<'a> {
@@ -274,6 +277,75 @@ pub fn thread(chrome: &Chrome<'_>, view: &ThreadView) -> Markup {
                     input #send_at type="datetime-local" name="send_at";
                     button type="submit" { "Send" }
                 }
+            }
+        },
+    )
+}
+
+/// One pending message as the queue lists it.
+pub struct QueueRow {
+    pub message_id: String,
+    pub reference: String,
+    pub number: String,
+    pub state: &'static str,
+    pub reason: Option<String>,
+    /// UTC, RFC 3339 (the script shows it in the operator's own zone too).
+    pub due: Option<String>,
+    /// The same instant on the recipient's clock, with the zone's name.
+    pub due_local: Option<String>,
+    pub attempts: u32,
+}
+
+pub struct QueueView {
+    pub rows: Vec<QueueRow>,
+    pub status: String,
+    pub next: Option<String>,
+}
+
+pub fn queue(chrome: &Chrome<'_>, view: &QueueView) -> Markup {
+    layout(
+        "Queue",
+        Some(chrome),
+        html! {
+            h1 { "Queue" }
+            form.filters method="get" action="/console/queue" {
+                (select("status", "State", &view.status, &[("", "any pending"), ("scheduled", "scheduled"), ("deferred", "deferred"), ("queued", "queued"), ("sending", "sending")]))
+                button type="submit" { "Filter" }
+            }
+            @if view.rows.is_empty() {
+                p.empty { "Nothing is pending." }
+            } @else {
+                table.queue {
+                    caption.visually-hidden { "Messages not sent yet" }
+                    thead { tr {
+                        th scope="col" { "To" } th scope="col" { "State" } th scope="col" { "Due (recipient's time)" }
+                        th scope="col" { "Due (UTC; yours with script)" } th scope="col" { "Attempts" } th scope="col" { span.visually-hidden { "Actions" } }
+                    } }
+                    tbody {
+                        @for row in &view.rows {
+                            tr {
+                                td { a href={ "/console/conversations/" (row.reference) } { (row.number) } }
+                                td { span class={ "state " (row.state) } data-state=(row.state) { (row.state) }
+                                     @if let Some(reason) = &row.reason { " " small { "(" (reason) ")" } } }
+                                td { (row.due_local.as_deref().unwrap_or("—")) }
+                                td { @if let Some(due) = &row.due { time.local datetime=(due) { (due) } } @else { "—" } }
+                                td { (row.attempts) }
+                                td {
+                                    @if row.state != "sending" {
+                                        form.inline method="post" action={ "/console/messages/" (row.message_id) "/cancel" } {
+                                            input type="hidden" name="csrf" value=(chrome.csrf);
+                                            input type="hidden" name="back" value="/console/queue";
+                                            button type="submit" aria-label={ "Cancel the message to " (row.number) } { "Cancel" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = &view.next {
+                p { a href={ "/console/queue?" (next) } rel="next" { "More" } }
             }
         },
     )

@@ -6,14 +6,17 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use parley::access::Scope;
 use parley::http::{body_bytes, header_str};
 use parley::phone::{Address, Channel, E164};
+use parley::pipeline::PipelineState;
 use parley::send::cancel::{cancel, CancelError, CancelReason};
 use parley::send::{SendError, SendRequest};
-use parley::store::{Conversation, IdempotencyKey, Message};
+use parley::store::{Conversation, IdempotencyKey, Message, QueueFilter};
 use parley::time::Timestamp;
 use parley::twilio::form::{percent_encode, Form};
 use tracing::info;
 
-use crate::pages::{self, Chrome, InboxRow, InboxView, MessageRow, ThreadView};
+use crate::pages::{
+    self, Chrome, InboxRow, InboxView, MessageRow, QueueRow, QueueView, ThreadView,
+};
 use crate::response::{asset, page, redirect};
 use crate::session::{self, Session};
 use crate::{conversation_ref, errors, mask, ConsoleError, ConsoleHandler};
@@ -21,6 +24,8 @@ use crate::{conversation_ref, errors, mask, ConsoleError, ConsoleHandler};
 const INBOX_PAGE: i32 = 25;
 const THREAD_PAGE: i32 = 50;
 const INBOX_CURSOR_SCOPE: &str = "console-inbox";
+const QUEUE_PAGE: i32 = 50;
+const QUEUE_CURSOR_SCOPE: &str = "console-queue";
 
 /// Notices a redirect may ask a page to show: a fixed set, so nothing is reflected.
 const NOTICES: [(&str, &str); 4] = [
@@ -100,6 +105,7 @@ impl ConsoleHandler {
         }
         match segments.as_slice() {
             ["console"] => self.inbox(&chrome("inbox"), &key, req).await,
+            ["console", "queue"] => self.queue(&chrome("queue"), &key, req).await,
             ["console", "conversations", reference] => {
                 let notice = req
                     .query_string_parameters()
@@ -216,6 +222,46 @@ impl ConsoleHandler {
             None => StatusCode::OK,
         };
         Ok(page(status, pages::inbox(chrome, &view)))
+    }
+
+    /// The due index, one page: what is scheduled, deferred, queued or being sent.
+    async fn queue(
+        &self,
+        chrome: &Chrome<'_>,
+        key: &str,
+        req: &Request,
+    ) -> Result<Response<Body>, ConsoleError> {
+        let query = req.query_string_parameters();
+        let status = query.first("status").unwrap_or_default().to_owned();
+        let mut filter = QueueFilter::default();
+        if !status.is_empty() {
+            match PipelineState::parse(&status) {
+                Some(state) if state.is_pending() || state == PipelineState::Sending => {
+                    filter.states.push(state)
+                }
+                _ => return Err(ConsoleError::BadRequest("No such state to list.".into())),
+            }
+        }
+        let start = query
+            .first("cursor")
+            .and_then(|c| parley::cursor::open_page_key(key, QUEUE_CURSOR_SCOPE, c));
+        let (messages, next) = self.store.pending_page(&filter, QUEUE_PAGE, start).await?;
+        let view = QueueView {
+            rows: messages.iter().map(|m| queue_row(key, m)).collect(),
+            next: next.map(|k| {
+                let cursor = parley::cursor::seal_page_key(key, QUEUE_CURSOR_SCOPE, &k);
+                match status.is_empty() {
+                    true => format!("cursor={}", percent_encode(&cursor)),
+                    false => format!(
+                        "status={}&cursor={}",
+                        percent_encode(&status),
+                        percent_encode(&cursor)
+                    ),
+                }
+            }),
+            status,
+        };
+        Ok(page(StatusCode::OK, pages::queue(chrome, &view)))
     }
 
     /// A thread, oldest first: the conversation, its latest messages, and (when it has
@@ -439,6 +485,32 @@ fn is_secure(req: &Request) -> bool {
     let host = header_str(req, "host").unwrap_or_default();
     let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
     !matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+fn queue_row(key: &str, m: &Message) -> QueueRow {
+    let zone = m
+        .time_zone
+        .as_deref()
+        .and_then(|names| names.split(',').next())
+        .and_then(|name| parley::schedule::parse_zone(name).ok());
+    let due_local = m.send_at.zip(zone).map(|(at, zone)| {
+        let local = at.jiff().to_zoned_datetime(zone.clone());
+        format!(
+            "{} {}",
+            local.strftime("%Y-%m-%d %H:%M"),
+            parley::schedule::zone_name(&zone)
+        )
+    });
+    QueueRow {
+        message_id: m.message_id.clone(),
+        reference: conversation_ref::seal(key, m.channel, &m.to_e164),
+        number: mask::masked(&m.to_e164),
+        state: m.status.as_str(),
+        reason: m.status_reason.clone(),
+        due: m.send_at.map(|t| t.to_string()),
+        due_local,
+        attempts: m.attempts,
+    }
 }
 
 fn inbox_row(key: &str, c: &Conversation) -> InboxRow {

@@ -21,6 +21,11 @@
     return { encoding: gsm ? "GSM-7" : "UCS-2", units: units, segments: segments };
   }
   document.addEventListener("DOMContentLoaded", function () {
+    // Due times in the operator's own zone, beside the UTC the server wrote.
+    Array.prototype.forEach.call(document.querySelectorAll("time.local"), function (t) {
+      var at = new Date(t.getAttribute("datetime"));
+      if (!isNaN(at.getTime())) { t.textContent = at.toLocaleString() + " (yours)"; }
+    });
     var body = document.getElementById("body"), out = document.getElementById("segments");
     if (!body || !out) { return; }
     function update() {
