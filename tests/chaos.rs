@@ -73,6 +73,12 @@ fn parley_local(env: &BTreeMap<String, String>, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The backfill's report: its last line (an EMF line comes first).
+fn report_line(stdout: &str) -> Value {
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("the backfill's report: {e}: {stdout}"))
+}
+
 /// The README's walkthrough, shortened: the store down, the sandbox texts Parley three times
 /// (every webhook attempt refused), the fault lifted, the backfill run: each text stored once,
 /// and a second backfill records nothing more.
@@ -130,10 +136,10 @@ async fn texts_sent_while_the_store_is_down_are_all_stored_once_after_the_fault_
         .minus(Duration::from_secs(3600))
         .to_string();
     let first = parley_local(&env, &["backfill", "--since", &since]);
-    let first: Value = serde_json::from_str(first.trim()).expect("the backfill's JSON report");
+    let first = report_line(&first);
     assert_eq!(first["recorded"], 3, "{first}");
     let again = parley_local(&env, &["backfill", "--since", &since]);
-    let again: Value = serde_json::from_str(again.trim()).expect("the backfill's JSON report");
+    let again = report_line(&again);
     assert_eq!(again["recorded"], 0, "{again}");
 
     let thread: Value = http

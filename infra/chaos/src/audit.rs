@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use parley::delivery::DeliveryStatus;
 use parley::phone::Address;
 use parley::pipeline::PipelineState;
-use parley::store::{Direction, Store};
+use parley::store::{Direction, Message, Store};
 use serde_json::Value;
 
 use crate::load::LoadLog;
@@ -72,12 +72,59 @@ fn twilio_message(m: &Value) -> TwilioMessage<'_> {
     }
 }
 
-/// Audits `log` against `store` and the sandbox's messages (`/_sandbox/messages`).
+/// Every message of the conversation with `number`, all pages.
+async fn conversation(store: &Store, number: &str) -> Result<Vec<Message>, String> {
+    let address = Address::parse(number).map_err(|e| e.to_string())?;
+    let mut messages = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (page, next) = store
+            .messages_page(address.channel, &address.e164, 100, after.as_deref())
+            .await
+            .map_err(|e| format!("reading a conversation: {e}"))?;
+        messages.extend(page);
+        match next {
+            Some(sk) => after = Some(sk),
+            None => return Ok(messages),
+        }
+    }
+}
+
+/// Audits `log` against `store`, then against the sandbox's messages (`/_sandbox/messages`,
+/// read by `read_sandbox` after the table: a message the table says was submitted is then
+/// in the sandbox's list whenever Twilio has it).
 pub async fn audit(
     log: &LoadLog,
     store: &Store,
-    sandbox_messages: &[Value],
+    read_sandbox: impl std::future::Future<Output = Result<Vec<Value>, String>>,
 ) -> Result<Audit, String> {
+    // One query a page per conversation, not a read per message: the table is read while
+    // the stack still works through the run's tail.
+    let mut numbers: Vec<&str> = log
+        .accepted
+        .iter()
+        .map(|s| s.to.as_str())
+        .chain(log.texts.iter().map(|t| t.from.as_str()))
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    let mut outbound: HashMap<String, Message> = HashMap::new();
+    let mut inbound: HashMap<String, usize> = HashMap::new();
+    for number in numbers {
+        for m in conversation(store, number).await? {
+            match m.direction {
+                Direction::Outbound => {
+                    outbound.insert(m.message_id.clone(), m);
+                }
+                Direction::Inbound => {
+                    if let Some(sid) = m.twilio_sid {
+                        *inbound.entry(sid).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    let sandbox_messages = read_sandbox.await?;
     let mut audit = Audit {
         sends_accepted: log.accepted.len(),
         texts_received: log.texts.len(),
@@ -85,7 +132,7 @@ pub async fn audit(
         ..Audit::default()
     };
     let mut created: HashMap<&str, Vec<&Value>> = HashMap::new();
-    for m in sandbox_messages {
+    for m in &sandbox_messages {
         if m["direction"] == "outbound-api" {
             if let Some(body) = m["body"].as_str() {
                 created.entry(body).or_default().push(m);
@@ -106,11 +153,7 @@ pub async fn audit(
                 at_twilio.len()
             ));
         }
-        let message = store
-            .message_by_id(id)
-            .await
-            .map_err(|e| format!("reading {id}: {e}"))?;
-        let Some(message) = message else {
+        let Some(message) = outbound.get(id) else {
             audit
                 .lost
                 .push(format!("send {id}: accepted, not in the table"));
@@ -168,50 +211,24 @@ pub async fn audit(
     }
 
     // Texts: every one Twilio received is stored once, in its sender's conversation.
-    let mut by_sender: HashMap<&str, Vec<&crate::load::Text>> = HashMap::new();
     for text in &log.texts {
-        by_sender.entry(text.from.as_str()).or_default().push(text);
-    }
-    for (from, texts) in by_sender {
-        let address = Address::parse(from).map_err(|e| e.to_string())?;
-        let mut stored: HashMap<String, usize> = HashMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let (page, next) = store
-                .messages_page(address.channel, &address.e164, 100, after.as_deref())
-                .await
-                .map_err(|e| format!("reading a conversation: {e}"))?;
-            for m in page {
-                if m.direction == Direction::Inbound {
-                    if let Some(sid) = m.twilio_sid {
-                        *stored.entry(sid).or_default() += 1;
-                    }
+        match inbound.get(&text.sid).copied().unwrap_or(0) {
+            0 => audit.lost.push(format!(
+                "text {}: received by Twilio ({} webhook attempts, {}), not stored",
+                text.sid,
+                text.attempts,
+                if text.delivered {
+                    "one answered 2xx"
+                } else {
+                    "none answered 2xx"
                 }
-            }
-            match next {
-                Some(sk) => after = Some(sk),
-                None => break,
-            }
-        }
-        for text in texts {
-            match stored.get(&text.sid).copied().unwrap_or(0) {
-                0 => audit.lost.push(format!(
-                    "text {}: received by Twilio ({} webhook attempts, {}), not stored",
-                    text.sid,
-                    text.attempts,
-                    if text.delivered {
-                        "one answered 2xx"
-                    } else {
-                        "none answered 2xx"
-                    }
-                )),
-                1 => audit.texts_stored += 1,
-                n => {
-                    audit.texts_stored += 1;
-                    audit
-                        .duplicated
-                        .push(format!("text {}: stored {n} times", text.sid));
-                }
+            )),
+            1 => audit.texts_stored += 1,
+            n => {
+                audit.texts_stored += 1;
+                audit
+                    .duplicated
+                    .push(format!("text {}: stored {n} times", text.sid));
             }
         }
     }

@@ -139,11 +139,9 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             replays.1 += records;
             last_backfill = Some(Instant::now());
         }
-        let messages = sandbox_messages(&http, &options.ports).await?;
-        let audit = {
-            let snapshot = snapshot(&log);
-            audit::audit(&snapshot, &store, &messages).await?
-        };
+        let snapshot = snapshot(&log);
+        let audit =
+            audit::audit(&snapshot, &store, sandbox_messages(&http, &options.ports)).await?;
         if audit.clean() || load_done.elapsed() >= options.settle {
             break audit;
         }

@@ -101,7 +101,9 @@ impl Injection {
 
 /// Every fault class over a load of `duration`, in windows scaled to it: the store down for
 /// `store_down` (a quarter of the load at most), each other window a tenth of the load
-/// (at least 4 s), placed one after the other with some overlap so faults also meet.
+/// (at least 4 s), placed one after the other with some overlap so faults also meet — but
+/// never two windows of one service at once: the emulator applies the first window that
+/// matches, so a window of `unavailable` would hide a `throttle` one behind it.
 pub fn schedule(duration: Duration, store_down: Duration) -> Vec<Injection> {
     let d = duration.as_secs_f64();
     let at = |share: f64| Duration::from_secs_f64(d * share);
@@ -122,34 +124,16 @@ pub fn schedule(duration: Duration, store_down: Duration) -> Vec<Injection> {
     let half = |s: &mut FaultSpec| s.probability = Some(0.5);
     let all = |_: &mut FaultSpec| {};
     vec![
-        emulator(0.05, Service::Dynamodb, FaultKind::Slow, window, slow),
-        emulator(0.10, Service::Dynamodb, FaultKind::Throttle, window, half),
-        emulator(0.15, Service::Sqs, FaultKind::Throttle, window, half),
-        emulator(0.20, Service::Sqs, FaultKind::Slow, window, slow),
-        emulator(
-            0.25,
-            Service::Secretsmanager,
-            FaultKind::Unavailable,
-            window,
-            all,
-        ),
+        emulator(0.00, Service::Dynamodb, FaultKind::Slow, window, slow),
+        emulator(0.05, Service::Sqs, FaultKind::Throttle, window, half),
+        emulator(0.10, Service::Secretsmanager, FaultKind::Unavailable, window, all),
+        emulator(0.20, Service::Dynamodb, FaultKind::Throttle, window, half),
+        emulator(0.25, Service::Sqs, FaultKind::Slow, window, slow),
         emulator(0.30, Service::Events, FaultKind::Unavailable, window, all),
-        emulator(0.35, Service::Events, FaultKind::Throttle, window, half),
-        emulator(
-            0.40,
-            Service::Dynamodb,
-            FaultKind::Unavailable,
-            store_down,
-            all,
-        ),
+        emulator(0.40, Service::Dynamodb, FaultKind::Unavailable, store_down, all),
         emulator(0.70, Service::Sqs, FaultKind::Unavailable, window, all),
-        emulator(
-            0.75,
-            Service::Secretsmanager,
-            FaultKind::Throttle,
-            window,
-            half,
-        ),
+        emulator(0.75, Service::Secretsmanager, FaultKind::Throttle, window, half),
+        emulator(0.80, Service::Events, FaultKind::Throttle, window, half),
         Injection::Sandbox {
             at: at(0.12),
             fault: SandboxFault::ServerErrorStorm,
@@ -220,6 +204,29 @@ mod tests {
             assert!(classes.contains(&FaultClass::Sandbox(fault)));
         }
         assert!(classes.contains(&FaultClass::WorkerCrash));
+        for d in [20, 30, 240] {
+            let windows: Vec<(Service, f64, f64)> =
+                schedule(Duration::from_secs(d), Duration::from_secs(60))
+                    .into_iter()
+                    .filter_map(|i| match i {
+                        Injection::Emulator { at, spec } => Some((
+                            spec.service,
+                            at.as_secs_f64(),
+                            at.as_secs_f64() + spec.seconds,
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+            for (i, a) in windows.iter().enumerate() {
+                for b in &windows[i + 1..] {
+                    assert!(
+                        a.0 != b.0 || a.2 <= b.1 || b.2 <= a.1,
+                        "two {:?} windows meet in a {d} s load",
+                        a.0
+                    );
+                }
+            }
+        }
         let load = Duration::from_secs(120);
         for injection in schedule(load, Duration::from_secs(60)) {
             assert!(injection.at() < load, "{injection:?} starts after the load");
