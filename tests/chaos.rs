@@ -30,10 +30,12 @@ async fn under_every_fault_class_nothing_is_lost_duplicated_stuck_or_regressed()
         record_sensitive("phone", &number);
     }
     let options = Options {
-        duration: Duration::from_secs(30),
-        rate: 4.0,
+        duration: Duration::from_secs(24),
+        rate: 3.0,
         store_down: Duration::from_secs(6),
-        settle: Duration::from_secs(180),
+        // The dispatcher polls Twilio for a status refused while the store was down at a
+        // minute's granularity; a loaded machine (the whole suite beside it) needs more.
+        settle: Duration::from_secs(300),
         ports: Ports::free().expect("free ports"),
         parley_local: parley_local_bin(),
         log: log_path("chaos-stack.log"),
@@ -41,7 +43,7 @@ async fn under_every_fault_class_nothing_is_lost_duplicated_stuck_or_regressed()
     let report = parley_chaos::run(&options).await.expect("the chaos run");
     println!("{report}");
     assert!(
-        report.audit.sends_accepted >= 20 && report.audit.texts_received >= 20,
+        report.audit.sends_accepted >= 15 && report.audit.texts_received >= 15,
         "the load was too small to say anything:\n{report}"
     );
     assert!(

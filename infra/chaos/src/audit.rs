@@ -90,12 +90,15 @@ async fn conversation(store: &Store, number: &str) -> Result<Vec<Message>, Strin
     }
 }
 
-/// Audits `log` against `store`, then against the sandbox's messages (`/_sandbox/messages`,
-/// read by `read_sandbox` after the table: a message the table says was submitted is then
-/// in the sandbox's list whenever Twilio has it).
+/// Audits `log` against `store` and the sandbox's messages (`/_sandbox/messages`), read
+/// twice: `before` the table (a status Parley acknowledged then must show in the table) and
+/// by `read_sandbox` after it (a message the table says was submitted is then in the
+/// sandbox's list). While the stack still works, either order alone would report races as
+/// violations.
 pub async fn audit(
     log: &LoadLog,
     store: &Store,
+    before: &[Value],
     read_sandbox: impl std::future::Future<Output = Result<Vec<Value>, String>>,
 ) -> Result<Audit, String> {
     // One query a page per conversation, not a read per message: the table is read while
@@ -169,8 +172,15 @@ pub async fn audit(
                     continue;
                 };
                 let stored = message.delivery_status.unwrap_or(DeliveryStatus::Unknown);
+                let acknowledged_before = before
+                    .iter()
+                    .filter(|m| m["sid"] == sid)
+                    .flat_map(|m| twilio_message(m).acknowledged);
                 if stored.advances_to(twilio.status) {
-                    if twilio.acknowledged.iter().any(|a| stored.advances_to(*a)) {
+                    if acknowledged_before
+                        .into_iter()
+                        .any(|a| stored.advances_to(a))
+                    {
                         audit.regressed.push(format!(
                             "send {id} ({sid}): stored {}, yet Parley acknowledged a later status (Twilio: {})",
                             stored.as_str(),

@@ -140,8 +140,14 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             last_backfill = Some(Instant::now());
         }
         let snapshot = snapshot(&log);
-        let audit =
-            audit::audit(&snapshot, &store, sandbox_messages(&http, &options.ports)).await?;
+        let before = sandbox_messages(&http, &options.ports).await?;
+        let audit = audit::audit(
+            &snapshot,
+            &store,
+            &before,
+            sandbox_messages(&http, &options.ports),
+        )
+        .await?;
         if audit.clean() || load_done.elapsed() >= options.settle {
             break audit;
         }

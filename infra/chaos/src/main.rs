@@ -1,4 +1,4 @@
-//! `parley-chaos [--duration 240s] [--rate 4] [--store-down 60s] [--settle 300s]
+//! `parley-chaos [--duration 180s] [--rate 2] [--store-down 60s] [--settle 420s]
 //! [--gateway-port 3550] [--aws-port 5050] [--twilio-port 3551] [--monitor-port 3552]`:
 //! `make chaos` (`CHAOS_ARGS`). Starts its own stack with `parley-local` from its own
 //! directory, prints the report (docs/reliability.md) and exits non-zero on any violation or
@@ -10,8 +10,8 @@ use parley_chaos::stack::Ports;
 use parley_chaos::Options;
 use parley_local::fault::parse_duration;
 
-const USAGE: &str = "usage: parley-chaos [--duration 240s] [--rate 4] [--store-down 60s] \
-    [--settle 300s] [--gateway-port 3550] [--aws-port 5050] [--twilio-port 3551] [--monitor-port 3552]";
+const USAGE: &str = "usage: parley-chaos [--duration 180s] [--rate 2] [--store-down 60s] \
+    [--settle 420s] [--gateway-port 3550] [--aws-port 5050] [--twilio-port 3551] [--monitor-port 3552]";
 
 fn parse_args() -> Result<Options, String> {
     let dir = std::env::current_exe()
@@ -20,10 +20,10 @@ fn parse_args() -> Result<Options, String> {
         .ok_or("no directory for this binary")?
         .to_owned();
     let mut options = Options {
-        duration: std::time::Duration::from_secs(240),
-        rate: 4.0,
+        duration: std::time::Duration::from_secs(180),
+        rate: 2.0,
         store_down: std::time::Duration::from_secs(60),
-        settle: std::time::Duration::from_secs(300),
+        settle: std::time::Duration::from_secs(420),
         ports: Ports::default(),
         parley_local: dir.join("parley-local"),
         log: dir.join("chaos-stack.log"),
