@@ -126,6 +126,9 @@ pub fn schedule(duration: Duration, store_down: Duration) -> Vec<Injection> {
     vec![
         emulator(0.00, Service::Dynamodb, FaultKind::Slow, window, slow),
         emulator(0.05, Service::Sqs, FaultKind::Throttle, window, half),
+        // Early, while the processor publishes steadily: after the store's outage it works
+        // through a backlog and publishes in bursts.
+        emulator(0.05, Service::Events, FaultKind::Throttle, window, half),
         emulator(
             0.10,
             Service::Secretsmanager,
@@ -151,7 +154,6 @@ pub fn schedule(duration: Duration, store_down: Duration) -> Vec<Injection> {
             window,
             half,
         ),
-        emulator(0.80, Service::Events, FaultKind::Throttle, window, half),
         Injection::Sandbox {
             at: at(0.12),
             fault: SandboxFault::ServerErrorStorm,
