@@ -126,9 +126,6 @@ pub fn schedule(duration: Duration, store_down: Duration) -> Vec<Injection> {
     vec![
         emulator(0.00, Service::Dynamodb, FaultKind::Slow, window, slow),
         emulator(0.05, Service::Sqs, FaultKind::Throttle, window, half),
-        // Early, while the processor publishes steadily: after the store's outage it works
-        // through a backlog and publishes in bursts.
-        emulator(0.05, Service::Events, FaultKind::Throttle, window, half),
         emulator(
             0.10,
             Service::Secretsmanager,
@@ -138,7 +135,7 @@ pub fn schedule(duration: Duration, store_down: Duration) -> Vec<Injection> {
         ),
         emulator(0.20, Service::Dynamodb, FaultKind::Throttle, window, half),
         emulator(0.25, Service::Sqs, FaultKind::Slow, window, slow),
-        emulator(0.30, Service::Events, FaultKind::Unavailable, window, all),
+        emulator(0.35, Service::Events, FaultKind::Unavailable, window, all),
         emulator(
             0.40,
             Service::Dynamodb,
