@@ -133,6 +133,9 @@ pub fn schedule(duration: Duration, store_down: Duration) -> Vec<Injection> {
             window,
             all,
         ),
+        // Before the store's outage, while the processor publishes steadily (afterwards it
+        // works through a backlog in bursts), and every request: events are few.
+        emulator(0.12, Service::Events, FaultKind::Throttle, window, all),
         emulator(0.20, Service::Dynamodb, FaultKind::Throttle, window, half),
         emulator(0.25, Service::Sqs, FaultKind::Slow, window, slow),
         emulator(0.35, Service::Events, FaultKind::Unavailable, window, all),
@@ -207,11 +210,8 @@ mod tests {
             Service::Secretsmanager,
         ] {
             assert!(classes.contains(&FaultClass::Emulator(service, FaultKind::Unavailable)));
+            assert!(classes.contains(&FaultClass::Emulator(service, FaultKind::Throttle)));
         }
-        assert!(classes.contains(&FaultClass::Emulator(
-            Service::Dynamodb,
-            FaultKind::Throttle
-        )));
         assert!(classes.contains(&FaultClass::Emulator(Service::Dynamodb, FaultKind::Slow)));
         for fault in [
             SandboxFault::ServerErrorStorm,
