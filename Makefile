@@ -16,7 +16,7 @@ export SAM_CLI_TELEMETRY := 0
 comma := ,
 
 .PHONY: run test deps check fmt clippy lint-template deny deny-advisories e2e openapi contract bench bench-lambda bench-send bench-pending bench-rules bench-cost sign clean \
-	deploy-tools build deploy-guided deploy fuzz
+	deploy-tools build deploy-guided deploy fuzz chaos
 
 ## run: install what is missing, then start the emulator, resources and gateway (Ctrl-C stops)
 run: $(MOTO_SERVER)
@@ -123,6 +123,16 @@ COST_BENCH := $(BENCH_TARGET_DIR)/debug/parley-cost-bench
 bench-cost: $(MOTO_SERVER)
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build -p parley-local -p parley-cost-bench
 	$(COST_BENCH) $(COST_BENCH_ARGS)
+
+## chaos: the chaos suite: steady mixed load on its own stack while the emulator, the Twilio sandbox and the send worker fail; exits non-zero on anything lost, duplicated, stuck or regressed (docs/reliability.md)
+# A debug build (the one `make run` uses). It starts its own stack on ports 3550/3551/3552 and
+# 5050; the report goes to stdout, the stack's log next to the binary (chaos-stack.log).
+# Extra options: CHAOS_ARGS (e.g. "--duration 120s --rate 6 --store-down 60s --settle 300s
+# --gateway-port 3650 --aws-port 5150 --twilio-port 3651 --monitor-port 3652").
+CHAOS := $(or $(CARGO_TARGET_DIR),target)/debug/parley-chaos
+chaos: $(MOTO_SERVER)
+	cargo build -p parley-local -p parley-chaos
+	$(CHAOS) $(CHAOS_ARGS)
 
 ## deploy-tools: aws-sam-cli, cargo-lambda (with zig, to cross-compile) and cfn-lint in .venv/deploy
 deploy-tools: $(DEPLOY_SAM)

@@ -32,6 +32,17 @@ transactions). `GET /_parley/counts` answers the counts, `POST /_parley/counts/r
 them. Requests whose user agent names `app/parley-cost-bench` (the benchmark's own checks) are
 not counted. Without the variable nothing changes.
 
+Fault injection (`make chaos`, `parley-local fault`, docs/reliability.md): `POST /_chaos/faults`
+{"service": "dynamodb"|"dynamodbstreams"|"sqs"|"events"|"secretsmanager"|"kms", "operation"?,
+"resource"? (name prefix), "kind": "unavailable"|"throttle"|"slow", "seconds", "delay_ms"?
+(slow; 2000), "probability"? (1.0)} opens a fault window: for `seconds`, matching requests get
+a 503 ServiceUnavailable, AWS's own throttling error (which the SDK's retry classifies as
+throttling), or their answer `delay_ms` late. `resource` scopes a window to the tables, queues,
+buses and secrets whose name starts with it, so a test can fault its own resources on a shared
+emulator. `GET /_chaos/faults` lists every window with the requests it hit; `DELETE
+/_chaos/faults` ends them all. Requests whose user agent names `app/parley-chaos` (the chaos
+runner's audit) are never faulted. With no window open, requests pass untouched.
+
 Usage: python infra/emulator.py -H 127.0.0.1 -p 4566
 """
 
@@ -40,6 +51,7 @@ import base64
 import copy
 import math
 import os
+import random
 import hashlib
 import io
 import json
@@ -619,6 +631,227 @@ class Counting:
             self.counter.add_entries(service, op, len(request.get("Entries", [])))
 
 
+# Fault injection (docs/reliability.md, "Chaos suite").
+
+FAULT_KINDS = ("unavailable", "throttle", "slow")
+FAULT_SERVICES = ("dynamodb", "dynamodbstreams", "sqs", "events", "secretsmanager", "kms")
+CHAOS_AGENT = "app/parley-chaos"
+
+# The code each service answers when it throttles; every one is in the SDK's list of
+# throttling errors (aws-runtime's THROTTLING_ERRORS), so its retry backs off as for AWS.
+THROTTLE_CODES = {
+    "dynamodb": "ProvisionedThroughputExceededException",
+    "dynamodbstreams": "LimitExceededException",
+    "sqs": "RequestThrottled",
+    "events": "ThrottlingException",
+    "secretsmanager": "ThrottlingException",
+    "kms": "ThrottlingException",
+}
+
+
+def request_service(environ, path):
+    """(service, operation) of a request, as the counter names them."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target.startswith("DynamoDBStreams_"):
+        return "dynamodbstreams", target.split(".")[-1]
+    if target.startswith("DynamoDB_"):
+        return "dynamodb", target.split(".")[-1]
+    if target:
+        prefix, _, op = target.partition(".")
+        service = {"AmazonSQS": "sqs", "AWSEvents": "events", "TrentService": "kms",
+                   "secretsmanager": "secretsmanager"}.get(prefix, prefix)
+        return service, op
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    scope = auth.split("Credential=")[-1].split(",")[0].split("/")
+    service = scope[3] if len(scope) > 3 else "?"
+    segments = [s for s in path.split("/") if s]
+    return service, environ.get("REQUEST_METHOD", "") + " /" + (segments[0] if segments else "")
+
+
+def resource_names(request):
+    """The names of the tables, queues, buses and secrets a request names."""
+    names = set()
+
+    def walk(value):
+        if isinstance(value, dict):
+            for key, v in value.items():
+                if key in ("TableName", "EventBusName", "SecretId", "Name") and isinstance(v, str):
+                    names.add(v.rsplit("/", 1)[-1] if v.startswith("arn:") else v)
+                elif key == "QueueUrl" and isinstance(v, str):
+                    names.add(v.rsplit("/", 1)[-1])
+                elif key == "StreamArn" and isinstance(v, str):
+                    # arn:aws:dynamodb:region:account:table/NAME/stream/LABEL
+                    parts = v.split("/")
+                    if len(parts) > 1:
+                        names.add(parts[1])
+                elif key == "RequestItems" and isinstance(v, dict):
+                    names.update(v.keys())
+                    walk(v)
+                else:
+                    walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(request)
+    return names
+
+
+class FaultWindow:
+    def __init__(self, spec, now):
+        self.id = spec["id"]
+        self.service = spec["service"]
+        self.operation = spec.get("operation")
+        self.resource = spec.get("resource")
+        self.kind = spec["kind"]
+        self.seconds = float(spec["seconds"])
+        self.delay_ms = int(spec.get("delay_ms", 2000))
+        self.probability = float(spec.get("probability", 1.0))
+        self.opened = now
+        self.until = now + self.seconds
+        self.hits = 0
+
+    def matches(self, service, operation, names):
+        if service != self.service:
+            return False
+        if self.operation and operation != self.operation:
+            return False
+        if self.resource and not any(n.startswith(self.resource) for n in names):
+            return False
+        return True
+
+    def to_json(self, now):
+        return {
+            "id": self.id, "service": self.service, "operation": self.operation,
+            "resource": self.resource, "kind": self.kind, "seconds": self.seconds,
+            "delay_ms": self.delay_ms, "probability": self.probability, "hits": self.hits,
+            "remaining_s": max(0.0, round(self.until - now, 3)),
+        }
+
+
+class FaultSpecError(ValueError):
+    pass
+
+
+def _fault_spec(body):
+    spec = _json(body)
+    if spec.get("kind") not in FAULT_KINDS:
+        raise FaultSpecError(f"kind must be one of {', '.join(FAULT_KINDS)}")
+    if spec.get("service") not in FAULT_SERVICES:
+        raise FaultSpecError(f"service must be one of {', '.join(FAULT_SERVICES)}")
+    seconds = spec.get("seconds")
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 < seconds <= 86400:
+        raise FaultSpecError("seconds must be a number from 0 (excluded) to 86400")
+    for key, kind in (("operation", str), ("resource", str)):
+        if key in spec and spec[key] is not None and not isinstance(spec[key], kind):
+            raise FaultSpecError(f"{key} must be a string")
+    delay = spec.get("delay_ms", 2000)
+    if not isinstance(delay, int) or isinstance(delay, bool) or not 0 <= delay <= 60000:
+        raise FaultSpecError("delay_ms must be a whole number from 0 to 60000")
+    probability = spec.get("probability", 1.0)
+    if not isinstance(probability, (int, float)) or isinstance(probability, bool) or not 0 < probability <= 1:
+        raise FaultSpecError("probability must be a number from 0 (excluded) to 1")
+    unknown = set(spec) - {"service", "operation", "resource", "kind", "seconds", "delay_ms", "probability"}
+    if unknown:
+        raise FaultSpecError(f"unknown fields: {', '.join(sorted(unknown))}")
+    return spec
+
+
+class FaultInjection:
+    """The outermost middleware: answers /_chaos/faults and faults the requests that match an
+    open window. Slow answers sleep here, before the DynamoDB lock, so a slowed request delays
+    only itself."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+        self.windows = []
+        self.next_id = 1
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.rstrip("/") == "/_chaos/faults":
+            return self.control(environ, start_response)
+        now = time.monotonic()
+        with self.lock:
+            active = [w for w in self.windows if w.until > now]
+        if not active:
+            return self.app(environ, start_response)
+        agent = environ.get("HTTP_USER_AGENT", "") + environ.get("HTTP_X_AMZ_USER_AGENT", "")
+        if CHAOS_AGENT in agent:
+            return self.app(environ, start_response)
+        service, operation = request_service(environ, path)
+        names = set()
+        if any(w.resource for w in active):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = io.BytesIO(body)
+            names = resource_names(_json(body))
+        window = None
+        with self.lock:
+            for w in active:
+                if w.matches(service, operation, names) and random.random() < w.probability:
+                    w.hits += 1
+                    window = w
+                    break
+        if window is None:
+            return self.app(environ, start_response)
+        if window.kind == "slow":
+            time.sleep(window.delay_ms / 1000)
+            return self.app(environ, start_response)
+        if window.kind == "throttle":
+            code = THROTTLE_CODES.get(service, "ThrottlingException")
+            return _aws_error(start_response, "400 Bad Request", code, "Rate exceeded (injected by infra/emulator.py)")
+        return _aws_error(start_response, "503 Service Unavailable", "ServiceUnavailable",
+                          "Service unavailable (injected by infra/emulator.py)")
+
+    def control(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD")
+        now = time.monotonic()
+        if method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            try:
+                spec = _fault_spec(environ["wsgi.input"].read(length))
+            except FaultSpecError as error:
+                return _control_answer(start_response, "400 Bad Request", {"error": str(error)})
+            with self.lock:
+                spec["id"] = self.next_id
+                self.next_id += 1
+                window = FaultWindow(spec, now)
+                self.windows.append(window)
+            print(f"fault window {window.id}: {window.service} {window.operation or '*'} "
+                  f"{window.resource or '*'} {window.kind} for {window.seconds} s", flush=True)
+            return _control_answer(start_response, "201 Created", window.to_json(now))
+        if method == "DELETE":
+            with self.lock:
+                # Open windows end now and keep the time they lasted; ended ones stay as they were.
+                for w in self.windows:
+                    if w.until > now:
+                        w.until = now
+                        w.seconds = round(now - w.opened, 3)
+            print("fault windows closed", flush=True)
+            return _control_answer(start_response, "200 OK", self.snapshot(now))
+        return _control_answer(start_response, "200 OK", self.snapshot(now))
+
+    def snapshot(self, now):
+        with self.lock:
+            return {"windows": [w.to_json(now) for w in self.windows]}
+
+
+def _aws_error(start_response, status, code, message):
+    body = json.dumps({"__type": code, "message": message}).encode()
+    start_response(status, [("Content-Type", "application/x-amz-json-1.0"),
+                            ("x-amzn-ErrorType", code), ("x-amzn-query-error", f"{code};Sender"),
+                            ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _control_answer(start_response, status, value):
+    body = json.dumps(value).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -629,6 +862,7 @@ def main():
     app = SerialisedDynamoDb(app, counter)
     if counter is not None:
         app = Counting(app, counter)
+    app = FaultInjection(app)
     run_simple(
         args.host,
         args.port,

@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 
 use parley::twilio::signature;
+use parley_local::crash::Crashes;
 use parley_local::env::{repo_root, LocalEnv};
 use parley_local::event_sources::{OnFailureQueue, SchedulePoller, SqsPoller, StreamPoller};
 use parley_local::gateway::Gateway;
 use parley_local::template::Template;
-use parley_local::{audit, bootstrap, emulator, functions, stack};
+use parley_local::{audit, bootstrap, crash, emulator, functions, stack};
 
 /// Starts the emulator, creates the resources, serves the gateway, prints `ready: URL`, and
 /// stops everything it started on Ctrl-C or SIGTERM.
@@ -79,6 +80,8 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
         let gateway = Gateway::new(template.http_routes(), functions::http_functions().await?)?;
         let mut sqs_functions = functions::sqs_functions().await?;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
+        // The chaos suite's crash hook (`POST /_local/crash`, infra/local/src/crash.rs).
+        let crashes = std::sync::Arc::new(Crashes::default());
         let mut pollers = Vec::new();
         for source in template.sqs_sources() {
             let function = sqs_functions
@@ -95,6 +98,7 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
                             source.function, source.queue
                         )
                     })?;
+            let function = crashes.wrap(&source.function, function, sqs.clone(), queue_url.clone());
             let poller = SqsPoller {
                 client: sqs.clone(),
                 queue_url,
@@ -177,6 +181,7 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
             listener,
             gateway
                 .router()
+                .merge(crash::router(crashes))
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown_signal())
@@ -469,5 +474,40 @@ pub fn backfill(args: &[String]) -> Result<(), String> {
                 Err(format!("the backfill failed: {}", parley::error::chain(&e)))
             }
         }
+    })
+}
+
+/// `fault store-down [--for 60s] | fault (down|throttle|slow) SERVICE … | fault list | fault
+/// clear`: opens (or lists, or ends) fault windows in the running stack's emulator.
+pub fn fault(env: &LocalEnv, args: &[String]) -> Result<(), String> {
+    use parley_local::fault::{describe, parse_command, EmulatorFaults, FaultCommand, USAGE};
+    let command = parse_command(args).map_err(|e| format!("{e}\n{USAGE}"))?;
+    let faults = EmulatorFaults::new(env.require("AWS_ENDPOINT_URL")?);
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        match command {
+            FaultCommand::Open(spec) => {
+                let window = faults.open(&spec).await?;
+                println!("opened {}", describe(&window));
+                println!("lift it early with: parley-local fault clear");
+            }
+            FaultCommand::List => {
+                let windows = faults.list().await?;
+                if windows.is_empty() {
+                    println!("no fault windows");
+                }
+                for w in &windows {
+                    println!("{}", describe(w));
+                }
+            }
+            FaultCommand::Clear => {
+                let windows = faults.clear().await?;
+                println!("every fault window ended ({} opened so far)", windows.len());
+                for w in &windows {
+                    println!("{}", describe(w));
+                }
+            }
+        }
+        Ok(())
     })
 }

@@ -4,9 +4,11 @@
 pub mod apigw;
 pub mod audit;
 pub mod bootstrap;
+pub mod crash;
 pub mod emulator;
 pub mod env;
 pub mod event_sources;
+pub mod fault;
 pub mod functions;
 pub mod gateway;
 pub mod invocation;

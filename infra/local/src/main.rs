@@ -1,6 +1,6 @@
 //! `parley-local up | sign URL [KEY=VALUE…] | rotate-twilio-token NEW_TOKEN | keys … |
-//! configure … | backfill … | redrive … | replay-failures … | audit-logs MANIFEST LOG… |
-//! audit-metrics LOG… | openapi`
+//! configure … | backfill … | redrive … | replay-failures … | fault … | audit-logs MANIFEST
+//! LOG… | audit-metrics LOG… | openapi`
 
 use std::process::ExitCode;
 
@@ -15,6 +15,7 @@ const USAGE: &str =
                      | keys create|list|revoke … | configure [--stack NAME] … \
                      | backfill [--since RFC3339] [--number +1…]… \
                      | redrive [QUEUE…] [--stack NAME] | replay-failures [--stack NAME] \
+                     | fault store-down [--for 60s] | fault (down|throttle|slow) SERVICE … | fault list|clear \
                      | audit-logs MANIFEST LOG… | audit-metrics LOG… \
                      | openapi (> docs/openapi.json)";
 
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Some("configure") => configure(&env, &args[1..]),
         Some("redrive") => operate::redrive(&env, &args[1..]),
         Some("replay-failures") => operate::replay_failures(&env, &args[1..]),
+        Some("fault") => cli::fault(&env, &args[1..]),
         _ => Err(USAGE.into()),
     };
     match result {

@@ -1,6 +1,8 @@
 //! Signed status callbacks: after a message is created, each status of its recipient's plan is
 //! applied to the stored message and POSTed to its `StatusCallback`, one every
-//! `callback_delay`, signed the way Twilio signs them.
+//! `callback_delay` (or the plan's own `delay_ms`), signed the way Twilio signs them. A plan
+//! may repeat statuses (duplicated callbacks) or list them out of order (reordered ones), as
+//! Twilio may deliver them.
 
 use std::sync::Arc;
 
@@ -12,8 +14,11 @@ use crate::state::{CallbackAttempt, CallbackPlan, Shared};
 /// message, never fatal.
 pub(crate) fn spawn(shared: Arc<Shared>, sid: String, plan: CallbackPlan) {
     tokio::spawn(async move {
+        let delay = plan
+            .delay_ms
+            .map_or_else(|| shared.callback_delay(), std::time::Duration::from_millis);
         for status in plan.sequence {
-            tokio::time::sleep(shared.callback_delay()).await;
+            tokio::time::sleep(delay).await;
             let Some(progress) = shared.advance(&sid, status, plan.error_code) else {
                 return;
             };

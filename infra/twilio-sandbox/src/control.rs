@@ -72,9 +72,11 @@ struct CallbacksRequest {
     to: Option<String>,
     sequence: Vec<Status>,
     error_code: Option<u32>,
+    delay_ms: Option<u64>,
 }
 
-/// `POST /_sandbox/callbacks`: the statuses later messages (to `to`, or to anyone) report.
+/// `POST /_sandbox/callbacks`: the statuses later messages (to `to`, or to anyone) report, and
+/// optionally the pause before each (`delay_ms`).
 pub(crate) async fn set_callbacks(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let request: CallbacksRequest = match parse_json(&body) {
         Ok(r) => r,
@@ -83,6 +85,7 @@ pub(crate) async fn set_callbacks(State(shared): State<Arc<Shared>>, body: Bytes
     let plan = CallbackPlan {
         sequence: request.sequence,
         error_code: request.error_code,
+        delay_ms: request.delay_ms,
     };
     shared
         .state()
@@ -92,6 +95,7 @@ pub(crate) async fn set_callbacks(State(shared): State<Arc<Shared>>, body: Bytes
         "to": request.to,
         "sequence": plan.sequence,
         "error_code": plan.error_code,
+        "delay_ms": plan.delay_ms,
     }))
     .into_response()
 }

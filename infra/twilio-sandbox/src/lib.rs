@@ -49,9 +49,11 @@
 //!   `accept_then_timeout` (creates the message, then sleeps before answering).
 //!   `GET /_sandbox/faults` lists those not used up.
 //! - `POST /_sandbox/callbacks` `{"to"?, "sequence": ["queued","sent","delivered"],
-//!   "error_code"?}`: the statuses later messages to `to` (or to anyone) report, in that order
-//!   (default `queued, sent, delivered`; `failed`/`undelivered` carry `ErrorCode`, default
-//!   30003). The stored resource only moves forward, whatever the order.
+//!   "error_code"?, "delay_ms"?}`: the statuses later messages to `to` (or to anyone) report,
+//!   in that order, each after `delay_ms` (default: the sandbox's callback delay); a status
+//!   may repeat (duplicated callbacks) and come out of order (default `queued, sent,
+//!   delivered`; `failed`/`undelivered` carry `ErrorCode`, default 30003). The stored resource
+//!   only moves forward, whatever the order.
 //! - `GET /_sandbox/messages[?to=]`: `{"messages": [resource + "create_calls" (requests for
 //!   that To+Body, failed ones included) + "status_callback" + "callbacks" sent]}`.
 //! - `GET /_sandbox/calls[?to=]`: `{"calls": [{to, from, messaging_service_sid, body,

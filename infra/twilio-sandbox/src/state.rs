@@ -99,6 +99,10 @@ pub(crate) fn delivery_error_message(code: u32) -> &'static str {
 pub(crate) struct CallbackPlan {
     pub sequence: Vec<Status>,
     pub error_code: Option<u32>,
+    /// The pause before each callback, when not the sandbox's `callback_delay`: late
+    /// callbacks, e.g. one arriving after a store outage began or a worker crashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
 }
 
 impl Default for CallbackPlan {
@@ -106,6 +110,7 @@ impl Default for CallbackPlan {
         Self {
             sequence: vec![Status::Queued, Status::Sent, Status::Delivered],
             error_code: None,
+            delay_ms: None,
         }
     }
 }

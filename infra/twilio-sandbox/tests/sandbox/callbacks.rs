@@ -163,6 +163,37 @@ async fn the_stored_status_never_moves_backwards() {
 }
 
 #[tokio::test]
+async fn a_plan_may_repeat_statuses_and_set_its_own_pace() {
+    let sandbox = Sandbox::start().await;
+    let receiver = Receiver::start(StatusCode::OK).await;
+    let to = "+14155550305";
+    let (status, plan) = sandbox
+        .control_post(
+            "callbacks",
+            json!({"to": to, "sequence": ["queued", "queued", "sent", "delivered", "delivered"],
+                   "delay_ms": 10}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(plan["delay_ms"], 10);
+    let callback = format!("{}/status", receiver.base);
+    sandbox
+        .create(&[
+            ("To", to),
+            ("From", FROM),
+            ("Body", "x"),
+            ("StatusCallback", &callback),
+        ])
+        .await;
+    let received = receiver.wait_for(5).await;
+    assert_eq!(
+        statuses(&received),
+        ["queued", "queued", "sent", "delivered", "delivered"],
+        "duplicates are sent as planned"
+    );
+}
+
+#[tokio::test]
 async fn plans_apply_per_recipient_and_undelivered_defaults_to_30003() {
     let sandbox = Sandbox::start().await;
     let receiver = Receiver::start(StatusCode::OK).await;
