@@ -36,9 +36,47 @@ pub struct Injector {
 }
 
 impl Injector {
-    /// Runs `plan` from `started` on; errors are collected, not fatal (the report shows a
-    /// class that was not injected).
-    pub async fn run(&self, plan: Vec<Injection>, started: Instant) -> Vec<String> {
+    /// Runs `plan` from `started` on, then gives every emulator window that met no request a
+    /// second chance at `retry_at` (a service with few requests, EventBridge above all, can
+    /// go quiet for a whole window on a busy machine). Errors are collected, not fatal (the
+    /// report shows a class that was still not injected).
+    pub async fn run(
+        &self,
+        plan: Vec<Injection>,
+        started: Instant,
+        retry_at: Duration,
+    ) -> Vec<String> {
+        let mut errors = self.run_plan(plan.clone(), started).await;
+        tokio::time::sleep(retry_at.saturating_sub(started.elapsed())).await;
+        let windows = match self.emulator.list().await {
+            Ok(windows) => windows,
+            Err(e) => {
+                errors.push(format!("listing the fault windows: {e}"));
+                return errors;
+            }
+        };
+        for injection in plan {
+            let Injection::Emulator { spec, .. } = &injection else {
+                continue;
+            };
+            let same = |w: &&parley_local::fault::FaultWindow| {
+                w.service == spec.service && w.kind == spec.kind
+            };
+            let missed = windows.iter().filter(same).all(|w| w.hits == 0);
+            // Never two windows of one service at once (see `plan::schedule`).
+            let busy = windows
+                .iter()
+                .any(|w| w.service == spec.service && w.remaining_s > 0.0);
+            if missed && !busy {
+                if let Err(e) = self.emulator.open(spec).await {
+                    errors.push(format!("{injection:?} (second chance): {e}"));
+                }
+            }
+        }
+        errors
+    }
+
+    async fn run_plan(&self, plan: Vec<Injection>, started: Instant) -> Vec<String> {
         let mut plan = plan;
         plan.sort_by_key(Injection::at);
         let mut errors = Vec::new();

@@ -104,7 +104,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
     let plan = plan::schedule(options.duration, options.store_down);
     let started = Instant::now();
     let (injection_errors, ()) = tokio::join!(
-        injector.run(plan.clone(), started),
+        injector.run(plan.clone(), started, options.duration.mul_f64(0.85)),
         load.run(options.rate, options.duration)
     );
     tokio::time::sleep(inject::CRASH_GRACE).await;
