@@ -422,40 +422,6 @@ fn processor(stack: &Stack, store: &Store, clock: Arc<ManualClock>) -> InboundPr
         .with_monitor_breaker(Breaker::new("monitor", breaker_config(), clock))
 }
 
-/// An inbound message from `phone` recorded in `store` (the test's own table, which the stack's
-/// processor never sees), and its stream record (the sample's, about this number and message).
-async fn recorded_message(
-    stack: &Stack,
-    store: &Store,
-    phone: &str,
-) -> aws_lambda_events::event::dynamodb::Event {
-    use parley::store::InboundRecord;
-    let message_id = ulid::Ulid::new().to_string();
-    let body = "Hola, ya pagué la renta de este mes. ¿Pueden confirmar?";
-    let raw = InboundForm::new(stack, phone, body).encode();
-    let sms = parley::twilio::InboundSms::from_form(
-        &parley::twilio::Form::parse(raw.as_bytes()).unwrap(),
-    )
-    .unwrap();
-    store
-        .record_inbound(&InboundRecord {
-            sms: &sms,
-            raw_payload: &raw,
-            message_id: message_id.clone(),
-            new_conversation_id: ulid::Ulid::new().to_string(),
-            received_at: parley::time::now_rfc3339(),
-            detection: parley::language::detect(body),
-            keyword: None,
-            trace: None,
-        })
-        .await
-        .unwrap();
-    let record = include_str!("../events/inbound-processor.json")
-        .replace("+14155550101", phone)
-        .replace("01JDPROCESSOREVENT0000000A", &message_id);
-    serde_json::from_str(&record).unwrap()
-}
-
 async fn lookups(stack: &Stack, phone: &str) -> Vec<u64> {
     stack.monitor_get("lookups", &[("phone", phone)]).await["lookups"]
         .as_array()
@@ -495,7 +461,7 @@ async fn a_monitor_outage_opens_the_breaker_and_every_sender_is_linked_after_it(
     // The first sender's lookup fails three times (retried), the second's once more: four
     // failures open the breaker, and the second's retries are not made.
     for phone in &phones[..2] {
-        let event = recorded_message(&stack, &store, phone).await;
+        let event = recorded_message(&stack, &store, phone).await.1;
         let response = processor.handle_stream(event).await;
         assert!(
             response.batch_item_failures.is_empty(),
@@ -508,7 +474,7 @@ async fn a_monitor_outage_opens_the_breaker_and_every_sender_is_linked_after_it(
 
     // Open: the next senders are not looked up at all, and left for reconciliation too.
     for phone in &phones[2..] {
-        let event = recorded_message(&stack, &store, phone).await;
+        let event = recorded_message(&stack, &store, phone).await.1;
         let response = processor.handle_stream(event).await;
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(
@@ -521,7 +487,7 @@ async fn a_monitor_outage_opens_the_breaker_and_every_sender_is_linked_after_it(
     let known = unique_phone();
     let known_tenant = tenant_id();
     stack.add_tenant(&known_tenant, &[&known]).await;
-    let push = recorded_message(&stack, &store, &known).await;
+    let push = recorded_message(&stack, &store, &known).await.1;
     let mapping = parley::store::tenants::PhoneTenant {
         tenant_id: known_tenant.clone(),
         matched_variant: "e164".into(),

@@ -448,39 +448,6 @@ async fn recorded_inbound(
     recorded
 }
 
-/// An inbound message from `phone` recorded in `store`, and its stream record.
-async fn recorded_message(
-    stack: &Stack,
-    store: &parley::store::Store,
-    phone: &str,
-) -> (String, aws_lambda_events::event::dynamodb::Event) {
-    use parley::store::InboundRecord;
-    let message_id = ulid::Ulid::new().to_string();
-    let body = "Hola, ya pagué la renta de este mes. ¿Pueden confirmar?";
-    let raw = InboundForm::new(stack, phone, body).encode();
-    let sms = parley::twilio::InboundSms::from_form(
-        &parley::twilio::Form::parse(raw.as_bytes()).unwrap(),
-    )
-    .unwrap();
-    store
-        .record_inbound(&InboundRecord {
-            sms: &sms,
-            raw_payload: &raw,
-            message_id: message_id.clone(),
-            new_conversation_id: ulid::Ulid::new().to_string(),
-            received_at: parley::time::now_rfc3339(),
-            detection: parley::language::detect(body),
-            keyword: None,
-            trace: None,
-        })
-        .await
-        .unwrap();
-    let record = include_str!("../events/inbound-processor.json")
-        .replace("+14155550101", phone)
-        .replace("01JDPROCESSOREVENT0000000A", &message_id);
-    (message_id, serde_json::from_str(&record).unwrap())
-}
-
 /// The `sms.received` events of `message_id` on `queue`, waiting up to 30 s for the first.
 async fn received_events(stack: &Stack, queue: &str, message_id: &str) -> Vec<Value> {
     eventually(30, "sms.received on the bus", || async {

@@ -66,6 +66,24 @@ pub fn xml_escape(text: &str) -> String {
     out
 }
 
+/// An optional instant query parameter `name`: RFC 3339 with an offset, else 400
+/// `invalid_time`.
+pub fn instant_param(
+    value: Option<&str>,
+    name: &str,
+) -> Result<Option<crate::time::Timestamp>, crate::error::ApiError> {
+    value
+        .map(|v| {
+            crate::time::Timestamp::parse(v).ok_or_else(|| {
+                crate::error::ApiError::bad_request(
+                    "invalid_time",
+                    format!("{name} must be an RFC 3339 instant with an offset"),
+                )
+            })
+        })
+        .transpose()
+}
+
 /// A `limit` query parameter: `default` when absent, else a whole number from 1 to `max`.
 pub fn page_limit(
     value: Option<&str>,

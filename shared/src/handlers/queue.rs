@@ -114,19 +114,7 @@ fn filter(req: &Request) -> Result<(QueueFilter, i32, Option<String>), ApiError>
             Address::parse(phone).map_err(|e| bad("invalid_phone_number", e.to_string()))?;
         filter.phone = Some(address.e164);
     }
-    let instant = |name: &'static str| -> Result<Option<Timestamp>, ApiError> {
-        query
-            .first(name)
-            .map(|v| {
-                Timestamp::parse(v).ok_or_else(|| {
-                    bad(
-                        "invalid_time",
-                        format!("{name} must be an RFC 3339 instant with an offset"),
-                    )
-                })
-            })
-            .transpose()
-    };
+    let instant = |name: &'static str| crate::http::instant_param(query.first(name), name);
     filter.due_from = instant("due_after")?;
     filter.due_to = instant("due_before")?;
     let limit = crate::http::page_limit(query.first("limit"), DEFAULT_LIMIT, MAX_LIMIT)?;

@@ -86,19 +86,7 @@ pub fn range(
     now: Timestamp,
 ) -> Result<(Timestamp, Timestamp, Granularity), ApiError> {
     let query = req.query_string_parameters();
-    let instant = |name: &'static str| -> Result<Option<Timestamp>, ApiError> {
-        query
-            .first(name)
-            .map(|v| {
-                Timestamp::parse(v).ok_or_else(|| {
-                    bad(
-                        "invalid_time",
-                        format!("{name} must be an RFC 3339 instant with an offset"),
-                    )
-                })
-            })
-            .transpose()
-    };
+    let instant = |name: &'static str| crate::http::instant_param(query.first(name), name);
     let to = instant("to")?.unwrap_or(now);
     let from = instant("from")?.unwrap_or_else(|| to.minus(DEFAULT_RANGE));
     if from >= to {
