@@ -109,11 +109,6 @@ impl Browser {
     }
 }
 
-fn spaced(phone: &str) -> String {
-    let national = &phone[2..];
-    format!("{} {}-{}", &national[..3], &national[3..6], &national[6..])
-}
-
 /// The thread's link, found in the inbox by the number written with spaces and dashes.
 async fn thread_of(browser: &Browser, phone: &str) -> String {
     let path = format!("/console?q={}", percent_encode(&spaced(phone)));

@@ -12,12 +12,6 @@ async fn get(stack: &Stack, path: &str) -> (u16, Value) {
     (reply.status, reply.json())
 }
 
-/// `+14155550123` as a person might type it: `415 555-0123`.
-fn spaced(phone: &str) -> String {
-    let national = &phone[2..];
-    format!("{} {}-{}", &national[..3], &national[3..6], &national[6..])
-}
-
 /// The inbox entry of `phone` found by searching for it as written with spaces and dashes.
 async fn entry(stack: &Stack, phone: &str, filters: &str) -> Option<Value> {
     let (status, json) = get(

@@ -277,10 +277,9 @@ impl ConsoleHandler {
     ) -> Result<Response<Body>, ConsoleError> {
         let (channel, phone) =
             conversation_ref::open(key, reference).ok_or(ConsoleError::NotFound)?;
-        let view = self
+        let mut view = self
             .thread_view(session, key, channel, &phone, reveal)
             .await?;
-        let mut view = view;
         view.notice = notice.map(str::to_owned);
         Ok(page(StatusCode::OK, pages::thread(chrome, &view)))
     }

@@ -127,6 +127,12 @@ pub fn unique_sid() -> String {
 }
 
 /// A body no other test uses, recorded for the log audit.
+/// `+14155550123` as a person might type it: `415 555-0123`.
+pub fn spaced(phone: &str) -> String {
+    let national = &phone[2..];
+    format!("{} {}-{}", &national[..3], &national[3..6], &national[6..])
+}
+
 pub fn unique_body(text: &str) -> String {
     // Digits only: language detection ignores them, while a ULID's random letters could tip
     // a short sentence into another language or below the confidence threshold.

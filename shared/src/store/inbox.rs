@@ -106,7 +106,7 @@ impl Store {
 
     /// The conversations of a number on every channel (the inbox's search), in one request.
     pub async fn conversations_of(&self, phone: &E164) -> Result<Vec<Conversation>, StoreError> {
-        let keys: Vec<_> = [Channel::Sms, Channel::Whatsapp]
+        let keys = [Channel::Sms, Channel::Whatsapp]
             .into_iter()
             .map(|channel| {
                 [
@@ -116,24 +116,9 @@ impl Store {
                 .into()
             })
             .collect();
-        let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-            .set_keys(Some(keys))
-            .consistent_read(true)
-            .build()?;
-        let out = self
-            .client
-            .batch_get_item()
-            .request_items(&self.table, request)
-            .send()
-            .await
-            .map_err(|e| aws_error("BatchGetItem", &e))?;
-        // Two small keys are never left unprocessed unless the table is throttled: then the
-        // caller's retry (the operator's reload) is the right answer, not a loop here.
-        let items = out
-            .responses
-            .and_then(|mut r| r.remove(&self.table))
-            .unwrap_or_default();
-        let mut found: Vec<Conversation> = items
+        let mut found: Vec<Conversation> = self
+            .batch_get(keys)
+            .await?
             .into_iter()
             .filter_map(|item| serde_dynamo::from_item(item).ok())
             .collect();
@@ -151,18 +136,10 @@ impl Store {
         pending: bool,
     ) -> Result<(), StoreError> {
         let action = if pending { "ADD" } else { "DELETE" };
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(conversation_pk))
-            .key("sk", s(keys::META))
-            .condition_expression("attribute_exists(pk)")
-            .update_expression(format!("{action} pending_ids :id"))
-            .expression_attribute_values(":id", AttributeValue::Ss(vec![message_id.to_owned()]))
-            .send()
-            .await;
-        update_applied(result).map(|_| ())
+        let id = AttributeValue::Ss(vec![message_id.to_owned()]);
+        self.update_meta(conversation_pk, &format!("{action} pending_ids :v"), id)
+            .await
+            .map(|_| ())
     }
 
     /// Mirrors a number's consent onto its conversations, on every channel it has one.
@@ -172,33 +149,37 @@ impl Store {
         opted_out: bool,
     ) -> Result<(), StoreError> {
         for channel in [Channel::Sms, Channel::Whatsapp] {
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(keys::conversation_pk(channel, phone)))
-                .key("sk", s(keys::META))
-                .condition_expression("attribute_exists(pk)")
-                .update_expression("SET opted_out = :opted_out")
-                .expression_attribute_values(":opted_out", AttributeValue::Bool(opted_out))
-                .send()
-                .await;
-            update_applied(result)?;
+            let pk = keys::conversation_pk(channel, phone);
+            self.update_meta(&pk, "SET opted_out = :v", AttributeValue::Bool(opted_out))
+                .await?;
         }
         Ok(())
     }
 
     /// An operator read the thread: its unread count starts again from zero.
     pub async fn mark_read(&self, channel: Channel, phone: &E164) -> Result<bool, StoreError> {
+        let pk = keys::conversation_pk(channel, phone);
+        self.update_meta(&pk, "SET unread_count = :v", AttributeValue::N("0".into()))
+            .await
+    }
+
+    /// Applies `expression` (with its one value `:v`) to a conversation's `META`, if the
+    /// conversation still exists: `false` when it does not (erased).
+    pub(crate) async fn update_meta(
+        &self,
+        conversation_pk: &str,
+        expression: &str,
+        value: AttributeValue,
+    ) -> Result<bool, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(keys::conversation_pk(channel, phone)))
+            .key("pk", s(conversation_pk))
             .key("sk", s(keys::META))
             .condition_expression("attribute_exists(pk)")
-            .update_expression("SET unread_count = :zero")
-            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .update_expression(expression)
+            .expression_attribute_values(":v", value)
             .send()
             .await;
         update_applied(result)

@@ -152,28 +152,15 @@ impl Store {
         channel: Channel,
         phone: &E164,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::conversation_pk(channel, phone)))
-            .key("sk", s(keys::META))
-            .condition_expression("attribute_exists(pk)")
-            .update_expression("SET tenant_lookup_pending = :true")
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Gone (erased): nothing is left to reconcile.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(aws_error("UpdateItem", &e)),
-        }
+        // Gone (erased): nothing is left to reconcile.
+        let pk = keys::conversation_pk(channel, phone);
+        self.update_meta(
+            &pk,
+            "SET tenant_lookup_pending = :v",
+            AttributeValue::Bool(true),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn language_preference(
