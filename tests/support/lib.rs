@@ -16,6 +16,8 @@ use parley_local::env::LocalEnv;
 pub use parley;
 pub use parley_local;
 
+pub mod webdriver;
+
 pub const TWILIO_NUMBER: &str = "+15005550006";
 
 /// Settings of the running local stack.
