@@ -28,13 +28,13 @@ pub mod keys {
     pub const TAB: &str = "\u{E004}";
 }
 
-/// The browser's window: the screenshots' size.
+/// The browser's window; screenshots are its page area (the same width, a little shorter).
 pub const WINDOW: (u32, u32) = (1280, 800);
 
-const INSTALL_HINT: &str =
-    "install Chromium and its WebDriver: Debian/Ubuntu `sudo apt-get install \
-chromium chromium-driver`, macOS `brew install --cask chromium chromedriver`; or point \
-CHROMEDRIVER= (and CHROME=) at the binaries";
+const INSTALL_HINT: &str = "install Chromium and its WebDriver (README, \"Browser tests\"): \
+Debian `sudo apt-get install chromium chromium-driver`; Ubuntu `sudo snap install chromium` and \
+CHROMEDRIVER=/snap/bin/chromium.chromedriver; macOS `brew install --cask chromium chromedriver`; \
+or point CHROMEDRIVER= (and CHROME=) at the binaries";
 
 /// A `chromedriver` process of this test's own, on a free port; killed when dropped.
 struct Driver {
@@ -115,7 +115,7 @@ pub struct WebDriverError {
 }
 
 impl Browser {
-    /// Starts a driver and a headless Chromium session with a 1280×800 window.
+    /// Starts a driver and a headless Chromium session in a [`WINDOW`]-sized window.
     pub async fn start() -> Self {
         let http = reqwest::Client::builder()
             .timeout(COMMAND_TIMEOUT)
@@ -127,7 +127,7 @@ impl Browser {
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                // Containers give /dev/shm 64 MB, too little for a renderer.
+                // Docker gives /dev/shm 64 MB by default, too little for a renderer.
                 "--disable-dev-shm-usage",
                 format!("--window-size={width},{height}"),
                 // The date-time field's segments are typed in en-US order (month first).
