@@ -469,3 +469,79 @@ async fn the_sample_event_is_the_sign_in_page() {
     };
     assert!(html.contains("name=\"api_key\""));
 }
+
+/// The number in the dashboard tile with this id.
+fn tile(page: &Page, id: &str) -> String {
+    let marker = format!("<dd id=\"{id}\">");
+    let start = page
+        .html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no tile {id}"))
+        + marker.len();
+    page.html[start..].split('<').next().unwrap().to_owned()
+}
+
+/// Spanish texts in the language-mix chart (0 when it has none).
+fn spanish(page: &Page) -> u64 {
+    page.html
+        .split("<title>es: ")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn the_dashboard_counts_todays_traffic_from_the_aggregates() {
+    let stack = stack().await;
+    let mut browser = Browser::new(&stack);
+    assert_eq!(browser.sign_in(&stack.api_key).await.status, 303);
+    let before = browser.get("/console/dashboard").await;
+    assert_eq!(before.status, 200, "{}", before.html);
+    let inbound_before: u64 = tile(&before, "total-inbound").parse().unwrap();
+    let spanish_before = spanish(&before);
+    assert!(
+        tile(&before, "queue-depth").parse::<u64>().is_ok(),
+        "the queue's depth comes from SQS"
+    );
+    for series in [", in: ", ", out: ", ", delivered: ", ", opt-outs: "] {
+        assert_eq!(
+            before.html.matches(series).count(),
+            24,
+            "every hour of the day has its {series} column, empty or not"
+        );
+    }
+
+    let phone = unique_phone();
+    record_sensitive("phone", &phone);
+    let text = unique_body("Hola, ¿la oficina abre el sábado por la mañana?");
+    assert_eq!(
+        stack
+            .post_inbound(&InboundForm::new(&stack, &phone, &text))
+            .await
+            .status,
+        200
+    );
+    let after = eventually(30, "the text counted on the dashboard", || {
+        let mut tab = browser.tab();
+        async move {
+            let page = tab.get("/console/dashboard?range=24h").await;
+            // Other tests text in too: wait for a Spanish text more than before.
+            (spanish(&page) > spanish_before).then_some(page)
+        }
+    })
+    .await;
+    assert!(
+        after.html.contains("<title>es: "),
+        "the language mix has Spanish"
+    );
+    assert!(after.html.contains("aria-current=\"page\">Dashboard"));
+    for range in ["7d", "30d"] {
+        let page = browser
+            .get(&format!("/console/dashboard?range={range}"))
+            .await;
+        assert_eq!(page.status, 200);
+        let total: u64 = tile(&page, "total-inbound").parse().unwrap();
+        assert!(total > inbound_before, "{range} includes today");
+    }
+    assert_eq!(browser.get("/console/dashboard?range=1y").await.status, 400);
+}

@@ -4,9 +4,11 @@
 //! cancels go through the same `send` use case as the API.
 //!
 //! `routes` decides what a request asks; `session` seals cookies and CSRF tokens; `pages`
-//! renders; `mask` hides numbers. Each page reads at most three store items or queries.
+//! renders; `mask` hides numbers; `dashboard` and `charts` draw the traffic counters. Each page reads at most three store items or queries.
 
+mod charts;
 mod conversation_ref;
+mod dashboard;
 mod errors;
 mod mask;
 mod pages;
@@ -30,9 +32,10 @@ use tracing::{info_span, Instrument};
 pub use session::{Session, COOKIE};
 
 /// Every route the console serves, as `template.yaml` declares them (method, path).
-pub const ROUTES: [(&str, &str); 10] = [
+pub const ROUTES: [(&str, &str); 11] = [
     ("GET", "/console"),
     ("GET", "/console/queue"),
+    ("GET", "/console/dashboard"),
     ("GET", "/console/login"),
     ("POST", "/console/login"),
     ("POST", "/console/logout"),

@@ -6,11 +6,11 @@ use maud::{html, Markup, DOCTYPE};
 
 use crate::ConsoleError;
 
-/// The pages in the header's navigation: (name, label, path). The queue, rules and dashboard
-/// pages join it as they are built (issue 12).
-const NAV: [(&str, &str, &str); 2] = [
+/// The pages in the header's navigation: (name, label, path).
+const NAV: [(&str, &str, &str); 3] = [
     ("inbox", "Inbox", "/console"),
     ("queue", "Queue", "/console/queue"),
+    ("dashboard", "Dashboard", "/console/dashboard"),
 ];
 
 /// What every signed-in page shows in its header: who, and the sign-out form.

@@ -106,6 +106,7 @@ impl ConsoleHandler {
         match segments.as_slice() {
             ["console"] => self.inbox(&chrome("inbox"), &key, req).await,
             ["console", "queue"] => self.queue(&chrome("queue"), &key, req).await,
+            ["console", "dashboard"] => self.dashboard(&chrome("dashboard"), req).await,
             ["console", "conversations", reference] => {
                 let notice = req
                     .query_string_parameters()
