@@ -545,3 +545,167 @@ async fn the_dashboard_counts_todays_traffic_from_the_aggregates() {
     }
     assert_eq!(browser.get("/console/dashboard?range=1y").await.status, 400);
 }
+
+#[tokio::test]
+async fn an_admin_previews_disables_and_enables_a_rule_and_sees_its_activity() {
+    let stack = stack().await;
+    let source = format!("test.console.{}", ulid::Ulid::new());
+    let spec = json!({
+        "name": format!("console overdue {source}"),
+        "match": {"source": [source], "detail-type": ["invoice.overdue"]},
+        "recipient": {"phone": "$.detail.phone"},
+        "template": {"default": "Invoice {{ detail.invoice_id }} is overdue."},
+        "dedupe": "invoice-{{ detail.invoice_id }}",
+    });
+    let created = stack
+        .http
+        .post(format!("{}/rules", stack.gateway))
+        .bearer_auth(&stack.api_key)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let rule_id = created.json::<Value>().await.unwrap()["rule_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let here = format!("/console/rules/{rule_id}");
+
+    let mut browser = Browser::new(&stack);
+    assert_eq!(browser.sign_in(&stack.api_key).await.status, 303);
+    let list = browser.get("/console/rules").await;
+    assert_eq!(list.status, 200, "{}", list.html);
+    assert!(list.html.contains(&format!("href=\"{here}\"")));
+    let page = browser.get(&here).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.html
+            .contains("&quot;source&quot;: &quot;test.console."),
+        "the sample starts from the rule's pattern: {}",
+        page.html
+    );
+    let csrf = page.hidden("csrf");
+
+    // A preview with a sample: what it would send, to a masked number, and nothing written.
+    let phone = unique_phone();
+    record_sensitive("phone", &phone);
+    let sample = json!({"event": {"source": source, "detail-type": "invoice.overdue",
+                                  "detail": {"phone": phone, "invoice_id": "C-1"}}});
+    let preview = browser
+        .post(
+            &format!("{here}/preview"),
+            &[("csrf", csrf.as_str()), ("sample", &sample.to_string())],
+        )
+        .await;
+    assert_eq!(preview.status, 200, "{}", preview.html);
+    assert!(preview.html.contains("It would send."), "{}", preview.html);
+    assert!(preview.html.contains("Invoice C-1 is overdue."));
+    assert!(preview
+        .html
+        .contains(&format!("•••-•••-{}", &phone[phone.len() - 4..])));
+    assert_eq!(
+        preview.html.matches(&phone).count(),
+        1,
+        "the recipient is masked; only the sample the admin typed holds the number"
+    );
+    assert!(stack.sandbox_messages(&phone).await.is_empty());
+    let not_json = browser
+        .post(
+            &format!("{here}/preview"),
+            &[("csrf", csrf.as_str()), ("sample", "{not json")],
+        )
+        .await;
+    assert_eq!(not_json.status, 400);
+    assert!(not_json.html.contains("The sample is not JSON"));
+
+    // Disabled, then enabled: each a new version, as the API shows.
+    let disabled = browser
+        .post(&format!("{here}/disable"), &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(disabled.status, 303, "{}", disabled.html);
+    let page = browser.get(disabled.location()).await;
+    assert!(page
+        .html
+        .contains("Disabled: events no longer make messages"));
+    assert!(page.html.contains("Enable this rule"));
+    let api = stack
+        .http
+        .get(format!("{}/rules/{rule_id}", stack.gateway))
+        .bearer_auth(&stack.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        (api["enabled"].as_bool(), api["version"].as_u64()),
+        (Some(false), Some(2))
+    );
+    let enabled = browser
+        .post(&format!("{here}/enable"), &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(enabled.status, 303);
+    assert!(browser.get(&here).await.html.contains("Disable this rule"));
+
+    // An event through the API: the rule's activity shows what it did.
+    tokio::time::sleep(Duration::from_millis(2100)).await; // the router's rule cache
+    let events = stack
+        .http
+        .post(format!("{}/events", stack.gateway))
+        .bearer_auth(&stack.api_key)
+        .json(
+            &json!({"Entries": [{"Source": source, "DetailType": "invoice.overdue",
+                                   "Detail": {"phone": phone, "invoice_id": "C-2"}}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 202);
+    eventually(60, "the event in the rule's activity", || {
+        let (mut tab, here) = (browser.tab(), here.clone());
+        async move {
+            let page = tab.get(&here).await;
+            page.html
+                .contains("invoice.overdue</td><td>scheduled")
+                .then_some(())
+        }
+    })
+    .await;
+
+    // A read key neither sees nor changes rules.
+    let reader = stack
+        .http
+        .post(format!("{}/keys", stack.gateway))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"name": "console reader", "scopes": ["read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let mut operator = Browser::new(&stack);
+    assert_eq!(
+        operator
+            .sign_in(reader["token"].as_str().unwrap())
+            .await
+            .status,
+        303
+    );
+    let inbox = operator.get("/console").await;
+    assert!(
+        !inbox.html.contains("href=\"/console/rules\""),
+        "no Rules in a reader's nav"
+    );
+    assert_eq!(operator.get(&here).await.status, 403);
+    let csrf = inbox.hidden("csrf");
+    assert_eq!(
+        operator
+            .post(&format!("{here}/disable"), &[("csrf", csrf.as_str())])
+            .await
+            .status,
+        403
+    );
+}

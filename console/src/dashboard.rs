@@ -262,6 +262,7 @@ mod tests {
         let chrome = Chrome {
             key_id: "k",
             csrf: "c",
+            admin: false,
             current: "dashboard",
         };
         let html = render(&chrome, &view).into_string();

@@ -6,17 +6,20 @@ use maud::{html, Markup, DOCTYPE};
 
 use crate::ConsoleError;
 
-/// The pages in the header's navigation: (name, label, path).
-const NAV: [(&str, &str, &str); 3] = [
-    ("inbox", "Inbox", "/console"),
-    ("queue", "Queue", "/console/queue"),
-    ("dashboard", "Dashboard", "/console/dashboard"),
+/// The pages in the header's navigation: (name, label, path, admin only).
+const NAV: [(&str, &str, &str, bool); 4] = [
+    ("inbox", "Inbox", "/console", false),
+    ("queue", "Queue", "/console/queue", false),
+    ("rules", "Rules", "/console/rules", true),
+    ("dashboard", "Dashboard", "/console/dashboard", false),
 ];
 
 /// What every signed-in page shows in its header: who, and the sign-out form.
 pub struct Chrome<'a> {
     pub key_id: &'a str,
     pub csrf: &'a str,
+    /// An admin session: sees the rules and may reveal numbers.
+    pub admin: bool,
     /// The nav entry of this page (a name in `NAV`).
     pub current: &'a str,
 }
@@ -38,8 +41,9 @@ pub fn layout(title: &str, chrome: Option<&Chrome<'_>>, body: Markup) -> Markup 
                     header {
                         nav aria-label="Console" {
                             span.brand { "Parley" }
-                            @for (name, label, href) in NAV {
-                                @if chrome.current == name {
+                            @for (name, label, href, admin_only) in NAV {
+                                @if admin_only && !chrome.admin {
+                                } @else if chrome.current == name {
                                     a href=(href) aria-current="page" { (label) }
                                 } @else {
                                     a href=(href) { (label) }

@@ -28,7 +28,7 @@ const QUEUE_PAGE: i32 = 50;
 const QUEUE_CURSOR_SCOPE: &str = "console-queue";
 
 /// Notices a redirect may ask a page to show: a fixed set, so nothing is reflected.
-const NOTICES: [(&str, &str); 4] = [
+const NOTICES: [(&str, &str); 6] = [
     ("sent", "Sent: it is on its way."),
     ("scheduled", "Scheduled: it will go at the time shown."),
     (
@@ -36,6 +36,14 @@ const NOTICES: [(&str, &str); 4] = [
         "Deferred: the recipient's quiet hours hold it until morning.",
     ),
     ("canceled", "Canceled."),
+    (
+        "enabled",
+        "Enabled: events that match it make messages again.",
+    ),
+    (
+        "disabled",
+        "Disabled: events no longer make messages from it.",
+    ),
 ];
 
 impl ConsoleHandler {
@@ -70,6 +78,7 @@ impl ConsoleHandler {
         let chrome = |current| Chrome {
             key_id: &session.key_id,
             csrf: &csrf,
+            admin: session.admin,
             current,
         };
         if method == Method::POST {
@@ -100,6 +109,15 @@ impl ConsoleHandler {
                         .await
                 }
                 ["console", "messages", id, "cancel"] => self.cancel(id, &form).await,
+                ["console", "rules", id, "enable"] => {
+                    self.set_enabled(&chrome("rules"), id, true).await
+                }
+                ["console", "rules", id, "disable"] => {
+                    self.set_enabled(&chrome("rules"), id, false).await
+                }
+                ["console", "rules", id, "preview"] => {
+                    self.preview(&chrome("rules"), id, &form).await
+                }
                 _ => Err(ConsoleError::NotFound),
             };
         }
@@ -107,6 +125,14 @@ impl ConsoleHandler {
             ["console"] => self.inbox(&chrome("inbox"), &key, req).await,
             ["console", "queue"] => self.queue(&chrome("queue"), &key, req).await,
             ["console", "dashboard"] => self.dashboard(&chrome("dashboard"), req).await,
+            ["console", "rules"] => self.rules(&chrome("rules")).await,
+            ["console", "rules", id] => {
+                let notice = req
+                    .query_string_parameters()
+                    .first("notice")
+                    .and_then(notice);
+                self.rule(&chrome("rules"), id, notice).await
+            }
             ["console", "conversations", reference] => {
                 let notice = req
                     .query_string_parameters()
