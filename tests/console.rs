@@ -709,3 +709,100 @@ async fn an_admin_previews_disables_and_enables_a_rule_and_sees_its_activity() {
         403
     );
 }
+
+#[tokio::test]
+async fn a_failed_message_is_listed_and_re_sent_once_as_a_new_linked_message() {
+    let stack = stack().await;
+    let phone = unique_phone();
+    record_sensitive("phone", &phone);
+    // The carrier reports the first message undelivered (the handset is off).
+    stack
+        .sandbox_control(
+            "callbacks",
+            json!({"to": phone, "sequence": ["sent", "undelivered"], "error_code": 30003}),
+        )
+        .await;
+    let body = unique_body("Your repair is booked for Tuesday.");
+    let sent = stack
+        .http
+        .post(format!("{}/sms/send", stack.gateway))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"to": phone, "body": body}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let failed_id = sent.json::<Value>().await.unwrap()["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut browser = Browser::new(&stack);
+    assert_eq!(browser.sign_in(&stack.api_key).await.status, 303);
+    let resend_action = format!("/console/messages/{failed_id}/resend");
+    let failed = eventually(30, "the message in the failed list", || {
+        let (mut tab, action) = (browser.tab(), resend_action.clone());
+        async move {
+            let page = tab.get("/console/queue?status=failed").await;
+            assert_eq!(page.status, 200, "{}", page.html);
+            page.html.contains(&action).then_some(page)
+        }
+    })
+    .await;
+    assert!(failed
+        .html
+        .contains("error 30003: the handset is unreachable"));
+    assert!(!failed.html.contains(&phone), "masked in the failed list");
+    let csrf = failed.hidden("csrf");
+    // From now on the carrier delivers.
+    stack
+        .sandbox_control(
+            "callbacks",
+            json!({"to": phone, "sequence": ["sent", "delivered"]}),
+        )
+        .await;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("back", "/console/queue?status=failed"),
+    ];
+    let resent = browser.post(&resend_action, &form).await;
+    assert_eq!(resent.status, 303, "{}", resent.html);
+    assert_eq!(resent.location(), "/console/queue?notice=resent");
+    // A second click (or a second operator) re-sends nothing more.
+    assert_eq!(browser.post(&resend_action, &form).await.status, 303);
+
+    let old = stack
+        .store
+        .message_by_id(&failed_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let new_id = old.resent_as.clone().expect("linked to its re-send");
+    let new = stack.store.message_by_id(&new_id).await.unwrap().unwrap();
+    assert_eq!(new.resend_of.as_deref(), Some(failed_id.as_str()));
+    assert_eq!(new.to_e164, old.to_e164);
+    eventually(30, "the re-send delivered", || {
+        let store = stack.store.clone();
+        let id = new_id.clone();
+        async move {
+            let m = store.message_by_id(&id).await.unwrap()?;
+            (m.delivery_status == Some(parley::delivery::DeliveryStatus::Delivered)).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        stack.sandbox_messages_with(&phone, &body).await.len(),
+        2,
+        "the failed message and one re-send"
+    );
+    let listed = browser.get("/console/queue?status=failed").await;
+    assert!(
+        !listed.html.contains(&resend_action),
+        "a re-sent message offers no second re-send"
+    );
+    // Only a failed message can be re-sent.
+    let refused = browser
+        .post(&format!("/console/messages/{new_id}/resend"), &form)
+        .await;
+    assert_eq!(refused.status, 400);
+}

@@ -12,6 +12,7 @@ mod dashboard;
 mod errors;
 mod mask;
 mod pages;
+mod resend;
 mod response;
 mod routes;
 mod rules;
@@ -35,7 +36,7 @@ use tracing::{info_span, Instrument};
 pub use session::{Session, COOKIE};
 
 /// Every route the console serves, as `template.yaml` declares them (method, path).
-pub const ROUTES: [(&str, &str); 16] = [
+pub const ROUTES: [(&str, &str); 17] = [
     ("GET", "/console"),
     ("GET", "/console/queue"),
     ("GET", "/console/dashboard"),
@@ -47,6 +48,7 @@ pub const ROUTES: [(&str, &str); 16] = [
     ("POST", "/console/conversations/{reference}/reply"),
     ("POST", "/console/conversations/{reference}/reveal"),
     ("POST", "/console/messages/{message_id}/cancel"),
+    ("POST", "/console/messages/{message_id}/resend"),
     ("GET", "/console/rules"),
     ("GET", "/console/rules/{rule_id}"),
     ("POST", "/console/rules/{rule_id}/enable"),
