@@ -469,3 +469,340 @@ async fn the_sample_event_is_the_sign_in_page() {
     };
     assert!(html.contains("name=\"api_key\""));
 }
+
+/// The number in the dashboard tile with this id.
+fn tile(page: &Page, id: &str) -> String {
+    let marker = format!("<dd id=\"{id}\">");
+    let start = page
+        .html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no tile {id}"))
+        + marker.len();
+    page.html[start..].split('<').next().unwrap().to_owned()
+}
+
+/// Spanish texts in the language-mix chart (0 when it has none).
+fn spanish(page: &Page) -> u64 {
+    page.html
+        .split("<title>es: ")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn the_dashboard_counts_todays_traffic_from_the_aggregates() {
+    let stack = stack().await;
+    let mut browser = Browser::new(&stack);
+    assert_eq!(browser.sign_in(&stack.api_key).await.status, 303);
+    let before = browser.get("/console/dashboard").await;
+    assert_eq!(before.status, 200, "{}", before.html);
+    let inbound_before: u64 = tile(&before, "total-inbound").parse().unwrap();
+    let spanish_before = spanish(&before);
+    assert!(
+        tile(&before, "queue-depth").parse::<u64>().is_ok(),
+        "the queue's depth comes from SQS"
+    );
+    for series in [", in: ", ", out: ", ", delivered: ", ", opt-outs: "] {
+        assert_eq!(
+            before.html.matches(series).count(),
+            24,
+            "every hour of the day has its {series} column, empty or not"
+        );
+    }
+
+    let phone = unique_phone();
+    record_sensitive("phone", &phone);
+    let text = unique_body("Hola, ¿la oficina abre el sábado por la mañana?");
+    assert_eq!(
+        stack
+            .post_inbound(&InboundForm::new(&stack, &phone, &text))
+            .await
+            .status,
+        200
+    );
+    let after = eventually(30, "the text counted on the dashboard", || {
+        let mut tab = browser.tab();
+        async move {
+            let page = tab.get("/console/dashboard?range=24h").await;
+            // Other tests text in too: wait for a Spanish text more than before.
+            (spanish(&page) > spanish_before).then_some(page)
+        }
+    })
+    .await;
+    assert!(
+        after.html.contains("<title>es: "),
+        "the language mix has Spanish"
+    );
+    assert!(after.html.contains("aria-current=\"page\">Dashboard"));
+    for range in ["7d", "30d"] {
+        let page = browser
+            .get(&format!("/console/dashboard?range={range}"))
+            .await;
+        assert_eq!(page.status, 200);
+        let total: u64 = tile(&page, "total-inbound").parse().unwrap();
+        assert!(total > inbound_before, "{range} includes today");
+    }
+    assert_eq!(browser.get("/console/dashboard?range=1y").await.status, 400);
+}
+
+#[tokio::test]
+async fn an_admin_previews_disables_and_enables_a_rule_and_sees_its_activity() {
+    let stack = stack().await;
+    let source = format!("test.console.{}", ulid::Ulid::new());
+    let spec = json!({
+        "name": format!("console overdue {source}"),
+        "match": {"source": [source], "detail-type": ["invoice.overdue"]},
+        "recipient": {"phone": "$.detail.phone"},
+        "template": {"default": "Invoice {{ detail.invoice_id }} is overdue."},
+        "dedupe": "invoice-{{ detail.invoice_id }}",
+    });
+    let created = stack
+        .http
+        .post(format!("{}/rules", stack.gateway))
+        .bearer_auth(&stack.api_key)
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let rule_id = created.json::<Value>().await.unwrap()["rule_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let here = format!("/console/rules/{rule_id}");
+
+    let mut browser = Browser::new(&stack);
+    assert_eq!(browser.sign_in(&stack.api_key).await.status, 303);
+    let list = browser.get("/console/rules").await;
+    assert_eq!(list.status, 200, "{}", list.html);
+    assert!(list.html.contains(&format!("href=\"{here}\"")));
+    let page = browser.get(&here).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.html
+            .contains("&quot;source&quot;: &quot;test.console."),
+        "the sample starts from the rule's pattern: {}",
+        page.html
+    );
+    let csrf = page.hidden("csrf");
+
+    // A preview with a sample: what it would send, to a masked number, and nothing written.
+    let phone = unique_phone();
+    record_sensitive("phone", &phone);
+    let sample = json!({"event": {"source": source, "detail-type": "invoice.overdue",
+                                  "detail": {"phone": phone, "invoice_id": "C-1"}}});
+    let preview = browser
+        .post(
+            &format!("{here}/preview"),
+            &[("csrf", csrf.as_str()), ("sample", &sample.to_string())],
+        )
+        .await;
+    assert_eq!(preview.status, 200, "{}", preview.html);
+    assert!(preview.html.contains("It would send."), "{}", preview.html);
+    assert!(preview.html.contains("Invoice C-1 is overdue."));
+    assert!(preview
+        .html
+        .contains(&format!("•••-•••-{}", &phone[phone.len() - 4..])));
+    assert_eq!(
+        preview.html.matches(&phone).count(),
+        1,
+        "the recipient is masked; only the sample the admin typed holds the number"
+    );
+    assert!(stack.sandbox_messages(&phone).await.is_empty());
+    let not_json = browser
+        .post(
+            &format!("{here}/preview"),
+            &[("csrf", csrf.as_str()), ("sample", "{not json")],
+        )
+        .await;
+    assert_eq!(not_json.status, 400);
+    assert!(not_json.html.contains("The sample is not JSON"));
+
+    // Disabled, then enabled: each a new version, as the API shows.
+    let disabled = browser
+        .post(&format!("{here}/disable"), &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(disabled.status, 303, "{}", disabled.html);
+    let page = browser.get(disabled.location()).await;
+    assert!(page
+        .html
+        .contains("Disabled: events no longer make messages"));
+    assert!(page.html.contains("Enable this rule"));
+    let api = stack
+        .http
+        .get(format!("{}/rules/{rule_id}", stack.gateway))
+        .bearer_auth(&stack.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        (api["enabled"].as_bool(), api["version"].as_u64()),
+        (Some(false), Some(2))
+    );
+    let enabled = browser
+        .post(&format!("{here}/enable"), &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(enabled.status, 303);
+    assert!(browser.get(&here).await.html.contains("Disable this rule"));
+
+    // An event through the API: the rule's activity shows what it did.
+    tokio::time::sleep(Duration::from_millis(2100)).await; // the router's rule cache
+    let events = stack
+        .http
+        .post(format!("{}/events", stack.gateway))
+        .bearer_auth(&stack.api_key)
+        .json(
+            &json!({"Entries": [{"Source": source, "DetailType": "invoice.overdue",
+                                   "Detail": {"phone": phone, "invoice_id": "C-2"}}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 202);
+    eventually(60, "the event in the rule's activity", || {
+        let (mut tab, here) = (browser.tab(), here.clone());
+        async move {
+            let page = tab.get(&here).await;
+            page.html
+                .contains("invoice.overdue</td><td>scheduled")
+                .then_some(())
+        }
+    })
+    .await;
+
+    // A read key neither sees nor changes rules.
+    let reader = stack
+        .http
+        .post(format!("{}/keys", stack.gateway))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"name": "console reader", "scopes": ["read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let mut operator = Browser::new(&stack);
+    assert_eq!(
+        operator
+            .sign_in(reader["token"].as_str().unwrap())
+            .await
+            .status,
+        303
+    );
+    let inbox = operator.get("/console").await;
+    assert!(
+        !inbox.html.contains("href=\"/console/rules\""),
+        "no Rules in a reader's nav"
+    );
+    assert_eq!(operator.get(&here).await.status, 403);
+    let csrf = inbox.hidden("csrf");
+    assert_eq!(
+        operator
+            .post(&format!("{here}/disable"), &[("csrf", csrf.as_str())])
+            .await
+            .status,
+        403
+    );
+}
+
+#[tokio::test]
+async fn a_failed_message_is_listed_and_re_sent_once_as_a_new_linked_message() {
+    let stack = stack().await;
+    let phone = unique_phone();
+    record_sensitive("phone", &phone);
+    // The carrier reports the first message undelivered (the handset is off).
+    stack
+        .sandbox_control(
+            "callbacks",
+            json!({"to": phone, "sequence": ["sent", "undelivered"], "error_code": 30003}),
+        )
+        .await;
+    let body = unique_body("Your repair is booked for Tuesday.");
+    let sent = stack
+        .http
+        .post(format!("{}/sms/send", stack.gateway))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"to": phone, "body": body}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let failed_id = sent.json::<Value>().await.unwrap()["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut browser = Browser::new(&stack);
+    assert_eq!(browser.sign_in(&stack.api_key).await.status, 303);
+    let resend_action = format!("/console/messages/{failed_id}/resend");
+    let failed = eventually(30, "the message in the failed list", || {
+        let (mut tab, action) = (browser.tab(), resend_action.clone());
+        async move {
+            let page = tab.get("/console/queue?status=failed").await;
+            assert_eq!(page.status, 200, "{}", page.html);
+            page.html.contains(&action).then_some(page)
+        }
+    })
+    .await;
+    assert!(failed
+        .html
+        .contains("error 30003: the handset is unreachable"));
+    assert!(!failed.html.contains(&phone), "masked in the failed list");
+    let csrf = failed.hidden("csrf");
+    // From now on the carrier delivers.
+    stack
+        .sandbox_control(
+            "callbacks",
+            json!({"to": phone, "sequence": ["sent", "delivered"]}),
+        )
+        .await;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("back", "/console/queue?status=failed"),
+    ];
+    let resent = browser.post(&resend_action, &form).await;
+    assert_eq!(resent.status, 303, "{}", resent.html);
+    assert_eq!(resent.location(), "/console/queue?notice=resent");
+    // A second click (or a second operator) re-sends nothing more.
+    assert_eq!(browser.post(&resend_action, &form).await.status, 303);
+
+    let old = stack
+        .store
+        .message_by_id(&failed_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let new_id = old.resent_as.clone().expect("linked to its re-send");
+    let new = stack.store.message_by_id(&new_id).await.unwrap().unwrap();
+    assert_eq!(new.resend_of.as_deref(), Some(failed_id.as_str()));
+    assert_eq!(new.to_e164, old.to_e164);
+    eventually(30, "the re-send delivered", || {
+        let store = stack.store.clone();
+        let id = new_id.clone();
+        async move {
+            let m = store.message_by_id(&id).await.unwrap()?;
+            (m.delivery_status == Some(parley::delivery::DeliveryStatus::Delivered)).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        stack.sandbox_messages_with(&phone, &body).await.len(),
+        2,
+        "the failed message and one re-send"
+    );
+    let listed = browser.get("/console/queue?status=failed").await;
+    assert!(
+        !listed.html.contains(&resend_action),
+        "a re-sent message offers no second re-send"
+    );
+    // Only a failed message can be re-sent.
+    let refused = browser
+        .post(&format!("/console/messages/{new_id}/resend"), &form)
+        .await;
+    assert_eq!(refused.status, 400);
+}

@@ -4,14 +4,18 @@
 //! cancels go through the same `send` use case as the API.
 //!
 //! `routes` decides what a request asks; `session` seals cookies and CSRF tokens; `pages`
-//! renders; `mask` hides numbers. Each page reads at most three store items or queries.
+//! renders; `mask` hides numbers; `dashboard` and `charts` draw the traffic counters. Each page reads at most three store items or queries.
 
+mod charts;
 mod conversation_ref;
+mod dashboard;
 mod errors;
 mod mask;
 mod pages;
+mod resend;
 mod response;
 mod routes;
+mod rules;
 mod session;
 
 use std::sync::Arc;
@@ -20,8 +24,10 @@ use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use parley::access::Access;
 use parley::handlers::{request_id, ColdStart, InitError};
+use parley::monitor::MonitorClient;
 use parley::pending::Policy;
 use parley::queue::JobQueue;
+use parley::rules::engine::Engine;
 use parley::secrets::SecretStore;
 use parley::send::SendService;
 use parley::store::Store;
@@ -30,9 +36,10 @@ use tracing::{info_span, Instrument};
 pub use session::{Session, COOKIE};
 
 /// Every route the console serves, as `template.yaml` declares them (method, path).
-pub const ROUTES: [(&str, &str); 10] = [
+pub const ROUTES: [(&str, &str); 17] = [
     ("GET", "/console"),
     ("GET", "/console/queue"),
+    ("GET", "/console/dashboard"),
     ("GET", "/console/login"),
     ("POST", "/console/login"),
     ("POST", "/console/logout"),
@@ -41,6 +48,12 @@ pub const ROUTES: [(&str, &str); 10] = [
     ("POST", "/console/conversations/{reference}/reply"),
     ("POST", "/console/conversations/{reference}/reveal"),
     ("POST", "/console/messages/{message_id}/cancel"),
+    ("POST", "/console/messages/{message_id}/resend"),
+    ("GET", "/console/rules"),
+    ("GET", "/console/rules/{rule_id}"),
+    ("POST", "/console/rules/{rule_id}/enable"),
+    ("POST", "/console/rules/{rule_id}/disable"),
+    ("POST", "/console/rules/{rule_id}/preview"),
 ];
 
 pub struct ConsoleHandler {
@@ -48,16 +61,25 @@ pub struct ConsoleHandler {
     secrets: Arc<SecretStore>,
     access: Access,
     send: SendService,
+    /// The rules engine, for previews (the same evaluation the event router runs).
+    engine: Engine,
 }
 
 impl ConsoleHandler {
     pub fn new(store: Store, secrets: Arc<SecretStore>, send: SendService) -> Self {
         Self {
             access: Access::new(store.clone(), secrets.clone()),
+            engine: Engine::new(send.clone(), None),
             store,
             secrets,
             send,
         }
+    }
+
+    /// Previews resolve recipients through the Collections Monitor too.
+    pub fn with_monitor(mut self, monitor: Option<Arc<MonitorClient>>) -> Self {
+        self.engine = Engine::new(self.send.clone(), monitor);
+        self
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
@@ -65,8 +87,9 @@ impl ConsoleHandler {
         let policy = Arc::new(Policy::from_env()?);
         let cold = ColdStart::load_sealing().await?;
         let queue = JobQueue::new(aws_sdk_sqs::Client::new(&cold.sdk), queue_url);
+        let monitor = parley::handlers::event_router::monitor(&cold)?;
         let send = SendService::new(cold.store.clone(), queue, policy);
-        Ok(Self::new(cold.store, cold.secrets, send))
+        Ok(Self::new(cold.store, cold.secrets, send).with_monitor(monitor))
     }
 
     pub async fn handle(&self, req: Request) -> Response<Body> {

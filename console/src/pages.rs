@@ -6,17 +6,20 @@ use maud::{html, Markup, DOCTYPE};
 
 use crate::ConsoleError;
 
-/// The pages in the header's navigation: (name, label, path). The queue, rules and dashboard
-/// pages join it as they are built (issue 12).
-const NAV: [(&str, &str, &str); 2] = [
-    ("inbox", "Inbox", "/console"),
-    ("queue", "Queue", "/console/queue"),
+/// The pages in the header's navigation: (name, label, path, admin only).
+const NAV: [(&str, &str, &str, bool); 4] = [
+    ("inbox", "Inbox", "/console", false),
+    ("queue", "Queue", "/console/queue", false),
+    ("rules", "Rules", "/console/rules", true),
+    ("dashboard", "Dashboard", "/console/dashboard", false),
 ];
 
 /// What every signed-in page shows in its header: who, and the sign-out form.
 pub struct Chrome<'a> {
     pub key_id: &'a str,
     pub csrf: &'a str,
+    /// An admin session: sees the rules and may reveal numbers.
+    pub admin: bool,
     /// The nav entry of this page (a name in `NAV`).
     pub current: &'a str,
 }
@@ -38,8 +41,9 @@ pub fn layout(title: &str, chrome: Option<&Chrome<'_>>, body: Markup) -> Markup 
                     header {
                         nav aria-label="Console" {
                             span.brand { "Parley" }
-                            @for (name, label, href) in NAV {
-                                @if chrome.current == name {
+                            @for (name, label, href, admin_only) in NAV {
+                                @if admin_only && !chrome.admin {
+                                } @else if chrome.current == name {
                                     a href=(href) aria-current="page" { (label) }
                                 } @else {
                                     a href=(href) { (label) }
@@ -195,6 +199,10 @@ pub struct MessageRow {
     pub created_at: String,
     pub send_at: Option<String>,
     pub cancelable: bool,
+    /// Failed and not re-sent yet.
+    pub resendable: bool,
+    /// A re-send of an earlier failed message.
+    pub resend_of: bool,
 }
 
 pub struct ThreadView {
@@ -249,6 +257,14 @@ pub fn thread(chrome: &Chrome<'_>, view: &ThreadView) -> Markup {
                                 " · error " a href=(m.error_url.clone().unwrap_or_default()) { (code) }
                                 @if let Some(meaning) = m.error_meaning { ": " (meaning) }
                             }
+                            @if m.resend_of { " · re-send of a failed message" }
+                        }
+                        @if m.resendable {
+                            form.inline method="post" action={ "/console/messages/" (m.message_id) "/resend" } {
+                                input type="hidden" name="csrf" value=(chrome.csrf);
+                                input type="hidden" name="back" value=(here);
+                                button type="submit" aria-label={ "Re-send the message of " (m.created_at) } { "Re-send" }
+                            }
                         }
                         @if m.cancelable {
                             form.inline method="post" action={ "/console/messages/" (m.message_id) "/cancel" } {
@@ -289,6 +305,14 @@ pub struct QueueRow {
     pub number: String,
     pub state: &'static str,
     pub reason: Option<String>,
+    pub error_code: Option<String>,
+    pub error_meaning: Option<&'static str>,
+    /// Failed and not re-sent yet.
+    pub resendable: bool,
+    /// Failed and re-sent as a new message.
+    pub resent: bool,
+    /// Still pending (not being sent): a cancel can stop it.
+    pub cancelable: bool,
     /// UTC, RFC 3339 (the script shows it in the operator's own zone too).
     pub due: Option<String>,
     /// The same instant on the recipient's clock, with the zone's name.
@@ -300,6 +324,7 @@ pub struct QueueView {
     pub rows: Vec<QueueRow>,
     pub status: String,
     pub next: Option<String>,
+    pub notice: Option<&'static str>,
 }
 
 pub fn queue(chrome: &Chrome<'_>, view: &QueueView) -> Markup {
@@ -309,11 +334,12 @@ pub fn queue(chrome: &Chrome<'_>, view: &QueueView) -> Markup {
         html! {
             h1 { "Queue" }
             form.filters method="get" action="/console/queue" {
-                (select("status", "State", &view.status, &[("", "any pending"), ("scheduled", "scheduled"), ("deferred", "deferred"), ("queued", "queued"), ("sending", "sending")]))
+                (select("status", "State", &view.status, &[("", "any pending"), ("scheduled", "scheduled"), ("deferred", "deferred"), ("queued", "queued"), ("sending", "sending"), ("failed", "failed (last 30 days)")]))
                 button type="submit" { "Filter" }
             }
+            @if let Some(notice) = view.notice { p.notice role="status" { (notice) } }
             @if view.rows.is_empty() {
-                p.empty { "Nothing is pending." }
+                p.empty { (if view.status == "failed" { "Nothing has failed." } else { "Nothing is pending." }) }
             } @else {
                 table.queue {
                     caption.visually-hidden { "Messages not sent yet" }
@@ -326,12 +352,22 @@ pub fn queue(chrome: &Chrome<'_>, view: &QueueView) -> Markup {
                             tr {
                                 td { a href={ "/console/conversations/" (row.reference) } { (row.number) } }
                                 td { span class={ "state " (row.state) } data-state=(row.state) { (row.state) }
-                                     @if let Some(reason) = &row.reason { " " small { "(" (reason) ")" } } }
+                                     @if let Some(reason) = &row.reason { " " small { "(" (reason) ")" } }
+                                     @if let Some(code) = &row.error_code {
+                                         " " small.error-code { "error " (code) @if let Some(meaning) = row.error_meaning { ": " (meaning) } }
+                                     }
+                                     @if row.resent { " " small { "(re-sent)" } } }
                                 td { (row.due_local.as_deref().unwrap_or("—")) }
                                 td { @if let Some(due) = &row.due { time.local datetime=(due) { (due) } } @else { "—" } }
                                 td { (row.attempts) }
                                 td {
-                                    @if row.state != "sending" {
+                                    @if row.resendable {
+                                        form.inline method="post" action={ "/console/messages/" (row.message_id) "/resend" } {
+                                            input type="hidden" name="csrf" value=(chrome.csrf);
+                                            input type="hidden" name="back" value="/console/queue?status=failed";
+                                            button type="submit" aria-label={ "Re-send the failed message to " (row.number) } { "Re-send" }
+                                        }
+                                    } @else if row.cancelable {
                                         form.inline method="post" action={ "/console/messages/" (row.message_id) "/cancel" } {
                                             input type="hidden" name="csrf" value=(chrome.csrf);
                                             input type="hidden" name="back" value="/console/queue";

@@ -28,7 +28,7 @@ const QUEUE_PAGE: i32 = 50;
 const QUEUE_CURSOR_SCOPE: &str = "console-queue";
 
 /// Notices a redirect may ask a page to show: a fixed set, so nothing is reflected.
-const NOTICES: [(&str, &str); 4] = [
+const NOTICES: [(&str, &str); 7] = [
     ("sent", "Sent: it is on its way."),
     ("scheduled", "Scheduled: it will go at the time shown."),
     (
@@ -36,6 +36,18 @@ const NOTICES: [(&str, &str); 4] = [
         "Deferred: the recipient's quiet hours hold it until morning.",
     ),
     ("canceled", "Canceled."),
+    (
+        "resent",
+        "Re-sent: a new message, linked to the failed one, is on its way.",
+    ),
+    (
+        "enabled",
+        "Enabled: events that match it make messages again.",
+    ),
+    (
+        "disabled",
+        "Disabled: events no longer make messages from it.",
+    ),
 ];
 
 impl ConsoleHandler {
@@ -70,6 +82,7 @@ impl ConsoleHandler {
         let chrome = |current| Chrome {
             key_id: &session.key_id,
             csrf: &csrf,
+            admin: session.admin,
             current,
         };
         if method == Method::POST {
@@ -100,12 +113,31 @@ impl ConsoleHandler {
                         .await
                 }
                 ["console", "messages", id, "cancel"] => self.cancel(id, &form).await,
+                ["console", "messages", id, "resend"] => self.resend(&session, id, &form).await,
+                ["console", "rules", id, "enable"] => {
+                    self.set_enabled(&chrome("rules"), id, true).await
+                }
+                ["console", "rules", id, "disable"] => {
+                    self.set_enabled(&chrome("rules"), id, false).await
+                }
+                ["console", "rules", id, "preview"] => {
+                    self.preview(&chrome("rules"), id, &form).await
+                }
                 _ => Err(ConsoleError::NotFound),
             };
         }
         match segments.as_slice() {
             ["console"] => self.inbox(&chrome("inbox"), &key, req).await,
             ["console", "queue"] => self.queue(&chrome("queue"), &key, req).await,
+            ["console", "dashboard"] => self.dashboard(&chrome("dashboard"), req).await,
+            ["console", "rules"] => self.rules(&chrome("rules")).await,
+            ["console", "rules", id] => {
+                let notice = req
+                    .query_string_parameters()
+                    .first("notice")
+                    .and_then(notice);
+                self.rule(&chrome("rules"), id, notice).await
+            }
             ["console", "conversations", reference] => {
                 let notice = req
                     .query_string_parameters()
@@ -234,7 +266,8 @@ impl ConsoleHandler {
         let query = req.query_string_parameters();
         let status = query.first("status").unwrap_or_default().to_owned();
         let mut filter = QueueFilter::default();
-        if !status.is_empty() {
+        let failed = status == "failed";
+        if !status.is_empty() && !failed {
             match PipelineState::parse(&status) {
                 Some(state) if state.is_pending() || state == PipelineState::Sending => {
                     filter.states.push(state)
@@ -245,7 +278,10 @@ impl ConsoleHandler {
         let start = query
             .first("cursor")
             .and_then(|c| parley::cursor::open_page_key(key, QUEUE_CURSOR_SCOPE, c));
-        let (messages, next) = self.store.pending_page(&filter, QUEUE_PAGE, start).await?;
+        let (messages, next) = match failed {
+            true => self.store.failures_page(QUEUE_PAGE, start).await?,
+            false => self.store.pending_page(&filter, QUEUE_PAGE, start).await?,
+        };
         let view = QueueView {
             rows: messages.iter().map(|m| queue_row(key, m)).collect(),
             next: next.map(|k| {
@@ -260,6 +296,7 @@ impl ConsoleHandler {
                 }
             }),
             status,
+            notice: query.first("notice").and_then(notice),
         };
         Ok(page(StatusCode::OK, pages::queue(chrome, &view)))
     }
@@ -359,6 +396,8 @@ impl ConsoleHandler {
                 .filter(|_| m.status.is_waiting())
                 .map(|t| t.to_string()),
             cancelable: m.status.is_pending(),
+            resendable: crate::resend::is_failed(m) && m.resent_as.is_none(),
+            resend_of: m.resend_of.is_some(),
         })
     }
 
@@ -455,7 +494,7 @@ fn notice(code: &str) -> Option<&'static str> {
         .map(|(_, text)| *text)
 }
 
-fn with_notice(path: &str, notice: &str) -> String {
+pub(crate) fn with_notice(path: &str, notice: &str) -> String {
     let path = path.split('?').next().unwrap_or(path);
     format!("{path}?notice={notice}")
 }
@@ -504,8 +543,16 @@ fn queue_row(key: &str, m: &Message) -> QueueRow {
         message_id: m.message_id.clone(),
         reference: conversation_ref::seal(key, m.channel, &m.to_e164),
         number: mask::masked(&m.to_e164),
-        state: m.status.as_str(),
+        state: match (m.status, m.delivery_status) {
+            (PipelineState::Submitted, Some(delivery)) => delivery.as_str(),
+            (state, _) => state.as_str(),
+        },
         reason: m.status_reason.clone(),
+        error_code: m.error_code.clone(),
+        error_meaning: m.error_code.as_deref().and_then(errors::meaning),
+        resendable: crate::resend::is_failed(m) && m.resent_as.is_none(),
+        resent: m.resent_as.is_some(),
+        cancelable: m.status.is_pending(),
         due: m.send_at.map(|t| t.to_string()),
         due_local,
         attempts: m.attempts,

@@ -167,30 +167,7 @@ impl RulesHandler {
         id: &str,
         spec: impl Fn(&RuleSpec) -> RuleSpec,
     ) -> Result<Response<Body>, ApiError> {
-        let current = self
-            .store()
-            .rule(id)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(not_found)?;
-        let rule = Rule {
-            version: current.version + 1,
-            updated_at: Timestamp::now(),
-            spec: spec(&current.spec),
-            ..current.clone()
-        };
-        if !self
-            .store()
-            .put_rule(&rule, Some(current.version))
-            .await
-            .map_err(unavailable)?
-        {
-            return Err(ApiError::Conflict {
-                code: "rule_changed",
-                message: "the rule was changed by another request; read it and try again".into(),
-            });
-        }
-        tracing::info!(rule_id = %rule.rule_id, version = rule.version, enabled = rule.spec.enabled, "rule changed");
+        let rule = change_rule(self.store(), id, spec).await?;
         Ok(json_response(StatusCode::OK, &rule))
     }
 
@@ -253,28 +230,11 @@ impl RulesHandler {
     async fn preview(
         &self,
         rule: &Rule,
-        mut body: Value,
+        body: Value,
         now: Timestamp,
     ) -> Result<Response<Body>, ApiError> {
-        let Some(sample) = body.get_mut("event").map(Value::take) else {
-            return Err(missing("event", "a sample event"));
-        };
-        let event = Event::from_json(ingest::complete_sample(sample, now)).map_err(|e| {
-            ApiError::Validation {
-                fields: [("event", e.to_string())].into(),
-            }
-        })?;
-        let matches = rule.spec.pattern.matches(&event.raw);
-        let cancels = rule.spec.cancel_on.iter().any(|p| p.matches(&event.raw));
-        let evaluation = self
-            .engine
-            .evaluate(rule, &event, now)
-            .await
-            .map_err(engine_error)?;
-        Ok(json_response(
-            StatusCode::OK,
-            &Preview::of(rule, &event, matches, cancels, &evaluation),
-        ))
+        let sampled = preview_sample(&self.engine, rule, body, now).await?;
+        Ok(json_response(StatusCode::OK, &sampled.preview(rule)))
     }
 
     /// `POST /events`: up to 10 entries in PutEvents' shape, published to Parley's bus.
@@ -298,6 +258,88 @@ impl RulesHandler {
     fn store(&self) -> &crate::store::Store {
         &self.engine.service.store
     }
+}
+
+/// A new version of rule `id` with `spec` applied to its current spec, written only if no
+/// other change came first (the API's `PUT`/`DELETE`, the console's enable and disable).
+pub async fn change_rule(
+    store: &crate::store::Store,
+    id: &str,
+    spec: impl Fn(&RuleSpec) -> RuleSpec,
+) -> Result<Rule, ApiError> {
+    let current = store
+        .rule(id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(not_found)?;
+    let rule = Rule {
+        version: current.version + 1,
+        updated_at: Timestamp::now(),
+        spec: spec(&current.spec),
+        ..current.clone()
+    };
+    if !store
+        .put_rule(&rule, Some(current.version))
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(ApiError::Conflict {
+            code: "rule_changed",
+            message: "the rule was changed by another request; read it and try again".into(),
+        });
+    }
+    tracing::info!(rule_id = %rule.rule_id, version = rule.version, enabled = rule.spec.enabled, "rule changed");
+    Ok(rule)
+}
+
+/// A sample event as the router would take it, and what the rule decides about it.
+pub struct Sampled {
+    pub event: Event,
+    pub matches: bool,
+    pub cancels: bool,
+    pub evaluation: Evaluation,
+}
+
+impl Sampled {
+    pub fn preview<'a>(&'a self, rule: &'a Rule) -> Preview<'a> {
+        Preview::of(
+            rule,
+            &self.event,
+            self.matches,
+            self.cancels,
+            &self.evaluation,
+        )
+    }
+}
+
+/// Evaluates `rule` against the `event` of `body` (`{"event": {…}}`, completed like the
+/// router completes a sample): everything the router would decide, nothing written.
+pub async fn preview_sample(
+    engine: &Engine,
+    rule: &Rule,
+    mut body: Value,
+    now: Timestamp,
+) -> Result<Sampled, ApiError> {
+    let Some(sample) = body.get_mut("event").map(Value::take) else {
+        return Err(missing("event", "a sample event"));
+    };
+    let event = Event::from_json(ingest::complete_sample(sample, now)).map_err(|e| {
+        ApiError::Validation {
+            fields: [("event", e.to_string())].into(),
+        }
+    })?;
+    let matches = rule.spec.pattern.matches(&event.raw);
+    let cancels = rule.spec.cancel_on.iter().any(|p| p.matches(&event.raw));
+    let evaluation = engine
+        .evaluate(rule, &event, now)
+        .await
+        .map_err(engine_error)?;
+    Ok(Sampled {
+        event,
+        matches,
+        cancels,
+        evaluation,
+    })
 }
 
 /// `GET /rules`: every rule at its current version, by id.
@@ -326,34 +368,34 @@ pub struct EventsAccepted {
 #[derive(Debug, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Preview<'a> {
-    rule_id: &'a str,
-    rule_version: u32,
+    pub rule_id: &'a str,
+    pub rule_version: u32,
     /// Whether the rule's `match` fits the event (the rest is evaluated either way).
-    matches: bool,
+    pub matches: bool,
     /// Whether one of its `cancel_on` patterns fits it.
-    cancels: bool,
-    event_id: &'a str,
-    dedupe_key: &'a str,
-    recipient: Option<&'a str>,
-    recipient_source: Option<RecipientSource>,
-    tenant_id: Option<&'a str>,
-    language: Option<&'a str>,
-    language_source: Option<crate::rules::render::LanguageSource>,
-    body: Option<&'a str>,
-    segments: Option<u32>,
-    encoding: Option<&'a str>,
+    pub cancels: bool,
+    pub event_id: &'a str,
+    pub dedupe_key: &'a str,
+    pub recipient: Option<&'a str>,
+    pub recipient_source: Option<RecipientSource>,
+    pub tenant_id: Option<&'a str>,
+    pub language: Option<&'a str>,
+    pub language_source: Option<crate::rules::render::LanguageSource>,
+    pub body: Option<&'a str>,
+    pub segments: Option<u32>,
+    pub encoding: Option<&'a str>,
     /// The time asked for, before quiet hours.
-    requested_at: Option<Timestamp>,
-    send_at: Option<Timestamp>,
-    state: Option<crate::pipeline::PipelineState>,
-    deferred_by_quiet_hours: bool,
-    time_zone: Option<&'a str>,
-    time_zone_source: Option<crate::schedule::ZoneSource>,
-    mode: crate::rules::rule::Mode,
+    pub requested_at: Option<Timestamp>,
+    pub send_at: Option<Timestamp>,
+    pub state: Option<crate::pipeline::PipelineState>,
+    pub deferred_by_quiet_hours: bool,
+    pub time_zone: Option<&'a str>,
+    pub time_zone_source: Option<crate::schedule::ZoneSource>,
+    pub mode: crate::rules::rule::Mode,
     /// Everything that would stop it; empty when it would be sent.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Check>))]
-    checks: &'a [Check],
-    would_send: bool,
+    pub checks: &'a [Check],
+    pub would_send: bool,
 }
 
 impl<'a> Preview<'a> {

@@ -53,7 +53,7 @@ pub enum Check {
 }
 
 impl Check {
-    fn outcome(&self) -> Outcome {
+    pub fn outcome(&self) -> Outcome {
         match self {
             Self::RecipientUnresolved(_) => Outcome::RecipientUnresolved,
             Self::TemplateFailed(_) => Outcome::TemplateFailed,
@@ -64,7 +64,7 @@ impl Check {
         }
     }
 
-    fn reason(&self) -> Option<String> {
+    pub fn reason(&self) -> Option<String> {
         match self {
             Self::RecipientUnresolved(r)
             | Self::TemplateFailed(r)

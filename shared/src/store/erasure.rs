@@ -34,8 +34,8 @@ pub const ERASED_REQUEST_HASH: &str = "erased";
 
 /// Rounds of read-and-move before a conversation that keeps changing is reported contended.
 const ROUNDS: usize = 6;
-/// Messages per transaction: three items each, and at most 100 items in one.
-const MESSAGES_PER_TRANSACTION: usize = 30;
+/// Messages per transaction: up to four items each, and at most 100 items in one.
+const MESSAGES_PER_TRANSACTION: usize = 25;
 /// How long a message a worker is sending (`sending`) is given to settle before the move: its
 /// Twilio answer is then recorded, and its SID guard moves with it. Within the API's 10 s.
 const SETTLE_WAIT: Duration = Duration::from_secs(4);
@@ -234,8 +234,8 @@ fn kept(item: &Item, keeps: &[&str], pk: &str, now: &str) -> Item {
     copy
 }
 
-/// One message's move: its erased copy, the delete of the original as read and, when it has
-/// a SID, its guard pointed at the copy. Also whether it was canceled by the move.
+/// One message's move: its erased copy, the delete of the original as read, the delete of its
+/// failed-list entry (outbound) and, when it has a SID, its guard pointed at the copy. Also whether it was canceled by the move.
 fn message_move(
     table: &str,
     item: &Item,
@@ -293,6 +293,21 @@ fn message_move(
             )
             .build(),
     );
+    // Its entry in the failed list names the original key (and so the number): gone with it.
+    let outbound = attr_s(item, "direction") == Some("outbound");
+    if let (true, Some(message_id)) = (outbound, attr_s(item, "message_id")) {
+        items.push(
+            TransactWriteItem::builder()
+                .delete(
+                    Delete::builder()
+                        .table_name(table)
+                        .key("pk", s(keys::FAILURES_PK))
+                        .key("sk", s(keys::failure_sk(message_id)))
+                        .build()?,
+                )
+                .build(),
+        );
+    }
     if let Some(sid) = attr_s(item, "twilio_sid") {
         let message_id = attr_s(item, "message_id").unwrap_or_default();
         items.push(
@@ -666,6 +681,7 @@ mod tests {
             ("sk", "MSG#01J"),
             ("entity", "message"),
             ("message_id", "01J"),
+            ("direction", "outbound"),
             ("status", "queued"),
             ("version", "3"),
             ("body", "secret"),
@@ -681,7 +697,16 @@ mod tests {
         let (writes, canceled) =
             message_move("t", &original, "ERASED#01C", "2026-12-01T09:00:00.000Z").unwrap();
         assert!(canceled, "a pending message is canceled by the move");
-        assert_eq!(writes.len(), 2, "no SID: no guard to point");
+        assert_eq!(
+            writes.len(),
+            3,
+            "the copy, the delete, the failed-list entry; no SID: no guard to point"
+        );
+        let entry = writes[2].delete().unwrap();
+        assert_eq!(
+            (entry.key()["pk"].clone(), entry.key()["sk"].clone()),
+            (s("FAILED"), s("MSG#01J"))
+        );
         let copy = writes[0].put().unwrap().item();
         assert_eq!(copy["pk"], s("ERASED#01C"));
         assert_eq!(copy["sk"], s("MSG#01J"));

@@ -229,6 +229,8 @@ impl Store {
             status_version: 0,
             idempotency_pk: None,
             cause: None,
+            resend_of: None,
+            resent_as: None,
             trace: r.trace.clone(),
         };
 

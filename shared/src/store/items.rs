@@ -132,6 +132,12 @@ pub struct Message {
     /// Outbound, made by an event rule: which rule, version and event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<crate::rules::Cause>,
+    /// Outbound, a re-send: the id of the failed message it sends again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resend_of: Option<String>,
+    /// Outbound, failed and sent again: the id of the new message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resent_as: Option<String>,
     /// The X-Ray trace it was accepted (outbound) or received (inbound) in, written with it:
     /// the dispatcher, the worker, the status callback and the processor continue it.
     #[serde(

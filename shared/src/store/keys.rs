@@ -30,6 +30,7 @@ pub enum Entity {
     RuleActivity,
     RuleCap,
     Stats,
+    Failure,
 }
 
 impl Entity {
@@ -54,6 +55,7 @@ impl Entity {
             Self::RuleActivity => "rule_activity",
             Self::RuleCap => "rule_cap",
             Self::Stats => "stats",
+            Self::Failure => "failure",
         }
     }
 }
@@ -215,6 +217,14 @@ pub const CONVERSATIONS_GSI1PK: &str = "CONVS";
 
 /// Hourly traffic counters (`GET /stats`, the console's dashboard): one partition per UTC
 /// month, one item per hour (`{dd}T{hh}`), so any range of up to a month is one Query.
+/// Failed outbound messages, one entry each (sort key `MSG#{ulid}`: newest made last), kept
+/// by the stream processor for the console's "failed" list. One partition: failures are a
+/// small share of traffic.
+pub const FAILURES_PK: &str = "FAILED";
+pub fn failure_sk(message_id: &str) -> String {
+    message_sk(message_id)
+}
+
 pub const STATS_PREFIX: &str = "STATS#";
 pub fn stats_pk(month: &str) -> String {
     format!("{STATS_PREFIX}{month}")

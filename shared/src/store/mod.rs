@@ -5,6 +5,7 @@ pub mod backfill;
 pub mod consent;
 pub mod data_keys;
 pub mod erasure;
+pub mod failures;
 pub mod inbound;
 pub mod inbox;
 pub mod items;

@@ -249,6 +249,8 @@ impl Store {
             status_version: 0,
             idempotency_pk: n.idempotency.as_ref().map(|i| i.key.pk()),
             cause: n.cause.cloned(),
+            resend_of: None,
+            resent_as: None,
             trace: n.trace.cloned(),
         };
         items.push(put(&self.table, serde_dynamo::to_item(&message)?)?);

@@ -1,8 +1,9 @@
 //! The read models kept from the stream, beside the steps `routing` asks for: the inbox's
 //! flags on each conversation (has a pending message, the number opted out) and the hourly
 //! traffic counters behind `GET /stats`. What a record changes is decided from the record
-//! alone (`of`); applying it is two idempotent flag updates and one counter update, counted
-//! last so that a failure before it leaves nothing counted.
+//! alone (`of`); applying it is two idempotent flag updates, the failed list's entry (a put
+//! of the same key) and one counter update, counted last so that a failure before it leaves
+//! nothing counted.
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 
@@ -11,6 +12,7 @@ use super::{InboundProcessor, ProcessorError};
 use crate::delivery::DeliveryStatus;
 use crate::phone::E164;
 use crate::pipeline::PipelineState;
+use crate::store::failures::Failed;
 use crate::store::keys::{self, Entity};
 use crate::store::{Consent, Count, Direction, Message};
 use crate::time::Timestamp;
@@ -23,6 +25,8 @@ pub(super) struct Projection {
     /// The number's consent flipped.
     pub opted_out: Option<(E164, bool)>,
     pub counts: Vec<Count>,
+    /// An outbound message failed: list it with the failed ones.
+    pub failed: Option<Failed>,
 }
 
 /// An outbound message that Parley has yet to hand to Twilio or finish.
@@ -86,7 +90,8 @@ fn message(projection: &mut Projection, old: Option<&Message>, new: &Message) {
         Some(DeliveryStatus::Sent) => projection.counts.push(Count::Sent),
         Some(DeliveryStatus::Delivered) => projection.counts.push(Count::Delivered),
         Some(DeliveryStatus::Failed | DeliveryStatus::Undelivered) => {
-            projection.counts.push(failed)
+            projection.counts.push(failed);
+            projection.failed = Some(Failed::of(new));
         }
         // Failed by Parley itself (Twilio refused it), with no delivery status to say so.
         _ if new.status == PipelineState::Failed
@@ -96,7 +101,8 @@ fn message(projection: &mut Projection, old: Option<&Message>, new: &Message) {
                 Some(DeliveryStatus::Failed | DeliveryStatus::Undelivered)
             ) =>
         {
-            projection.counts.push(failed)
+            projection.counts.push(failed);
+            projection.failed = Some(Failed::of(new));
         }
         _ => {}
     }
@@ -127,9 +133,11 @@ impl InboundProcessor {
                 .set_conversation_opted_out(phone, *opted_out)
                 .await?;
         }
-        self.store
-            .add_counts(happened_at(record), &projection.counts)
-            .await?;
+        let at = happened_at(record);
+        if let Some(message) = &projection.failed {
+            self.store.record_failure(message, at).await?;
+        }
+        self.store.add_counts(at, &projection.counts).await?;
         Ok(())
     }
 }
@@ -207,6 +215,12 @@ mod tests {
             }]
         );
         assert!(!p.pending.unwrap().2);
-        assert!(project(Some(&failed), &failed).counts.is_empty());
+        assert_eq!(
+            p.failed.unwrap().message_id,
+            failed.message_id,
+            "listed as failed"
+        );
+        let again = project(Some(&failed), &failed);
+        assert!(again.counts.is_empty() && again.failed.is_none());
     }
 }
