@@ -2,9 +2,9 @@
 //! fields, clicking buttons, reading the page's text. An inbound text arrives; the operator
 //! finds its thread by the number written with spaces and dashes, replies (the live counter
 //! follows the typing), watches the reply reach "delivered", schedules a message for tomorrow
-//! morning, sees it in the thread and the queue, cancels it, and signs out. On every page each
-//! control has an accessible name and is reached by Tab. Screenshots land in
-//! `target/e2e/screenshots/`.
+//! morning, sees it in the thread and the queue, cancels it, reads the dashboard, and signs
+//! out. On every page each control has an accessible name and is reached by Tab. Screenshots
+//! land in `target/e2e/screenshots/`.
 //!
 //! Needs Chromium and chromedriver (README, "Browser tests"); missing, the tests fail saying so.
 
@@ -35,7 +35,7 @@ return Array.from(controls).filter(el => !name(el)).map(el => el.outerHTML.split
 /// focus, and clears the focus. Returns how many there are.
 const WATCH_FOCUS: &str = r#"
 const controls = Array.from(document.querySelectorAll(
-  'a[href], input:not([type=hidden]), select, textarea, button')).filter(el => !el.disabled);
+  'a[href], input:not([type=hidden]), select, textarea, button, summary')).filter(el => !el.disabled);
 controls.forEach((el, i) => el.setAttribute('data-tab-order', String(i)));
 window.parleyFocused = [];
 document.addEventListener('focusin', e => {
@@ -137,6 +137,18 @@ async fn wait_for_url(browser: &Browser, part: &str) -> String {
     .await
 }
 
+/// The dashboard's "Texts in" and "Delivered" tiles.
+async fn traffic(browser: &Browser) -> (u64, u64) {
+    let mut tiles = [0; 2];
+    for (tile, css) in tiles.iter_mut().zip(["#total-inbound", "#total-delivered"]) {
+        let text: Option<String> = browser.execute(TEXT_OF, vec![json!(css)]).await;
+        *tile = text
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{css} is a count"));
+    }
+    (tiles[0], tiles[1])
+}
+
 /// Types the key into the sign-in form and submits it.
 async fn sign_in(browser: &Browser, key: &str) {
     browser.find("#api_key").await.send_keys(key).await;
@@ -166,6 +178,16 @@ async fn an_operator_replies_watches_it_delivered_and_schedules_and_cancels_in_t
         browser.cookie(parley_console::COOKIE).await.is_some(),
         "a session cookie"
     );
+    // Today's traffic so far, as the dashboard tells it.
+    browser
+        .find("nav a[href='/console/dashboard']")
+        .await
+        .click()
+        .await;
+    wait_for_text(&browser, "main h1", "Dashboard").await;
+    let (inbound_before, delivered_before) = traffic(&browser).await;
+    browser.find("nav a[href='/console']").await.click().await;
+    wait_for_text(&browser, "main h1", "Inbox").await;
 
     // A tenant texts in; the operator searches for the number as someone wrote it down.
     let phone = unique_phone();
@@ -356,6 +378,36 @@ async fn an_operator_replies_watches_it_delivered_and_schedules_and_cancels_in_t
         Some("canceled")
     );
     assert!(stack.sandbox_messages_with(&phone, &later).await.is_empty());
+
+    // The dashboard now counts the text in and the delivered reply (its counters follow the
+    // table's stream, so it is reloaded until they do).
+    browser
+        .find("nav a[href='/console/dashboard']")
+        .await
+        .click()
+        .await;
+    wait_for_text(&browser, "main h1", "Dashboard").await;
+    reload_until(&browser, 30, "the new traffic on the dashboard", || async {
+        let (inbound, delivered) = traffic(&browser).await;
+        (inbound > inbound_before && delivered > delivered_before).then_some(())
+    })
+    .await;
+    wait_for_text(
+        &browser,
+        "#chart-traffic title",
+        "Texts in and messages out per hour (UTC)",
+    )
+    .await;
+    browser.screenshot(&shot("dashboard")).await;
+    assert_accessible(&browser, "dashboard").await;
+    // An admin key also sees the rules.
+    browser
+        .find("nav a[href='/console/rules']")
+        .await
+        .click()
+        .await;
+    wait_for_text(&browser, "main h1", "Rules").await;
+    assert_accessible(&browser, "rules").await;
 
     // Signing out ends the session: the console asks for a key again.
     browser
