@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_smithy_runtime_api::box_error::BoxError;
-use reqwest::header::HeaderMap;
 use parley::store::Store;
 use parley_console::ConsoleHandler;
 use parley_e2e::*;
+use reqwest::header::HeaderMap;
 use serde_json::json;
 
 /// Every DynamoDB operation the client starts (retries not counted twice).
