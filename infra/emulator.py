@@ -65,7 +65,6 @@ import moto.sqs.models as sqs_models
 from moto.core.utils import unix_time
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-import werkzeug.serving
 from werkzeug.serving import run_simple
 
 
@@ -853,45 +852,6 @@ def _control_answer(start_response, status, value):
     return [body]
 
 
-class _NoDrainSelector:
-    """Stands in for the selector Werkzeug uses, after each response, to read and discard what
-    is left on the socket: on a kept-alive connection that is the client's next request."""
-
-    def register(self, *args, **kwargs):
-        pass
-
-    def select(self, timeout=None):
-        return []
-
-    def close(self):
-        pass
-
-
-class KeepAliveRequestHandler(MotoRequestHandler):
-    """HTTP/1.1 with keep-alive, as AWS endpoints answer. Werkzeug's development server closes
-    every connection (`Connection: close`), so each SDK request paid a new TCP connection, in
-    the client's CPU too (docs/benchmarks.md, "Issue 13"). Keep-alive is safe here because the
-    whole request body is read before the application runs (`make_environ`), so the stream is
-    at the next request line when the response is done, and Werkzeug's drain is disabled."""
-
-    protocol_version = "HTTP/1.1"
-
-    def make_environ(self):
-        environ = super().make_environ()
-        stream = environ["wsgi.input"]
-        if environ.get("wsgi.input_terminated"):
-            body = stream.read()
-        else:
-            body = stream.read(int(environ.get("CONTENT_LENGTH") or 0))
-        environ["wsgi.input"] = io.BytesIO(body)
-        return environ
-
-    def send_header(self, keyword, value):
-        if keyword.lower() == "connection" and value.lower() == "close":
-            return
-        super().send_header(keyword, value)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -903,15 +863,12 @@ def main():
     if counter is not None:
         app = Counting(app, counter)
     app = FaultInjection(app)
-    werkzeug.serving.selectors = types.SimpleNamespace(
-        DefaultSelector=_NoDrainSelector, EVENT_READ=1
-    )
     run_simple(
         args.host,
         args.port,
         app,
         threaded=True,
-        request_handler=KeepAliveRequestHandler,
+        request_handler=MotoRequestHandler,
     )
 
 
