@@ -43,10 +43,7 @@ async fn unknown_routes_are_a_json_404() {
 async fn handler_with_store_at(stack: &Stack, endpoint: &str) -> HealthHandler {
     let (secret_id, secrets) = stack.own_secrets("t", None).await;
     // Built like `HealthHandler::from_env` builds its probe clients.
-    let sdk = parley::aws::probe_loader()
-        .endpoint_url(endpoint)
-        .load()
-        .await;
+    let sdk = parley::aws::probe(&parley::aws::builder().endpoint_url(endpoint).build());
     HealthHandler::new(
         Store::new(aws_sdk_dynamodb::Client::new(&sdk), "any"),
         secrets,

@@ -33,6 +33,7 @@ pub mod send;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod twilio;
 pub mod warm;
 pub mod xray;

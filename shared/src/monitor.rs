@@ -69,7 +69,7 @@ pub struct MonitorClient {
 impl MonitorClient {
     pub fn new(base: &str, api_key: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            http: reqwest::Client::builder()
+            http: crate::tls::client_builder()
                 .connect_timeout(timeout.min(Duration::from_secs(2)))
                 .timeout(timeout)
                 .build()?,

@@ -22,7 +22,7 @@ pub fn up(env: &LocalEnv) -> Result<(), String> {
         let _moto = emulator::start(&env.path("MOTO_PYTHON")?, aws_port, &log).await?;
 
         let template = Template::load_default().map_err(|e| e.to_string())?;
-        let sdk = parley::aws::sdk_config().await;
+        let sdk = parley::aws::loader().load().await;
         let resources = bootstrap::bootstrap(&sdk, &template, env).await?;
         // `!Ref SendQueue` in a function's environment is the local queue's URL, `!Ref EventBus`
         // the local bus's name.
@@ -323,7 +323,7 @@ pub fn rotate_twilio_token(env: &LocalEnv, args: &[String]) -> Result<(), String
             return Err(format!("the sandbox refused the rotation: HTTP {}", rotated.status()));
         }
 
-        let sdk = parley::aws::sdk_config().await;
+        let sdk = parley::aws::loader().load().await;
         let client = aws_sdk_secretsmanager::Client::new(&sdk);
         let id = env.require("SECRET_ID")?;
         let current = client
@@ -353,7 +353,7 @@ pub fn keys(env: &LocalEnv, args: &[String]) -> Result<(), String> {
         [--countries US,CA] [--requests-per-second N] [--messages-per-day N] | keys list | keys revoke KEY_ID";
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let sdk = parley::aws::sdk_config().await;
+        let sdk = parley::aws::loader().load().await;
         let store = parley::store::Store::new(
             aws_sdk_dynamodb::Client::new(&sdk),
             env.require("TABLE_NAME")?,

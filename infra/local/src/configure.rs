@@ -339,7 +339,7 @@ pub async fn run(
     local_table: Option<&str>,
     local_public_url: Option<&str>,
 ) -> Result<(), String> {
-    let sdk = parley::aws::sdk_config().await;
+    let sdk = parley::aws::loader().load().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let would = if options.dry_run { "would set" } else { "set" };

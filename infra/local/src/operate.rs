@@ -86,7 +86,7 @@ pub fn redrive(env: &LocalEnv, args: &[String]) -> Result<(), String> {
         ));
     }
     runtime()?.block_on(async {
-        let sdk = parley::aws::sdk_config().await;
+        let sdk = parley::aws::loader().load().await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         for (source, dead_letter) in queues {
             let pair = RedrivePair {
@@ -119,7 +119,7 @@ pub fn replay_failures(env: &LocalEnv, args: &[String]) -> Result<(), String> {
         .ok_or("template.yaml has no stream event source with an on-failure queue")?;
     let failure_queue = source.on_failure.clone().unwrap_or_default();
     runtime()?.block_on(async {
-        let sdk = parley::aws::sdk_config().await;
+        let sdk = parley::aws::loader().load().await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let processor = match (&target, &options.function) {
             (Target::Local { queue_prefix }, _) => Processor::InProcess({

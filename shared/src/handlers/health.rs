@@ -78,7 +78,7 @@ impl HealthHandler {
 
     pub async fn from_env() -> Result<Self, InitError> {
         let cold = ColdStart::load().await?;
-        let probes = crate::aws::probe_loader().load().await;
+        let probes = crate::aws::probe(&cold.sdk);
         let store = Store::new(aws_sdk_dynamodb::Client::new(&probes), cold.store.table());
         let secrets_client = aws_sdk_secretsmanager::Client::new(&probes);
         Ok(Self::new(

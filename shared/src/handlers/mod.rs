@@ -46,7 +46,7 @@ pub enum Sealing {
 /// What every function builds once per cold start: the AWS configuration, the secrets (read
 /// once, refreshed on demand) and the store.
 pub struct ColdStart {
-    pub sdk: aws_config::SdkConfig,
+    pub sdk: crate::aws::SdkConfig,
     pub secrets: std::sync::Arc<crate::secrets::SecretStore>,
     pub store: crate::store::Store,
     pub secret_id: String,

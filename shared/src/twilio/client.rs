@@ -249,7 +249,7 @@ pub struct TwilioClient {
 impl TwilioClient {
     /// `timeout` bounds each whole call; connecting gets at most two seconds of it.
     pub fn new(api_base: &str, sender: Sender, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .timeout(timeout)
             .build()?;
