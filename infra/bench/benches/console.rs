@@ -511,7 +511,7 @@ fn data(now: Timestamp) -> (Vec<Item>, String) {
                 "recipient": {"phone": "$.detail.phone"},
                 "template": {"default": "Hi {{detail.first_name}}, your rent of {{detail.amount}} is due on {{detail.due_date}}.",
                              "es": "Hola {{detail.first_name}}, su renta de {{detail.amount}} vence el {{detail.due_date}}."},
-                "dedupe": {"key": "$.detail.lease_id", "window_hours": 24},
+                "dedupe": "rent-{{detail.lease_id}}",
             })
             .to_string()
             .as_bytes(),
@@ -694,7 +694,7 @@ async fn run() {
         .await
         .expect("the secret loads from the in-process endpoint");
     let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), TABLE);
-    let queue = JobQueue::new(aws_sdk_sqs::Client::new(&sdk), QUEUE_URL.into());
+    let queue = JobQueue::new(aws_sdk_sqs::Client::new(&sdk), QUEUE_URL);
     let send = SendService::new(store.clone(), queue, Arc::new(Policy::default()));
     let handler = ConsoleHandler::new(store, Arc::new(secrets), send);
 
