@@ -698,7 +698,7 @@ async fn run() {
     let send = SendService::new(store.clone(), queue, Arc::new(Policy::default()));
     let handler = ConsoleHandler::new(store, Arc::new(secrets), send);
 
-    // Sign in as an operator would, with the dev API key (admin).
+    // Sign in as an operator would, with the dev API key.
     let form = format!("api_key={}", parley::twilio::form::percent_encode(&api_key));
     let signed_in = handler
         .handle(request("POST", "/console/login", "", &form))
@@ -759,7 +759,7 @@ async fn run() {
     eprintln!("- machine: {}", common::machine());
     eprintln!("- table in memory: {item_count} items ({CONVERSATIONS} conversations, 2 x {THREAD_MESSAGES} thread messages, {PENDING} pending, {FAILED} failed + entries, {} hourly counters, {RULES} rules, {ACTIVITY} activity entries); bodies plain (no envelope)", 31 * 24 + 1);
     eprintln!(
-        "- signed in with the dev API key (admin); session checks read it through the access cache"
+        "- signed in with the dev API key (LOCAL_API_KEY); session checks read it through the access cache"
     );
     eprintln!("- RUST_LOG={rust_log}; handler stdout -> /dev/null unless BENCH_KEEP_STDOUT");
     eprintln!("- load average at the start: {}", common::load_average());
