@@ -195,12 +195,17 @@ fn page(found: Vec<&Item>, request: &Value, index_keys: &[&str]) -> Value {
 // ---------------------------------------------------------------------------------------------
 // The in-process AWS endpoint.
 
+/// A request as the endpoint recognises it again: (operation, body).
+type RequestKey = (String, Vec<u8>);
+/// What it answered: (status, body).
+type Answer = (u16, String);
+
 /// Answers every request from the table (or the secret, or the queue's depth), each distinct
 /// request once, and counts what it was asked by operation.
 struct Endpoint {
     table: Table,
     secret_response: String,
-    answers: Mutex<HashMap<(String, Vec<u8>), (u16, String)>>,
+    answers: Mutex<HashMap<RequestKey, Answer>>,
     counts: Mutex<BTreeMap<String, u64>>,
 }
 
