@@ -94,6 +94,7 @@ mod error;
 mod inbound;
 mod state;
 mod validate;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
