@@ -60,6 +60,24 @@ async fn under_every_fault_class_nothing_is_lost_duplicated_stuck_or_regressed()
     assert!(report.passed(), "{report}");
 }
 
+/// A stack of its own on free ports (the chaos run's settings, with `overrides`), logging to
+/// `log` in the suite's log directory; stopped when the returned process is dropped.
+fn own_stack(
+    log: &str,
+    overrides: &[(&str, &str)],
+) -> (Ports, BTreeMap<String, String>, stack::StackProcess) {
+    let ports = Ports::free().expect("free ports");
+    let mut env = stack::environment(ports);
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let process =
+        stack::start(&parley_local_bin(), &env, &log_path(log)).expect("a stack of its own");
+    (ports, env, process)
+}
+
 /// `parley-local ARGS…` against the stack of `env`; its stdout, or a panic with its stderr.
 fn parley_local(env: &BTreeMap<String, String>, args: &[&str]) -> String {
     let out = std::process::Command::new(parley_local_bin())
@@ -86,14 +104,7 @@ fn report_line(stdout: &str) -> Value {
 /// and a second backfill records nothing more.
 #[tokio::test(flavor = "multi_thread")]
 async fn texts_sent_while_the_store_is_down_are_all_stored_once_after_the_fault_is_lifted() {
-    let ports = Ports::free().expect("free ports");
-    let env = stack::environment(ports);
-    let _stack = stack::start(
-        &parley_local_bin(),
-        &env,
-        &log_path("fault-switch-stack.log"),
-    )
-    .expect("a stack of its own");
+    let (ports, env, _stack) = own_stack("fault-switch-stack.log", &[]);
     let local = LocalEnv::load().expect("infra/local.env");
     let parley_number = local.require("TWILIO_FROM_NUMBER").unwrap();
     let http = reqwest::Client::new();
@@ -184,15 +195,10 @@ async fn texts_sent_while_the_store_is_down_are_all_stored_once_after_the_fault_
 /// message would stay `queued` at Parley until the poll.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_status_callback_refused_during_a_store_outage_is_retried_and_lands() {
-    let ports = Ports::free().expect("free ports");
-    let mut env = stack::environment(ports);
-    env.insert("STATUS_POLL_AFTER_SECONDS".into(), "86400".into());
-    let _stack = stack::start(
-        &parley_local_bin(),
-        &env,
-        &log_path("status-outage-stack.log"),
-    )
-    .expect("a stack of its own");
+    let (ports, env, _stack) = own_stack(
+        "status-outage-stack.log",
+        &[("STATUS_POLL_AFTER_SECONDS", "86400")],
+    );
     let local = LocalEnv::load().expect("infra/local.env");
     let http = reqwest::Client::new();
     let to = unique_phone();

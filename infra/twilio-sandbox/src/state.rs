@@ -437,9 +437,7 @@ impl Shared {
 
     /// The state, even if a panic elsewhere poisoned the lock (the data stays usable).
     pub fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        stub_server::lock(&self.state)
     }
 
     /// The token API requests must carry and callbacks are signed with.
@@ -461,16 +459,11 @@ impl Shared {
 
     /// Registers an API key (a new secret for a known SID replaces the old one).
     pub fn add_api_key(&self, sid: String, secret: String) {
-        self.api_keys
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(sid, secret);
+        stub_server::lock(&self.api_keys).insert(sid, secret);
     }
 
     pub fn api_key_matches(&self, sid: &str, secret: &str) -> bool {
-        self.api_keys
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        stub_server::lock(&self.api_keys)
             .get(sid)
             .is_some_and(|s| s == secret)
     }
@@ -625,18 +618,11 @@ impl Shared {
 
     /// The "A message comes in" webhook configured for one of the account's numbers.
     pub fn incoming_url(&self, number: &str) -> Option<String> {
-        self.incoming
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(number)
-            .cloned()
+        stub_server::lock(&self.incoming).get(number).cloned()
     }
 
     pub fn set_incoming_url(&self, number: String, url: String) {
-        self.incoming
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(number, url);
+        stub_server::lock(&self.incoming).insert(number, url);
     }
 
     /// Where the API is reached (the base of media URLs): the listener's address once served,
