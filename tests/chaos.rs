@@ -60,6 +60,24 @@ async fn under_every_fault_class_nothing_is_lost_duplicated_stuck_or_regressed()
     assert!(report.passed(), "{report}");
 }
 
+/// A stack of its own on free ports (the chaos run's settings, with `overrides`), logging to
+/// `log` in the suite's log directory; stopped when the returned process is dropped.
+fn own_stack(
+    log: &str,
+    overrides: &[(&str, &str)],
+) -> (Ports, BTreeMap<String, String>, stack::StackProcess) {
+    let ports = Ports::free().expect("free ports");
+    let mut env = stack::environment(ports);
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let process =
+        stack::start(&parley_local_bin(), &env, &log_path(log)).expect("a stack of its own");
+    (ports, env, process)
+}
+
 /// `parley-local ARGS…` against the stack of `env`; its stdout, or a panic with its stderr.
 fn parley_local(env: &BTreeMap<String, String>, args: &[&str]) -> String {
     let out = std::process::Command::new(parley_local_bin())
@@ -86,14 +104,7 @@ fn report_line(stdout: &str) -> Value {
 /// and a second backfill records nothing more.
 #[tokio::test(flavor = "multi_thread")]
 async fn texts_sent_while_the_store_is_down_are_all_stored_once_after_the_fault_is_lifted() {
-    let ports = Ports::free().expect("free ports");
-    let env = stack::environment(ports);
-    let _stack = stack::start(
-        &parley_local_bin(),
-        &env,
-        &log_path("fault-switch-stack.log"),
-    )
-    .expect("a stack of its own");
+    let (ports, env, _stack) = own_stack("fault-switch-stack.log", &[]);
     let local = LocalEnv::load().expect("infra/local.env");
     let parley_number = local.require("TWILIO_FROM_NUMBER").unwrap();
     let http = reqwest::Client::new();
@@ -171,4 +182,126 @@ async fn texts_sent_while_the_store_is_down_are_all_stored_once_after_the_fault_
         );
     }
     assert_eq!(stored.len(), 3, "{stored:?}");
+}
+
+/// A status callback that meets a store outage is retried by Twilio (the `StatusCallback`
+/// carries the connection overrides) and lands once the fault lifts, with no status poll:
+/// the stack's poll is a day away, as it was deployed before the overrides.
+///
+/// The message is sent and recorded, then the store is made unavailable before its only
+/// callback (`delivered`, planned seconds later) is made. The sandbox's first attempt is
+/// answered 503; as soon as the test sees that, it lifts the fault, and a retry of the same
+/// callback is accepted. Without the overrides the sandbox would not retry a 503 and the
+/// message would stay `queued` at Parley until the poll.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_callback_refused_during_a_store_outage_is_retried_and_lands() {
+    let (ports, env, _stack) = own_stack(
+        "status-outage-stack.log",
+        &[("STATUS_POLL_AFTER_SECONDS", "86400")],
+    );
+    let local = LocalEnv::load().expect("infra/local.env");
+    let http = reqwest::Client::new();
+    let to = unique_phone();
+    let body = unique_body("Your appointment is confirmed");
+
+    // One callback, `delivered`, long enough after the create for the worker to record the
+    // message and the test to take the store down.
+    let planned = http
+        .post(format!("{}/_sandbox/callbacks", ports.sandbox_url()))
+        .json(&json!({"to": to, "sequence": ["delivered"], "delay_ms": 8000}))
+        .send()
+        .await
+        .expect("sandbox");
+    assert!(planned.status().is_success(), "{planned:?}");
+    let sent = http
+        .post(format!(
+            "{}{}",
+            ports.gateway_url(),
+            parley::handlers::send_sms::ROUTE
+        ))
+        .bearer_auth(local.require("LOCAL_SEND_API_KEY").unwrap())
+        .json(&json!({"to": to, "body": body}))
+        .send()
+        .await
+        .expect("gateway");
+    assert_eq!(sent.status().as_u16(), 202);
+    let accepted: Value = sent.json().await.expect("the send's JSON");
+    let id = accepted["message_id"]
+        .as_str()
+        .expect("message_id")
+        .to_owned();
+    let read_key = local.require("LOCAL_API_KEY").unwrap().to_owned();
+    let message = || {
+        let (http, url, key) = (
+            http.clone(),
+            format!("{}/messages/{id}", ports.gateway_url()),
+            read_key.clone(),
+        );
+        async move {
+            let answer = http.get(url).bearer_auth(key).send().await.ok()?;
+            answer.status().is_success().then_some(())?;
+            answer.json::<Value>().await.ok()
+        }
+    };
+    let recorded = eventually(30, "the worker records the message", || async {
+        message().await.filter(|m| m["twilio_sid"].is_string())
+    })
+    .await;
+    assert_ne!(recorded["delivery_status"], "delivered", "{recorded}");
+
+    let opened = parley_local(&env, &["fault", "store-down", "--for", "120s"]);
+    assert!(opened.contains("dynamodb unavailable"), "{opened}");
+    let sandbox_message = || {
+        let (http, url) = (
+            http.clone(),
+            format!(
+                "{}/_sandbox/messages?to={}",
+                ports.sandbox_url(),
+                to.replace('+', "%2B")
+            ),
+        );
+        async move {
+            let listed: Value = http.get(url).send().await.ok()?.json().await.ok()?;
+            listed["messages"].as_array()?.first().cloned()
+        }
+    };
+    let refused = eventually(60, "the callback meets the outage", || async {
+        sandbox_message()
+            .await
+            .filter(|m| !m["callbacks"].as_array().unwrap().is_empty())
+    })
+    .await;
+    let cleared = parley_local(&env, &["fault", "clear"]);
+    assert!(cleared.contains("every fault window ended"), "{cleared}");
+    let first = &refused["callbacks"][0];
+    assert!(
+        first["response_status"] == 503 || first["error"] == "timeout",
+        "the first attempt was made while the store was up, too early for this test: {refused}"
+    );
+
+    let delivered = eventually(60, "the retried callback lands", || async {
+        message()
+            .await
+            .filter(|m| m["delivery_status"] == "delivered")
+    })
+    .await;
+    let sources: Vec<&str> = delivered["status_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["status"] == "delivered")
+        .filter_map(|h| h["source"].as_str())
+        .collect();
+    assert_eq!(sources, ["callback"], "{delivered}");
+    let attempts = sandbox_message().await.expect("the sandbox's message")["callbacks"]
+        .as_array()
+        .unwrap()
+        .clone();
+    println!("the callback's attempts at the sandbox: {attempts:?}");
+    assert!(attempts.len() >= 2, "retried: {attempts:?}");
+    assert_eq!(
+        attempts.last().unwrap()["response_status"],
+        204,
+        "{attempts:?}"
+    );
 }

@@ -514,19 +514,21 @@ async fn each_text_names_its_message_in_its_status_callback_url() {
     let (id, _) = send(&stack, &to, &body).await;
     let m = settled(&stack, &to, &id, DeliveryStatus::Delivered, 20).await;
     let calls = stack.sandbox_calls(&to).await;
-    // And the trace it was sent in (the gateway gives every request one).
+    // And the trace it was sent in (the gateway gives every request one), and the connection
+    // overrides that make Twilio retry a refused callback.
     let trace = m.trace.expect("the message's trace");
     let expected = format!(
-        "{}{}?m={id}&t={}",
+        "{}{}?m={id}&t={}#{}",
         stack.public_base_url,
         parley::handlers::status_callback::ROUTE,
-        trace.root()
+        trace.root(),
+        parley::twilio::overrides::WEBHOOK_OVERRIDES
     );
     assert_eq!(
         calls[0]["status_callback"].as_str(),
         Some(expected.as_str())
     );
-    // The callbacks went to that URL and were accepted.
+    // The callbacks went to that URL (signed with the fragment) and were accepted.
     let at_twilio = stack.sandbox_messages_with(&to, &body).await;
     let answers: Vec<_> = at_twilio[0]["callbacks"]
         .as_array()

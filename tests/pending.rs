@@ -281,8 +281,8 @@ async fn a_send_next_month_waits_in_the_table_and_is_released_by_the_dispatcher_
     assert!(
         sent.gsi2pk
             .as_deref()
-            .is_some_and(|k| k.starts_with("DUE#2027-01-05T17:30")),
-        "filed for a status poll a day later: {:?}",
+            .is_some_and(|k| k.starts_with("DUE#2027-01-04T18:30")),
+        "filed for a status poll an hour later: {:?}",
         sent.gsi2pk
     );
     assert_eq!(e.stack.sandbox_messages_with(&to, &body).await.len(), 1);
@@ -918,7 +918,7 @@ async fn the_sample_dispatcher_event_runs_the_dispatcher() {
 }
 
 #[tokio::test]
-async fn a_submitted_message_with_no_final_status_after_a_day_is_polled_from_twilio() {
+async fn a_submitted_message_with_no_final_status_after_an_hour_is_polled_from_twilio() {
     let now = at("2026-12-01T18:00:00Z");
     let e = engine("poll", Policy::always_open(), now).await;
     let to = unique_phone();
@@ -939,14 +939,14 @@ async fn a_submitted_message_with_no_final_status_after_a_day_is_polled_from_twi
     })
     .await;
 
-    // Filed a day after its submission.
+    // Filed an hour after its submission.
     assert!(
-        m.gsi2pk.as_deref().unwrap().contains("2026-12-02T18:00"),
+        m.gsi2pk.as_deref().unwrap().contains("2026-12-01T19:00"),
         "{:?}",
         m.gsi2pk
     );
-    // A day later: fetched by SID, applied with source `poll`, out of the index.
-    e.clock.set(now.plus(Duration::from_secs(24 * 3600 + 120)));
+    // An hour later: fetched by SID, applied with source `poll`, out of the index.
+    e.clock.set(now.plus(Duration::from_secs(3600 + 120)));
     let report = e.dispatch().await;
     assert_eq!(report.polled, 1, "{report:?}");
     let m = e.message(&a.message_id).await;

@@ -302,6 +302,23 @@ async fn the_sample_status_event_is_accepted() {
     );
 }
 
+/// The worker's `StatusCallback` carries Twilio's connection overrides as its fragment, which
+/// never reaches the server: a callback signed over the URL with it is accepted, one signed
+/// over another fragment is not.
+#[tokio::test]
+async fn a_callback_signed_with_the_overrides_fragment_is_accepted() {
+    let stack = stack().await;
+    let (m, sid, to) = submitted(&stack).await;
+    let overrides = parley::twilio::overrides::WEBHOOK_OVERRIDES;
+    let form = callback(&stack, &sid, &to, "delivered", None);
+    let forged = post_to(&stack, &form, &format!("?m={}#rc=5", m.message_id)).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let reply = post_to(&stack, &form, &format!("?m={}#{overrides}", m.message_id)).await;
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    let applied = reread(&stack, &m).await;
+    assert_eq!(applied.delivery_status, Some(DeliveryStatus::Delivered));
+}
+
 fn history(m: &Message) -> Vec<(String, String)> {
     m.status_history
         .iter()

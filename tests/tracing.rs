@@ -100,7 +100,10 @@ async fn a_send_keeps_the_caller_s_trace_through_the_queue_the_worker_twilio_and
     assert!(calls[0]["status_callback"]
         .as_str()
         .unwrap()
-        .ends_with(&format!("?m={id}&t={root}")));
+        .ends_with(&format!(
+            "?m={id}&t={root}#{}",
+            parley::twilio::overrides::WEBHOOK_OVERRIDES
+        )));
 
     // Every function on the way logged in it: the send API, the worker, the callbacks.
     let accepted = logged(&root, "send_sms", "outbound message accepted", None).await;

@@ -33,7 +33,8 @@ pub struct Policy {
     pub sweep_grace: Duration,
     /// How long a worker's claim lasts before another may take the message over.
     pub claim_lease: Duration,
-    /// A submitted message with no final delivery status after this is looked up at Twilio.
+    /// A submitted message with no final delivery status after this is looked up at Twilio
+    /// (later polls wait twice as long each time: [`Policy::status_repoll_after`]).
     pub status_poll_after: Duration,
 }
 
@@ -70,7 +71,13 @@ impl Default for Policy {
             release_lead: Duration::from_secs(5 * 60),
             sweep_grace: Duration::from_secs(30),
             claim_lease: Duration::from_secs(60),
-            status_poll_after: Duration::from_secs(24 * 3600),
+            // An hour, not a day: the poll is the safety net for callbacks Twilio gave up on
+            // (a store outage longer than the connection overrides' retries last, or Twilio
+            // ignoring the overrides on a `StatusCallback`), and a delivery reported a day
+            // late is a day of wrong "sent" in every reader. It costs one Twilio GET per
+            // message still without a final status after an hour: few, as most are delivered
+            // within seconds.
+            status_poll_after: Duration::from_secs(3600),
         }
     }
 }
@@ -276,6 +283,14 @@ impl Policy {
     /// The next sweep of a message already enqueued again `sweeps` times: the wait doubles
     /// each time (up to an hour), so a long but healthy backlog — a paced sender working
     /// through thousands — is not flooded with copies of its jobs.
+    /// How long after a status poll that found no final status the message is polled again,
+    /// `polls` (its `sweeps`) counted so far: `status_poll_after` doubled each time (deployed:
+    /// 2 h, 4 h, 8 h… after the first at an hour), so a carrier slow to report delivery is
+    /// still heard over days for a handful of requests.
+    pub fn status_repoll_after(&self, polls: u32) -> Duration {
+        self.status_poll_after.saturating_mul(2 << polls.min(16))
+    }
+
     pub fn resweep_minute(&self, sweeps: u32, now: Timestamp) -> Timestamp {
         let wait = self
             .sweep_grace
@@ -306,6 +321,16 @@ mod tests {
 
     fn at(s: &str) -> Timestamp {
         Timestamp::parse(s).unwrap()
+    }
+
+    #[test]
+    fn status_polls_come_an_hour_after_submission_then_at_doubling_intervals() {
+        let p = Policy::default();
+        assert_eq!(p.status_poll_after, Duration::from_secs(3600));
+        let hours: Vec<u64> = (0..5)
+            .map(|polls| p.status_repoll_after(polls).as_secs() / 3600)
+            .collect();
+        assert_eq!(hours, [2, 4, 8, 16, 32]);
     }
 
     fn lisbon() -> Vec<TimeZone> {

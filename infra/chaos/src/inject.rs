@@ -135,6 +135,18 @@ impl Injector {
         }
     }
 
+    /// The JSON a control API answers `GET url` with.
+    async fn get_json(&self, url: &str) -> Result<Value, String> {
+        self.http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// What was injected, by class, once the run is over: the emulator's windows with the
     /// requests they faulted, the sandbox's create calls that met a fault, the crashes that
     /// fired.
@@ -148,15 +160,9 @@ impl Injector {
             row.seconds += w.seconds;
             row.hits += w.hits;
         }
-        let calls: Value = self
-            .http
-            .get(format!("{}/_sandbox/calls", self.sandbox))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let calls = self
+            .get_json(&format!("{}/_sandbox/calls", self.sandbox))
+            .await?;
         for fault in [
             SandboxFault::ServerErrorStorm,
             SandboxFault::RateLimited,
@@ -171,15 +177,9 @@ impl Injector {
             let row = out.entry(FaultClass::Sandbox(fault)).or_default();
             row.hits += hits as u64;
         }
-        let crashes: Value = self
-            .http
-            .get(format!("{}/_local/crashes", self.gateway))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let crashes = self
+            .get_json(&format!("{}/_local/crashes", self.gateway))
+            .await?;
         let worker = &crashes["crashes"]["SendWorkerFunction"];
         let row = out.entry(FaultClass::WorkerCrash).or_default();
         row.hits += worker["batches"].as_u64().unwrap_or(0);

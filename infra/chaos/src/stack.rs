@@ -83,7 +83,7 @@ pub fn environment(ports: Ports) -> BTreeMap<String, String> {
         ("SEND_CLAIM_LEASE_SECONDS", "10"),
         // A lost job is swept again, and a submitted message whose callbacks were refused
         // while the store was down is polled at Twilio, at the dispatcher's next minutes
-        // instead of after 30 s and a day.
+        // instead of after 30 s and an hour.
         ("SWEEP_GRACE_SECONDS", "5"),
         ("STATUS_POLL_AFTER_SECONDS", "20"),
         ("LOCAL_SCHEDULE_DISPATCH_SECONDS", "3"),

@@ -146,8 +146,7 @@ pub(crate) async fn reset(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    stub_server::json_body(body).map_err(ApiError::bad_request)
 }
 
 fn parse_optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {

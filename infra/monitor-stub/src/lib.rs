@@ -82,7 +82,6 @@ mod error;
 mod state;
 mod tenant;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request};
@@ -181,38 +180,13 @@ pub async fn spawn(
     listener: tokio::net::TcpListener,
     config: MonitorConfig,
 ) -> std::io::Result<RunningMonitor> {
-    let addr = listener.local_addr()?;
     let shared = Arc::new(Shared::new(config));
-    let server = axum::serve(listener, app(shared.clone()));
-    let task = tokio::spawn(async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "monitor stub stopped");
-        }
-    });
-    Ok(RunningMonitor { addr, shared, task })
+    let closing = shared.clone();
+    stub_server::spawn("monitor stub", listener, app(shared), move || {
+        closing.close()
+    })
 }
 
-/// A stub serving in the background; dropping it stops the server.
-pub struct RunningMonitor {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningMonitor {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://{addr}`: the Monitor's base URL.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for RunningMonitor {
-    fn drop(&mut self) {
-        self.shared.close();
-        self.task.abort();
-    }
-}
+/// A stub serving in the background; dropping it stops the server. `url()` is the Monitor's
+/// base URL.
+pub type RunningMonitor = stub_server::Running;

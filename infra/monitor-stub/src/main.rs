@@ -8,49 +8,11 @@ use monitor_stub::MonitorConfig;
 #[tokio::main]
 async fn main() -> ExitCode {
     parley::telemetry::init();
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("monitor-stub: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    stub_server::exit_code("monitor-stub", run().await)
 }
 
 async fn run() -> Result<(), String> {
-    let port: u16 = require("MONITOR_STUB_PORT")?
-        .parse()
-        .map_err(|_| "MONITOR_STUB_PORT is not a port number".to_owned())?;
-    let config = MonitorConfig::new(require("MONITOR_API_KEY")?);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
-    tracing::info!(port, "monitor stub listening");
-    tokio::select! {
-        served = monitor_stub::serve(listener, config) => served.map_err(|e| e.to_string()),
-        () = shutdown() => Ok(()),
-    }
-}
-
-/// Ctrl-C, or SIGTERM from whoever started the stub.
-async fn shutdown() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-fn require(key: &str) -> Result<String, String> {
-    std::env::var(key)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("{key} is not set"))
+    let port = stub_server::port("MONITOR_STUB_PORT")?;
+    let config = MonitorConfig::new(stub_server::require("MONITOR_API_KEY")?);
+    stub_server::serve_until_shutdown("monitor stub", port, monitor_stub::router(config)).await
 }

@@ -1,6 +1,6 @@
 //! The stub's memory: tenants, every profile update and lookup received, pending faults.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use http::{header, HeaderMap};
@@ -156,7 +156,7 @@ impl Shared {
     }
 
     pub fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        stub_server::lock(&self.state)
     }
 
     /// Back to the configured tenants, with no updates, lookups or faults.

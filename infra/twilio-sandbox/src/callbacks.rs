@@ -1,14 +1,17 @@
 //! Signed status callbacks: after a message is created, each status of its recipient's plan is
 //! applied to the stored message and POSTed to its `StatusCallback`, one every
-//! `callback_delay` (or the plan's own `delay_ms`), signed the way Twilio signs them. A plan
-//! may repeat statuses (duplicated callbacks) or list them out of order (reordered ones), as
-//! Twilio may deliver them.
+//! `callback_delay` (or the plan's own `delay_ms`), signed the way Twilio signs them, and
+//! retried as the URL's connection overrides say (`crate::webhook`; Parley's ask for retries
+//! of 5xx, so a callback refused during a store outage comes again). A plan may repeat
+//! statuses (duplicated callbacks) or list them out of order (reordered ones), as Twilio may
+//! deliver them.
 
 use std::sync::Arc;
 
-use parley::twilio::signature;
+use parley::twilio::overrides::ConnectionOverrides;
 
-use crate::state::{CallbackAttempt, CallbackPlan, Shared};
+use crate::state::{CallbackAttempt, CallbackPlan, Shared, WebhookAttempt};
+use crate::webhook::{self, Signed, Webhook};
 
 /// Runs a message's plan in the background. Delivery failures are logged and recorded on the
 /// message, never fatal.
@@ -25,43 +28,35 @@ pub(crate) fn spawn(shared: Arc<Shared>, sid: String, plan: CallbackPlan) {
             let Some(url) = progress.url else {
                 continue;
             };
-            let attempt = match post(&shared, &url, &progress.params).await {
-                Ok(code) => {
-                    tracing::info!(message_sid = %sid, status = status.as_str(), response_status = code, "status callback");
-                    CallbackAttempt {
-                        status,
-                        response_status: Some(code),
-                        error: None,
-                    }
-                }
+            let mut overrides = match ConnectionOverrides::of_url(&url) {
+                Ok(o) => o,
                 Err(e) => {
-                    tracing::warn!(message_sid = %sid, status = status.as_str(), error = %e, "status callback failed");
-                    CallbackAttempt {
-                        status,
-                        response_status: None,
-                        error: Some(e.to_string()),
-                    }
+                    // Twilio reports a bad override (errors 11237–11243) instead of calling.
+                    tracing::warn!(message_sid = %sid, error = %e, "status callback overrides");
+                    continue;
                 }
             };
-            shared.record_callback(&sid, attempt);
+            // The sandbox's own bound on an answer, whatever the URL allows.
+            overrides.read_timeout = overrides.read_timeout.min(shared.callback_timeout());
+            let hook = Webhook {
+                url: &url,
+                signed: Signed::AsGiven,
+                params: &progress.params,
+                overrides,
+            };
+            webhook::deliver(&shared, &shared.http, &hook, |outcome| {
+                tracing::info!(message_sid = %sid, status = status.as_str(), outcome = ?outcome, "status callback");
+                shared.record_callback(
+                    &sid,
+                    CallbackAttempt {
+                        status,
+                        outcome: WebhookAttempt::of(outcome),
+                    },
+                );
+            })
+            .await;
         }
     });
-}
-
-async fn post(shared: &Shared, url: &str, params: &[(String, String)]) -> reqwest::Result<u16> {
-    let signature = signature::compute(&shared.auth_token(), url, params);
-    let response = shared
-        .http
-        .post(url)
-        .header("X-Twilio-Signature", signature)
-        .header(
-            http::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded; charset=utf-8",
-        )
-        .body(encode_form(params))
-        .send()
-        .await?;
-    Ok(response.status().as_u16())
 }
 
 /// `application/x-www-form-urlencoded`, as Twilio sends its forms.

@@ -172,7 +172,7 @@ pub(crate) async fn reset(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ControlError> {
-    serde_json::from_slice(body).map_err(|e| ControlError(format!("invalid JSON body: {e}")))
+    stub_server::json_body(body).map_err(ControlError)
 }
 
 fn to_filter(query: Option<&str>) -> Result<Option<String>, ControlError> {

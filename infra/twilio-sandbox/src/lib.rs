@@ -94,8 +94,8 @@ mod error;
 mod inbound;
 mod state;
 mod validate;
+mod webhook;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -203,36 +203,12 @@ pub async fn spawn(
     let addr = listener.local_addr()?;
     let shared = Shared::new(config)?;
     shared.set_api_base(format!("http://{addr}"));
-    let server = axum::serve(listener, app(shared.clone()));
-    let task = tokio::spawn(async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "twilio sandbox stopped");
-        }
-    });
-    Ok(RunningSandbox { addr, shared, task })
+    let closing = shared.clone();
+    stub_server::spawn("twilio sandbox", listener, app(shared), move || {
+        closing.close()
+    })
 }
 
 /// A sandbox serving in the background; dropping it stops the server and pending callbacks.
-pub struct RunningSandbox {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RunningSandbox {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://{addr}`: where `https://api.twilio.com` would be.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for RunningSandbox {
-    fn drop(&mut self) {
-        self.shared.close();
-        self.task.abort();
-    }
-}
+/// `url()` is where `https://api.twilio.com` would be.
+pub type RunningSandbox = stub_server::Running;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use parley::twilio::overrides::AttemptOutcome;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc2822;
@@ -115,14 +116,12 @@ impl Default for CallbackPlan {
     }
 }
 
-/// One status callback attempt, as shown by `/_sandbox/messages`.
+/// One status callback attempt (each retry its own), as shown by `/_sandbox/messages`.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct CallbackAttempt {
     pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub response_status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    #[serde(flatten)]
+    pub outcome: WebhookAttempt,
 }
 
 /// Which way a message went, as Twilio's `direction` says.
@@ -150,7 +149,7 @@ pub(crate) struct MediaItem {
     pub content_type: String,
 }
 
-/// One delivery attempt of an inbound message's webhook, as `/_sandbox/messages` shows it.
+/// One delivery attempt of a webhook, as `/_sandbox/messages` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct WebhookAttempt {
     /// The HTTP status Parley answered, when it answered.
@@ -159,6 +158,25 @@ pub(crate) struct WebhookAttempt {
     /// `connect` or `timeout` when it did not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'static str>,
+}
+
+impl WebhookAttempt {
+    pub fn of(outcome: AttemptOutcome) -> Self {
+        match outcome {
+            AttemptOutcome::Status(code) => Self {
+                response_status: Some(code),
+                error: None,
+            },
+            AttemptOutcome::ReadTimedOut => Self {
+                response_status: None,
+                error: Some("timeout"),
+            },
+            AttemptOutcome::ConnectFailed => Self {
+                response_status: None,
+                error: Some("connect"),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -419,9 +437,7 @@ impl Shared {
 
     /// The state, even if a panic elsewhere poisoned the lock (the data stays usable).
     pub fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        stub_server::lock(&self.state)
     }
 
     /// The token API requests must carry and callbacks are signed with.
@@ -443,16 +459,11 @@ impl Shared {
 
     /// Registers an API key (a new secret for a known SID replaces the old one).
     pub fn add_api_key(&self, sid: String, secret: String) {
-        self.api_keys
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(sid, secret);
+        stub_server::lock(&self.api_keys).insert(sid, secret);
     }
 
     pub fn api_key_matches(&self, sid: &str, secret: &str) -> bool {
-        self.api_keys
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        stub_server::lock(&self.api_keys)
             .get(sid)
             .is_some_and(|s| s == secret)
     }
@@ -471,6 +482,11 @@ impl Shared {
 
     pub fn callback_delay(&self) -> Duration {
         self.config.callback_delay
+    }
+
+    /// How long a callback attempt may take before it counts as timed out.
+    pub fn callback_timeout(&self) -> Duration {
+        self.config.callback_timeout
     }
 
     /// Stores a new message for an accepted request and returns it with its callback plan.
@@ -602,18 +618,11 @@ impl Shared {
 
     /// The "A message comes in" webhook configured for one of the account's numbers.
     pub fn incoming_url(&self, number: &str) -> Option<String> {
-        self.incoming
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(number)
-            .cloned()
+        stub_server::lock(&self.incoming).get(number).cloned()
     }
 
     pub fn set_incoming_url(&self, number: String, url: String) {
-        self.incoming
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(number, url);
+        stub_server::lock(&self.incoming).insert(number, url);
     }
 
     /// Where the API is reached (the base of media URLs): the listener's address once served,

@@ -8,8 +8,9 @@
 //! - `sending` past its lease (the worker died and its job is gone) → enqueued, so a worker
 //!   takes the claim over through the Twilio lookup; a live claim is filed for when it ends.
 //!
-//! - `submitted` with no final delivery status a day after (`STATUS_POLL_AFTER_SECONDS`): the
-//!   message is fetched from Twilio by its SID and the status applied (history source `poll`).
+//! - `submitted` with no final delivery status an hour after (`STATUS_POLL_AFTER_SECONDS`):
+//!   the message is fetched from Twilio by its SID and the status applied (history source
+//!   `poll`); polled again at doubling intervals while Twilio has nothing final either.
 //!
 //! Releases are written in transactions of up to 100 and enqueued ten to a request, so a busy
 //! minute costs a few requests per hundred messages. Every write is conditional on the state
@@ -105,8 +106,9 @@ pub struct Dispatcher {
     twilio: Option<(TwilioClient, Arc<SecretStore>)>,
 }
 
-/// Status polls of one message before it leaves the index without a final status.
-const MAX_POLLS: u32 = 3;
+/// Status polls of one message before it leaves the index without a final status: with the
+/// doubling intervals, the last is about 63 polling periods (deployed: hours) after submission.
+const MAX_POLLS: u32 = 6;
 /// Twilio lookups in flight at once.
 const POLL_CONCURRENCY: usize = 8;
 
@@ -358,7 +360,7 @@ impl Dispatcher {
             }
         }
         let done = m.delivery_status.is_some_and(|s| s.is_final()) || m.sweeps + 1 >= MAX_POLLS;
-        let again = now.plus(self.policy.status_poll_after).minute();
+        let again = now.plus(self.policy.status_repoll_after(m.sweeps)).minute();
         let transition = Transition {
             message: m,
             to: PipelineState::Submitted,

@@ -279,11 +279,15 @@ async fn callback_failures_are_recorded_and_do_not_stop_the_sandbox() {
             .await;
         assert_eq!(status, StatusCode::CREATED);
     }
+    // Without overrides, Twilio's defaults: a 500 is not retried (one attempt a status), a
+    // refused connection is, once (two a status).
     let messages = eventually(|| async {
         let messages = sandbox.messages_to(to).await;
-        messages
+        let attempts: Vec<usize> = messages
             .iter()
-            .all(|m| m["status"] == "delivered" && m["callbacks"].as_array().unwrap().len() == 3)
+            .map(|m| m["callbacks"].as_array().unwrap().len())
+            .collect();
+        (messages.iter().all(|m| m["status"] == "delivered") && attempts == [3, 6])
             .then_some(messages)
     })
     .await;
@@ -301,6 +305,59 @@ async fn callback_failures_are_recorded_and_do_not_stop_the_sandbox() {
         .create(&[("To", to), ("From", FROM), ("Body", "still up")])
         .await;
     assert_eq!(status, StatusCode::CREATED);
+}
+
+/// A `StatusCallback` with connection overrides (as Parley's has) is retried as they say:
+/// a 503 is tried again, up to `rc` times, each attempt recorded and signed over the URL as
+/// given, fragment included; the fragment itself is never sent.
+#[tokio::test]
+async fn a_refused_callback_is_retried_as_its_overrides_say() {
+    let sandbox = Sandbox::start().await;
+    let receiver = Receiver::start_sequence(&[
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::NO_CONTENT,
+    ])
+    .await;
+    let to = "+14155550308";
+    let (status, _) = sandbox
+        .control_post(
+            "callbacks",
+            json!({"to": to, "sequence": ["delivered"], "delay_ms": 10}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let callback = format!("{}/status?m=1#rc=3&rp=5xx", receiver.base);
+    let (status, _) = sandbox
+        .create(&[
+            ("To", to),
+            ("From", FROM),
+            ("Body", "retried"),
+            ("StatusCallback", &callback),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let received = receiver.wait_for(3).await;
+    assert_eq!(statuses(&received), ["delivered"; 3]);
+    for r in &received {
+        assert_eq!(r.path_and_query, "/status?m=1");
+        assert_eq!(
+            r.signature.as_deref(),
+            Some(signature::compute(TOKEN, &callback, r.form().pairs()).as_str())
+        );
+    }
+    let stored = eventually(|| async {
+        let m = sandbox.messages_to(to).await.remove(0);
+        (m["callbacks"].as_array().unwrap().len() == 3).then_some(m)
+    })
+    .await;
+    let answers: Vec<_> = stored["callbacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["response_status"].as_u64())
+        .collect();
+    assert_eq!(answers, [Some(503), Some(503), Some(204)]);
 }
 
 #[tokio::test]

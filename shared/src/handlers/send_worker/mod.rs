@@ -32,6 +32,7 @@ use crate::store::{Accepted, Message, Store, TxError};
 use crate::telemetry::Pseudonymizer;
 use crate::time::{Clock, SystemClock};
 use crate::twilio::client::{Sender, TwilioClient};
+use crate::twilio::overrides::with_overrides;
 use crate::xray::TraceHeader;
 
 const FUNCTION: &str = "send-worker";
@@ -63,18 +64,23 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// The `StatusCallback` URL of one message: the route with the message's id in the query
     /// (`?m=<message_id>`), so its callbacks find it by id whether or not its SID is recorded
-    /// yet; and the id of the trace it was sent in (`&t=<Root>`), when it has one. Twilio signs
-    /// the URL it calls, query included, so neither can be forged. Message ids are ULIDs and
-    /// trace ids `1-` and hex: nothing to encode.
+    /// yet; the id of the trace it was sent in (`&t=<Root>`), when it has one; and Twilio's
+    /// connection overrides as its fragment ([`crate::twilio::overrides::WEBHOOK_OVERRIDES`]),
+    /// so a callback refused while the store fails is retried at once instead of waiting for
+    /// the status poll (without them Twilio retries no 5xx). Twilio signs the URL it calls,
+    /// query included, so neither id can be forged; the status route accepts the signature
+    /// with or without the fragment. Message ids are ULIDs and trace ids `1-` and hex: nothing
+    /// to encode.
     pub fn status_callback_for(&self, message_id: &str, trace: Option<&TraceHeader>) -> String {
         let url = format!(
             "{}?{MESSAGE_ID_PARAM}={message_id}",
             self.status_callback_url
         );
-        match trace {
+        let url = match trace {
             Some(t) => format!("{url}&{TRACE_PARAM}={}", t.root()),
             None => url,
-        }
+        };
+        with_overrides(&url)
     }
 
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -501,6 +507,28 @@ pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::twilio::overrides::{AttemptOutcome, ConnectionOverrides};
+
+    #[test]
+    fn the_status_callback_names_the_message_and_asks_for_retries_of_5xx() {
+        let config = WorkerConfig {
+            status_callback_url: "https://sms.example.com/webhook/twilio/status".into(),
+            max_attempts: 5,
+            retry_base: Duration::from_secs(2),
+            retry_cap: Duration::from_secs(300),
+            claim_lease: Duration::from_secs(60),
+            rate_per_second: 0.0,
+        };
+        let url = config.status_callback_for("01JD0000000000000000000000", None);
+        let (base, _) = url.split_once('#').unwrap();
+        assert_eq!(
+            base,
+            "https://sms.example.com/webhook/twilio/status?m=01JD0000000000000000000000"
+        );
+        let overrides = ConnectionOverrides::of_url(&url).unwrap();
+        assert!(overrides.retries(AttemptOutcome::Status(503)));
+        assert!(overrides.retry_count >= 1);
+    }
 
     #[test]
     fn backoff_grows_exponentially_within_jitter_and_cap() {
