@@ -205,6 +205,9 @@ async fn an_operator_replies_watches_it_delivered_and_schedules_and_cancels_in_t
         .await
         .click()
         .await;
+    // The unfiltered inbox has conversation links too: look only once the search's page is
+    // the one shown, or a link of the page being replaced goes stale under the test.
+    wait_for_url(&browser, "q=").await;
     let masked = format!("•••-•••-{}", &phone[phone.len() - 4..]);
     let link = reload_until(&browser, 20, "the thread in the inbox search", || {
         browser.try_find("table.inbox a[href^='/console/conversations/']")
