@@ -29,38 +29,12 @@ use serde_json::{json, Value};
 /// The stack's store, through a DynamoDB client that refuses the first `count` calls of
 /// `operation` (every call when `count` is `usize::MAX`).
 async fn failing_store(stack: &Stack, operation: &'static str, count: usize) -> Store {
-    faulty(
-        stack,
-        FailFirst {
+    stack
+        .store_with(FailFirst {
             operation,
             remaining: AtomicUsize::new(count),
-        },
-    )
-    .await
-}
-
-/// The stack's store through a DynamoDB client with `faults`, sealing as the stack does.
-async fn faulty(stack: &Stack, faults: impl Intercept + 'static) -> Store {
-    let config = aws_sdk_dynamodb::config::Builder::from(&stack.sdk)
-        .interceptor(faults)
-        .build();
-    let store = Store::new(
-        aws_sdk_dynamodb::Client::from_conf(config),
-        stack.store.table(),
-    );
-    match stack.env.get("DATA_KEY_ID").filter(|k| !k.is_empty()) {
-        Some(key_id) => {
-            let envelope = parley::envelope::Envelope::start(
-                aws_sdk_kms::Client::new(&stack.sdk),
-                key_id,
-                stack.store.clone(),
-            )
-            .await
-            .expect("a data key");
-            store.with_envelope(Arc::new(envelope))
-        }
-        None => store,
-    }
+        })
+        .await
 }
 
 #[derive(Debug)]
@@ -536,15 +510,13 @@ async fn a_run_the_store_fails_keeps_its_checkpoint_and_the_next_run_records_eve
 
 /// The stack's store, refusing every call of `operation` after the first `pass` ones.
 async fn failing_store_after(stack: &Stack, operation: &'static str, pass: usize) -> Store {
-    faulty(
-        stack,
-        FailAfter {
+    stack
+        .store_with(FailAfter {
             operation,
             pass,
             seen: AtomicUsize::new(0),
-        },
-    )
-    .await
+        })
+        .await
 }
 
 #[derive(Debug)]

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_smithy_runtime_api::box_error::BoxError;
-use parley::store::Store;
 use parley_console::ConsoleHandler;
 use parley_e2e::*;
 use reqwest::header::HeaderMap;
@@ -40,30 +39,6 @@ impl Intercept for Calls {
             .unwrap_or_default();
         self.0.lock().unwrap().push(operation);
         Ok(())
-    }
-}
-
-/// The stack's store through a client that counts, sealing as the stack does.
-async fn counted(stack: &Stack, calls: &Calls) -> Store {
-    let config = aws_sdk_dynamodb::config::Builder::from(&stack.sdk)
-        .interceptor(calls.clone())
-        .build();
-    let store = Store::new(
-        aws_sdk_dynamodb::Client::from_conf(config),
-        stack.store.table(),
-    );
-    match stack.env.get("DATA_KEY_ID").filter(|k| !k.is_empty()) {
-        Some(key_id) => {
-            let envelope = parley::envelope::Envelope::start(
-                aws_sdk_kms::Client::new(&stack.sdk),
-                key_id,
-                stack.store.clone(),
-            )
-            .await
-            .expect("a data key");
-            store.with_envelope(Arc::new(envelope))
-        }
-        None => store,
     }
 }
 
@@ -110,7 +85,7 @@ impl Console {
 async fn every_console_page_reads_at_most_three_store_items_or_queries() {
     let stack = stack().await;
     let calls = Calls::default();
-    let store = counted(&stack, &calls).await;
+    let store = stack.store_with(calls.clone()).await;
     let queue = parley::queue::JobQueue::new(
         aws_sdk_sqs::Client::new(&stack.sdk),
         stack.queue_url("SendQueue").await,

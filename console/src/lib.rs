@@ -121,6 +121,17 @@ impl ConsoleError {
     }
 }
 
+/// A request's field errors in one sentence for the operator ("body: is required; …").
+pub(crate) fn field_errors<'a>(
+    fields: impl IntoIterator<Item = (&'a &'static str, &'a String)>,
+) -> String {
+    fields
+        .into_iter()
+        .map(|(field, why)| format!("{field}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl From<parley::store::StoreError> for ConsoleError {
     fn from(e: parley::store::StoreError) -> Self {
         tracing::warn!(error = %parley::error::chain(&e), "the store failed a console request");

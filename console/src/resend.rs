@@ -76,15 +76,9 @@ impl ConsoleHandler {
             ..Default::default()
         };
         let now = Timestamp::now();
-        let new = request.validate(now).map_err(|fields| {
-            ConsoleError::BadRequest(
-                fields
-                    .iter()
-                    .map(|(field, why)| format!("{field}: {why}"))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let new = request
+            .validate(now)
+            .map_err(|fields| ConsoleError::BadRequest(crate::field_errors(&fields)))?;
         let key = IdempotencyKey {
             api_key_id: RESEND_KEYS,
             key: id,

@@ -437,11 +437,7 @@ impl ConsoleHandler {
         let new = match request.validate(now) {
             Ok(new) => new,
             Err(fields) => {
-                let error = fields
-                    .iter()
-                    .map(|(field, why)| format!("{field}: {why}"))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let error = crate::field_errors(&fields);
                 return failed(error).await;
             }
         };

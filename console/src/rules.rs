@@ -29,13 +29,7 @@ fn from_api(e: ApiError) -> ConsoleError {
     match e {
         ApiError::NotFound { .. } => ConsoleError::NotFound,
         ApiError::Unavailable(_) => ConsoleError::Unavailable,
-        ApiError::Validation { fields } => ConsoleError::BadRequest(
-            fields
-                .iter()
-                .map(|(field, why)| format!("{field}: {why}"))
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
+        ApiError::Validation { fields } => ConsoleError::BadRequest(crate::field_errors(&fields)),
         other => ConsoleError::BadRequest(other.to_string()),
     }
 }

@@ -34,20 +34,7 @@ pub async fn stack() -> Stack {
     let get = |k: &str| env.require(k).expect("local setting").to_owned();
     let sdk = parley::aws::sdk_config().await;
     let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), get("TABLE_NAME"));
-    // Seals what tests write and opens what the running stack sealed, as its functions do.
-    let store = match env.get("DATA_KEY_ID").filter(|k| !k.is_empty()) {
-        Some(key_id) => {
-            let envelope = parley::envelope::Envelope::start(
-                aws_sdk_kms::Client::new(&sdk),
-                key_id,
-                store.clone(),
-            )
-            .await
-            .expect("a data key from the emulator's KMS");
-            store.with_envelope(Arc::new(envelope))
-        }
-        None => store,
-    };
+    let store = sealing(&sdk, &env, store.clone(), store).await;
     Stack {
         gateway: format!("http://127.0.0.1:{}", get("LOCAL_GATEWAY_PORT")),
         public_base_url: get("PUBLIC_BASE_URL"),
@@ -59,6 +46,39 @@ pub async fn stack() -> Stack {
         store,
         http: reqwest::Client::new(),
         env,
+    }
+}
+
+/// `store`, sealing what tests write and opening what the running stack sealed, as its
+/// functions do (when the stack has a data key), with data keys read through `keys`.
+async fn sealing(sdk: &aws_config::SdkConfig, env: &LocalEnv, store: Store, keys: Store) -> Store {
+    match env.get("DATA_KEY_ID").filter(|k| !k.is_empty()) {
+        Some(key_id) => {
+            let envelope =
+                parley::envelope::Envelope::start(aws_sdk_kms::Client::new(sdk), key_id, keys)
+                    .await
+                    .expect("a data key from the emulator's KMS");
+            store.with_envelope(Arc::new(envelope))
+        }
+        None => store,
+    }
+}
+
+impl Stack {
+    /// The stack's store through a DynamoDB client with `interceptor` (to count or fail
+    /// requests), sealing as the stack does; its data keys are read past the interceptor.
+    pub async fn store_with(
+        &self,
+        interceptor: impl aws_sdk_dynamodb::config::Intercept + 'static,
+    ) -> Store {
+        let config = aws_sdk_dynamodb::config::Builder::from(&self.sdk)
+            .interceptor(interceptor)
+            .build();
+        let store = Store::new(
+            aws_sdk_dynamodb::Client::from_conf(config),
+            self.store.table(),
+        );
+        sealing(&self.sdk, &self.env, store, self.store.clone()).await
     }
 }
 
