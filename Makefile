@@ -67,10 +67,10 @@ lint-template: $(CFN_LINT)
 e2e: $(MOTO_SERVER) $(SCHEMATHESIS)
 	infra/scripts/test.sh
 
-## fuzz: every fuzz target under libFuzzer for FUZZ_SECONDS each (default 600), stable Rust (docs/reliability.md)
+## fuzz: every fuzz target under libFuzzer for FUZZ_SECONDS each (default 600) or to FUZZ_RUNS executions, stable Rust (docs/reliability.md)
 FUZZ_SECONDS ?= 600
 fuzz:
-	FUZZ_SECONDS=$(FUZZ_SECONDS) infra/scripts/fuzz.sh $(FUZZ_TARGETS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) infra/scripts/fuzz.sh $(FUZZ_TARGETS)
 
 ## bench: handler CPU per request, DynamoDB requests per message, inbound-sms cold start, every function through a fake Lambda Runtime API, CPU per console page (docs/benchmarks.md)
 BENCH_TARGET_DIR ?= target/bench

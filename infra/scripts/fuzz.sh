@@ -2,13 +2,18 @@
 # Builds the fuzz targets in fuzz/ with libFuzzer on stable Rust (SanitizerCoverage through
 # -C flags, as cargo-fuzz passes them; no AddressSanitizer, which needs nightly and guards
 # against memory errors safe Rust does not make) and runs each for FUZZ_SECONDS (default 5),
-# starting from the committed seeds in fuzz/seeds/<target>. A crash fails the run and leaves
-# the input in target/fuzz/artifacts/<target>/. Figures: target/fuzz/report.txt.
+# starting from the committed seeds in fuzz/seeds/<target>, or until FUZZ_RUNS executions when
+# that is set (the 10-million goal: FUZZ_RUNS=10000000; with both, whichever comes first). A crash fails the run and leaves the
+# input in target/fuzz/artifacts/<target>/. Figures: target/fuzz/report.txt (appended to, with
+# the time each target ended, so runs of single targets add up).
 #   infra/scripts/fuzz.sh [TARGET…]          FUZZ_SECONDS=600 for a long run (make fuzz)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-seconds="${FUZZ_SECONDS:-5}"
+# Whichever limit comes first: FUZZ_RUNS executions, FUZZ_SECONDS (5 when neither is set).
+limit=()
+[ -z "${FUZZ_RUNS:-}" ] || limit+=(-runs="$FUZZ_RUNS")
+[ -n "${FUZZ_RUNS:-}" ] && [ -z "${FUZZ_SECONDS:-}" ] || limit+=(-max_total_time="${FUZZ_SECONDS:-5}")
 host=$(rustc -vV | sed -n 's/^host: //p')
 out="$PWD/target/fuzz"
 mkdir -p "$out"
@@ -24,14 +29,13 @@ if [ "${#targets[@]}" -eq 0 ]; then
 fi
 
 report="$out/report.txt"
-: >"$report"
 status=0
 for t in "${targets[@]}"; do
   corpus="$out/corpus/$t"
   artifacts="$out/artifacts/$t/"
   mkdir -p "$corpus" "$artifacts"
   log="$out/$t.log"
-  if "$out/$host/release/$t" "$corpus" "fuzz/seeds/$t" -max_total_time="$seconds" \
+  if "$out/$host/release/$t" "$corpus" "fuzz/seeds/$t" "${limit[@]}" \
       -print_final_stats=1 -artifact_prefix="$artifacts" -max_len=4096 >"$log" 2>&1; then
     result=ok
   else
@@ -40,7 +44,8 @@ for t in "${targets[@]}"; do
   fi
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   per_second=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  printf '%-14s %12s executions  %8s/s  %s\n' "$t" "${runs:-?}" "${per_second:-?}" "$result" | tee -a "$report"
+  printf '%-14s %12s executions  %8s/s  %s  %s\n' "$t" "${runs:-?}" "${per_second:-?}" "$result" \
+    "$(date -u +%FT%H:%MZ)" | tee -a "$report"
   [ "$result" = ok ] || tail -30 "$log" >&2
 done
 exit "$status"

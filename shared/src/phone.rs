@@ -63,6 +63,45 @@ fn parse_number(region: Option<Country>, input: &str) -> Option<(PhoneNumber, &'
     Some((number, database))
 }
 
+/// A valid number from `input` (trimmed).
+///
+/// A `+` before the first digit (`+55 11…`, `tel:+55…`) names the country. phonenumber 0.3
+/// still applies national-prefix rules to what follows it: the given region's (so the default
+/// region, US, with its prefix `1`, would mangle `+55 11 9…`, Brazil), and with no region the
+/// number's own, without libphonenumber's check that what is left is still a possible number
+/// (`+7 812 432 7257`, Saint Petersburg, would lose its `8`, Russia's prefix: found by
+/// `make fuzz`). So the number's own rules come first, and the default region's when they
+/// leave no valid number. Without a `+`, the number is read in the default region.
+fn parse_valid(trimmed: &str) -> Result<(PhoneNumber, &'static Database), PhoneError> {
+    if trimmed.is_empty() {
+        return Err(PhoneError::Empty);
+    }
+    let international = trimmed
+        .bytes()
+        .find(|b| *b == b'+' || b.is_ascii_digit())
+        .is_some_and(|b| b == b'+');
+    let regions: &[Option<Country>] = match international {
+        true => &[None, Some(DEFAULT_REGION)],
+        false => &[Some(DEFAULT_REGION)],
+    };
+    let mut error = PhoneError::Unparseable;
+    for region in regions {
+        if let Some((number, database)) = parse_number(*region, trimmed) {
+            if phonenumber::is_valid_with(database, &number) {
+                return Ok((number, database));
+            }
+            error = PhoneError::Invalid;
+        }
+    }
+    Err(error)
+}
+
+/// A stored number (E.164, trusted, possibly no longer valid after a metadata update) parsed
+/// for its parts: the way [`E164::parse`] read it, or as written when that finds it invalid.
+fn parse_stored(e164: &str) -> Option<(PhoneNumber, &'static Database)> {
+    parse_valid(e164).ok().or_else(|| parse_number(None, e164))
+}
+
 /// `+`, country code, national number: what the crate's `Mode::E164` writes. Its formatter is
 /// not used: it loads the whole database whatever database it is given, and matches the
 /// region's format patterns that E.164 does not need.
@@ -73,7 +112,7 @@ fn e164_string(number: &PhoneNumber) -> String {
 /// A stored number's national forms, for the Collections Monitor's lookups: the national
 /// significant number, and for country code 1 the usual `(415) 555-2671`.
 pub(crate) fn national_forms(e164: &E164) -> Option<(String, Option<String>)> {
-    let (number, database) = parse_number(None, e164.as_str())?;
+    let (number, database) = parse_stored(e164.as_str())?;
     let national = number.national().value().to_string();
     let written = (number.code().value() == 1).then(|| {
         number
@@ -132,17 +171,7 @@ pub struct E164(String);
 impl E164 {
     /// Normalizes any common written form (`(415) 555-2671`, `14155552671`, `+1 415…`).
     pub fn parse(input: &str) -> Result<Self, PhoneError> {
-        let trimmed = input.trim();
-        if trimmed.is_empty() {
-            return Err(PhoneError::Empty);
-        }
-        // An explicit `+` already names the country; phonenumber 0.3 applies the default
-        // region's national-prefix rules to it anyway and mangles e.g. `+55 11 9…` (Brazil).
-        let region = (!trimmed.starts_with('+')).then_some(DEFAULT_REGION);
-        let (number, database) = parse_number(region, trimmed).ok_or(PhoneError::Unparseable)?;
-        if !phonenumber::is_valid_with(database, &number) {
-            return Err(PhoneError::Invalid);
-        }
+        let (number, _) = parse_valid(input.trim())?;
         Ok(Self(e164_string(&number)))
     }
 
@@ -153,7 +182,7 @@ impl E164 {
     /// The number's ISO 3166 region (`US`, `PT`), when its prefix names one (`+800` and other
     /// non-geographic codes do not).
     pub fn region(&self) -> Option<String> {
-        let (number, database) = parse_number(None, &self.0)?;
+        let (number, database) = parse_stored(&self.0)?;
         let id: Country = number.metadata(database)?.id().parse().ok()?;
         Some(AsRef::<str>::as_ref(&id).to_owned())
     }
@@ -397,6 +426,31 @@ mod tests {
         // and valid and invalid numbers both were compared.
         assert!(nanp > inputs.len() * 9 / 10, "{nanp} of {}", inputs.len());
         assert!(valid > 100 && valid < inputs.len() - 100, "{valid}");
+    }
+
+    #[test]
+    fn a_plus_names_the_country_wherever_the_number_starts() {
+        // Saint Petersburg: Russia's national prefix is 8, and this number starts with 8.
+        for input in ["+7 812 432 7257", "+78124327257", "tel:+7-812-432-7257"] {
+            let number = E164::parse(input).unwrap();
+            assert_eq!(number.as_str(), "+78124327257", "{input}");
+            assert_eq!(number.region().as_deref(), Some("RU"));
+            let (national, _) = national_forms(&number).unwrap();
+            assert_eq!(national, "8124327257");
+        }
+        // Found by `make fuzz`: the parse of its own E.164 form must give it back.
+        let found = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/seeds/phone/regression-plus-after-text"
+        ))
+        .unwrap();
+        let number = E164::parse(&found).unwrap();
+        assert_eq!(E164::parse(number.as_str()), Ok(number));
+        // Brazil, whose national numbers may start with 1 (the US national prefix).
+        assert_eq!(
+            E164::parse("tel:+55 11 91234 5678").unwrap().as_str(),
+            "+5511912345678"
+        );
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! - warm invocations: the same, for each following invocation;
 //! - peak RSS (`VmHWM` of `/proc/<pid>/status`) at the first `next` and at the end;
 //! - AWS requests per invocation, counted by a relay in front of the emulator that parses the
-//!   HTTP/1.1 requests going through it (by `X-Amz-Target`);
-//! - TCP connections the runtime opened to the Runtime API.
+//!   HTTP/1.1 requests going through it (by `X-Amz-Target`) and keeps the function's
+//!   connections open, as AWS endpoints do (the emulator closes each one after its answer);
+//! - TCP connections the runtime opened to the Runtime API, and to AWS (the relay).
 //!
 //! Process CPU is the child's CPU-time clock (`clock_getcpuclockid`: utime + stime of every
 //! thread, live or exited, in ns; `/proc/<pid>/stat` has the same in 10 ms ticks, printed as a
@@ -37,7 +38,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,87 +91,106 @@ impl Drop for Owned {
 /// The AWS operations requested through the relay, in order (`X-Amz-Target`, or method and path).
 type Ops = Arc<Mutex<Vec<String>>>;
 
-fn relay(listener: TcpListener, upstream: SocketAddr, ops: Ops) {
+/// Serves the function's AWS requests on connections it keeps open, as AWS endpoints do, each
+/// forwarded to the emulator on a connection of its own: the emulator's server (Werkzeug)
+/// answers every request with `Connection: close`, which would make the function open a TCP
+/// connection per AWS request, work Lambda never sees. `connections` counts the function's.
+fn relay(listener: TcpListener, upstream: SocketAddr, ops: Ops, connections: Arc<AtomicUsize>) {
     for client in listener.incoming().flatten() {
-        let Ok(server) = TcpStream::connect(upstream) else {
-            continue;
-        };
-        let _ = client.set_nodelay(true);
-        let _ = server.set_nodelay(true);
-        let (c2, s2) = match (client.try_clone(), server.try_clone()) {
-            (Ok(c), Ok(s)) => (c, s),
-            _ => continue,
-        };
+        connections.fetch_add(1, Ordering::Relaxed);
         let ops = ops.clone();
-        thread::spawn(move || pipe(client, server, Some(&ops)));
-        thread::spawn(move || pipe(s2, c2, None));
-    }
-}
-
-/// Copies `from` to `to`; with `ops`, also parses the HTTP/1.1 requests going through and notes
-/// each one's operation when its headers are complete.
-fn pipe(mut from: TcpStream, mut to: TcpStream, ops: Option<&Ops>) {
-    let mut buf = [0u8; 16 * 1024];
-    let mut parser = Requests::default();
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => {
-                let _ = to.shutdown(Shutdown::Write);
-                return;
-            }
-            Ok(n) => n,
-        };
-        if let Some(ops) = ops {
-            parser.feed(&buf[..n], ops);
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            return;
-        }
-    }
-}
-
-/// HTTP/1.1 request framing by `Content-Length` (the SDK's JSON protocols never chunk).
-#[derive(Default)]
-struct Requests {
-    pending: Vec<u8>,
-    body_left: usize,
-}
-
-impl Requests {
-    fn feed(&mut self, data: &[u8], ops: &Ops) {
-        self.pending.extend_from_slice(data);
-        loop {
-            let skip = self.body_left.min(self.pending.len());
-            self.body_left -= skip;
-            self.pending.drain(..skip);
-            if self.body_left > 0 || self.pending.is_empty() {
-                return;
-            }
-            let Some(end) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+        thread::spawn(move || {
+            let _ = client.set_nodelay(true);
+            let Ok(writer) = client.try_clone() else {
                 return;
             };
-            let head = String::from_utf8_lossy(&self.pending[..end]).into_owned();
-            self.pending.drain(..end + 4);
-            let mut lines = head.lines();
-            let request_line = lines.next().unwrap_or_default();
-            let mut op = None;
-            for line in lines {
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("x-amz-target") {
-                        op = Some(value.trim().to_owned());
-                    } else if name.eq_ignore_ascii_case("content-length") {
-                        self.body_left = value.trim().parse().unwrap_or(0);
-                    }
+            let (mut reader, mut writer) = (BufReader::new(client), writer);
+            while let Some(request) = Message::read(&mut reader) {
+                ops.lock().unwrap().push(request.operation());
+                let Some(response) = forward(upstream, &request) else {
+                    return;
+                };
+                if writer.write_all(&response.keep_alive()).is_err() {
+                    return;
                 }
             }
-            let op = op.unwrap_or_else(|| {
+        });
+    }
+}
+
+/// Sends one request to the emulator on a new connection and reads its whole response.
+fn forward(upstream: SocketAddr, request: &Message) -> Option<Message> {
+    let mut server = TcpStream::connect(upstream).ok()?;
+    let _ = server.set_nodelay(true);
+    server.write_all(&request.head).ok()?;
+    server.write_all(&request.body).ok()?;
+    Message::read(&mut BufReader::new(server))
+}
+
+/// One HTTP/1.1 message framed by `Content-Length` (the SDK's JSON and query protocols never
+/// chunk a request, and the emulator's responses carry a length).
+struct Message {
+    /// Start line and headers, with the blank line that ends them.
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Message {
+    /// The next message on `stream`; `None` at the end of the stream or on a malformed one.
+    fn read(stream: &mut impl BufRead) -> Option<Message> {
+        let mut head = Vec::new();
+        loop {
+            let before = head.len();
+            if stream.read_until(b'\n', &mut head).ok()? == 0 {
+                return None;
+            }
+            if head[before..] == *b"\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; Self::header(&head, "content-length")?.parse().ok()?];
+        stream.read_exact(&mut body).ok()?;
+        Some(Message { head, body })
+    }
+
+    fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
+        std::str::from_utf8(head)
+            .ok()?
+            .lines()
+            .skip(1)
+            .find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                key.eq_ignore_ascii_case(name).then(|| value.trim())
+            })
+            .or((name == "content-length").then_some("0"))
+    }
+
+    /// `X-Amz-Target`, or the method and path.
+    fn operation(&self) -> String {
+        Self::header(&self.head, "x-amz-target")
+            .filter(|target| !target.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                let request_line = String::from_utf8_lossy(&self.head);
+                let request_line = request_line.lines().next().unwrap_or_default();
                 request_line
                     .rsplit_once(' ')
                     .map_or(request_line, |(l, _)| l)
                     .to_owned()
-            });
-            ops.lock().unwrap().push(op);
+            })
+    }
+
+    /// The message without its `Connection` header (HTTP/1.1's default is to keep the
+    /// connection).
+    fn keep_alive(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.head.len() + self.body.len());
+        for line in self.head.split_inclusive(|b| *b == b'\n') {
+            if !line.to_ascii_lowercase().starts_with(b"connection:") {
+                out.extend_from_slice(line);
+            }
         }
+        out.extend_from_slice(&self.body);
+        out
     }
 }
 
@@ -432,6 +452,7 @@ struct Run {
     /// utime + stime ticks over the warm invocations.
     warm_ticks: Option<u64>,
     connections: usize,
+    aws_connections: usize,
 }
 
 /// The invocation in flight: answered at, the child's CPU then, AWS requests then, and its
@@ -441,6 +462,7 @@ type InFlight = (Instant, Duration, usize, Option<(Duration, String)>);
 struct Harness {
     calls: Receiver<Call>,
     connections: Arc<AtomicUsize>,
+    aws_connections: Arc<AtomicUsize>,
     ops: Ops,
     scratch: PathBuf,
 }
@@ -468,6 +490,7 @@ fn one_run(
     while h.calls.try_recv().is_ok() {}
     h.ops.lock().unwrap().clear();
     h.connections.store(0, Ordering::SeqCst);
+    h.aws_connections.store(0, Ordering::SeqCst);
     let log = h.scratch.join(format!("{function}.log"));
     let log_file = std::fs::File::create(&log).expect("a log file");
     let mut command = Command::new(binary);
@@ -547,6 +570,7 @@ fn one_run(
                     invocations,
                     warm_ticks,
                     connections: h.connections.load(Ordering::SeqCst),
+                    aws_connections: h.aws_connections.load(Ordering::SeqCst),
                 };
             }
             let request_id = format!("bench-{run}-{}", invocations.len());
@@ -632,6 +656,7 @@ fn report(function: &str, runs: &[Run], warm: usize) -> Figures {
     let tick = Duration::from_secs(1) / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u32;
     let ticks: u64 = runs.iter().filter_map(|r| r.warm_ticks).sum();
     let connections: usize = runs.iter().map(|r| r.connections).sum();
+    let aws_connections: usize = runs.iter().map(|r| r.aws_connections).sum();
     let invocations: usize = runs.iter().map(|r| r.invocations.len()).sum();
 
     eprintln!("### {function}");
@@ -676,6 +701,7 @@ fn report(function: &str, runs: &[Run], warm: usize) -> Figures {
         "- Runtime API TCP connections: {connections} for {invocations} invocations ({:.2} per invocation)",
         connections as f64 / invocations.max(1) as f64
     );
+    eprintln!("- AWS TCP connections (to the relay, kept open): {aws_connections} for {invocations} invocations");
     eprintln!(
         "- responses: first {}; warm {}",
         outcomes(&firsts),
@@ -815,7 +841,9 @@ fn main() {
     let relay_addr = relay_listener.local_addr().unwrap();
     let upstream: SocketAddr = ([127, 0, 0, 1], aws_port).into();
     let relay_ops = ops.clone();
-    thread::spawn(move || relay(relay_listener, upstream, relay_ops));
+    let aws_connections = Arc::new(AtomicUsize::new(0));
+    let relay_connections = aws_connections.clone();
+    thread::spawn(move || relay(relay_listener, upstream, relay_ops, relay_connections));
     let (calls_tx, calls) = mpsc::channel();
     let connections = Arc::new(AtomicUsize::new(0));
     let runtime_listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -825,6 +853,7 @@ fn main() {
     let harness = Harness {
         calls,
         connections,
+        aws_connections,
         ops,
         scratch: scratch.clone(),
     };
@@ -833,7 +862,7 @@ fn main() {
     eprintln!();
     eprintln!("- machine: {}", common::machine());
     eprintln!(
-        "- AWS: infra/emulator.py (moto) on 127.0.0.1:{aws_port}, resources from template.yaml, through a counting relay; Runtime API: fake, on {runtime_addr}"
+        "- AWS: infra/emulator.py (moto) on 127.0.0.1:{aws_port}, resources from template.yaml, through a counting relay that keeps the function's connections open (as AWS endpoints do; the emulator closes each); Runtime API: fake, on {runtime_addr}"
     );
     eprintln!("- load average at the start: {}", common::load_average());
     eprintln!(

@@ -204,23 +204,37 @@ fn guarded_format(
     .unwrap_or_else(|_| refused("the format string is not supported"))
 }
 
-/// Positional printf specs only: `%`, ASCII flags, width and precision, an ASCII letter.
+/// Positional printf specs only: `%`, ASCII flags, a width and a precision of at most two
+/// digits each, an ASCII letter. minijinja hands width and precision to Rust's formatting,
+/// which panics on some large precisions (`%.90002g`: `ndigits > 0` in `core::num::flt2dec`,
+/// found by `make fuzz`), and a nine-digit width would be a nine-digit-long string; `*` (taken
+/// from the arguments) is refused for the same reason. `catch_unwind` cannot be relied on:
+/// cargo-lambda builds what ships with `panic = "abort"`.
 fn check_printf(text: &str) -> Result<(), &'static str> {
+    const TOO_WIDE: &str = "a width or precision in a format string is at most two digits";
     let mut chars = text.chars().peekable();
+    let digits = |chars: &mut std::iter::Peekable<std::str::Chars>| {
+        let mut count = 0;
+        while chars.next_if(char::is_ascii_digit).is_some() {
+            count += 1;
+        }
+        count
+    };
     while let Some(c) = chars.next() {
         if c != '%' {
             continue;
         }
-        if chars.peek() == Some(&'%') {
-            chars.next();
+        if chars.next_if_eq(&'%').is_some() {
             continue;
         }
-        while chars
-            .peek()
-            .is_some_and(|c| "-+ #0123456789.*hlL".contains(*c))
-        {
-            chars.next();
+        while chars.next_if(|c| "-+ #0".contains(*c)).is_some() {}
+        if digits(&mut chars) > 2 {
+            return Err(TOO_WIDE);
         }
+        if chars.next_if_eq(&'.').is_some() && digits(&mut chars) > 2 {
+            return Err(TOO_WIDE);
+        }
+        while chars.next_if(|c| "hlL".contains(*c)).is_some() {}
         match chars.next() {
             Some(c) if c.is_ascii_alphabetic() => {}
             Some('(') => return Err("%(name) specs are not supported; pass values in order"),
@@ -579,6 +593,10 @@ mod tests {
             "{{ \"%(\u{d04f1}x)s\"|format(1) }}",
             r#"{{ "%(a)s"|format(1) }}"#,
             r#"{{ "%é"|format(1) }}"#,
+            // Rust's float formatting panicked on this precision (found by `make fuzz`).
+            r#"{{ "%.90002g"|format(detail.amount) }}"#,
+            r#"{{ "%123d"|format(1) }}"#,
+            r#"{{ "%*d"|format(5, 1) }}"#,
         ] {
             assert!(
                 matches!(text(bad), Err(RenderError::Failed(ref m)) if m.contains("format")),
@@ -592,6 +610,16 @@ mod tests {
         ))
         .unwrap();
         crate::fuzzing::template(&found_by_fuzzing);
+        let found_by_fuzzing = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/seeds/template/regression-format-precision"
+        ))
+        .unwrap();
+        crate::fuzzing::template(&found_by_fuzzing);
+        assert_eq!(
+            text(r#"{{ "%-12s|%05.1f|%+d"|format(detail.name, detail.amount, 3) }}"#).unwrap(),
+            "Ana         |012.5|+3"
+        );
     }
     use crate::segments::Encoding;
     use serde_json::json;
