@@ -245,6 +245,29 @@ impl Address {
     }
 }
 
+impl Address {
+    /// An address as Twilio writes one in a request it signed (`From`, `To`: `+14155552671`,
+    /// `whatsapp:+14155552671`): E.164 already, so only its shape is checked, as for a stored
+    /// number ([`E164::stored`]). Checking it against phone metadata would add nothing Twilio
+    /// has not checked, would refuse a real text from a number range newer than the metadata
+    /// this build carries, and would bring the phonenumber crate (its metadata, two regular
+    /// expression engines: ~1 MB, most of an init's CPU) into the inbound webhook.
+    pub fn from_twilio(raw: &str) -> Result<Self, PhoneError> {
+        let (channel, number) = match strip_prefix_ignore_case(raw, WHATSAPP_PREFIX) {
+            Some(rest) => (Channel::Whatsapp, rest),
+            None => (Channel::Sms, raw),
+        };
+        if number.is_empty() {
+            return Err(PhoneError::Empty);
+        }
+        Ok(Self {
+            channel,
+            e164: E164::stored(number.to_owned())?,
+            original: raw.to_owned(),
+        })
+    }
+}
+
 impl fmt::Debug for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Address")
@@ -334,6 +357,38 @@ mod tests {
         assert!(E164::parse("hello").is_err());
         assert!(E164::parse("123").is_err());
         assert!(E164::parse("+1 000 000 0000").is_err());
+    }
+
+    #[test]
+    fn twilios_addresses_are_read_by_their_shape() {
+        let a = Address::from_twilio("whatsapp:+14155552671").unwrap();
+        assert_eq!(
+            (a.channel, a.e164.as_str()),
+            (Channel::Whatsapp, "+14155552671")
+        );
+        assert_eq!(a.original, "whatsapp:+14155552671");
+        let b = Address::from_twilio("+447700900123").unwrap();
+        assert_eq!(
+            (b.channel, b.e164.as_str()),
+            (Channel::Sms, "+447700900123")
+        );
+        // A number the metadata does not (yet) know is Twilio's word, and kept.
+        assert!(E164::parse("+15550001234").is_err());
+        assert!(Address::from_twilio("+15550001234").is_ok());
+        for bad in [
+            "",
+            "whatsapp:",
+            "(415) 555-2671",
+            "+1 415 555 2671",
+            "4155552671",
+            "+0123456",
+            "+1234567890123456",
+            "ACME",
+            "+1415555267a",
+        ] {
+            assert!(Address::from_twilio(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Address::from_twilio(""), Err(PhoneError::Empty));
     }
 
     #[test]

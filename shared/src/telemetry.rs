@@ -5,12 +5,13 @@ use sha2::Sha256;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::Layer;
 
 use crate::phone::E164;
 use crate::xray::{TraceHeader, TraceId, SPAN_FIELD};
@@ -28,9 +29,20 @@ where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let _ = tracing_subscriber::registry()
-        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with(filter(std::env::var("RUST_LOG").ok().as_deref()))
         .with(json_layer(writer))
         .try_init();
+}
+
+/// `RUST_LOG` as levels per target (`info`, `warn,parley=debug`; unset, empty or unreadable:
+/// `info`). `Targets`' syntax is env-filter's without span and field directives, which no
+/// function uses; env-filter would bring a regular-expression engine (regex-automata's DFAs,
+/// through `matchers`) into every binary (docs/benchmarks.md, "binary size").
+fn filter(rust_log: Option<&str>) -> Targets {
+    rust_log
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
 }
 
 /// The log format: one JSON object per event with its fields, the current span's fields, and
@@ -197,6 +209,24 @@ fn base32(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rust_log_sets_levels_per_target_and_defaults_to_info() {
+        use tracing::Level;
+        let info = filter(None);
+        assert!(info.would_enable("parley", &Level::INFO));
+        assert!(!info.would_enable("parley", &Level::DEBUG));
+        for unreadable in ["", "  ", "parley=loud"] {
+            let f = filter(Some(unreadable));
+            assert!(f.would_enable("parley", &Level::INFO), "{unreadable:?}");
+            assert!(!f.would_enable("parley", &Level::DEBUG), "{unreadable:?}");
+        }
+        let f = filter(Some("warn,parley=debug"));
+        assert!(f.would_enable("parley::store", &Level::DEBUG));
+        assert!(!f.would_enable("hyper", &Level::INFO));
+        assert!(f.would_enable("hyper", &Level::WARN));
+        assert!(!filter(Some("off")).would_enable("parley", &Level::ERROR));
+    }
 
     /// Lines written under a test subscriber, as JSON values.
     fn logged(f: impl FnOnce()) -> Vec<serde_json::Value> {

@@ -238,7 +238,7 @@ impl InboundBackfill {
             reason: e.to_string(),
         })?;
         // It writes bodies, media URLs and raw payloads: it seals them like the webhook.
-        let cold = ColdStart::load_sealing().await?;
+        let cold = ColdStart::load_receiving().await?;
         Ok(Self::new(cold.store, twilio, cold.secrets, config))
     }
 

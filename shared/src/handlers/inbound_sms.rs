@@ -43,7 +43,7 @@ impl InboundSmsHandler {
 
     pub async fn from_env() -> Result<Self, InitError> {
         let config = WebhookConfig::from_env()?;
-        let cold = ColdStart::load_sealing().await?;
+        let cold = ColdStart::load_receiving().await?;
         Ok(Self::new(cold.store, cold.secrets, config))
     }
 

@@ -55,20 +55,29 @@ pub struct ColdStart {
 impl ColdStart {
     /// For functions that only read sealed fields, or none.
     pub async fn load() -> Result<Self, InitError> {
-        Self::load_with(Sealing::Reads).await
+        Self::load_with(Sealing::Reads, crate::warm::warm).await
     }
 
     /// For functions that store bodies, media URLs or raw payloads (a KMS data key at start).
     pub async fn load_sealing() -> Result<Self, InitError> {
-        Self::load_with(Sealing::Writes).await
+        Self::load_with(Sealing::Writes, crate::warm::warm).await
     }
 
-    async fn load_with(sealing: Sealing) -> Result<Self, InitError> {
+    /// For the functions that record received texts (the webhook, the backfill): they seal
+    /// bodies and classify texts, but read numbers only as Twilio writes them
+    /// ([`crate::phone::Address::from_twilio`]) and never schedule a send. So init warms
+    /// [`crate::warm::texts`] only, and the inbound webhook's binary leaves the phone metadata
+    /// and the time-zone tables out (docs/benchmarks.md, "binary size").
+    pub async fn load_receiving() -> Result<Self, InitError> {
+        Self::load_with(Sealing::Writes, crate::warm::texts).await
+    }
+
+    async fn load_with(sealing: Sealing, warm: fn()) -> Result<Self, InitError> {
         let aws = crate::config::AwsConfig::from_env()?;
         // The one-time CPU work (`warm`, ~10 ms) runs on a blocking thread while this one sets
         // up the SDK and waits on the network; the secrets and the data key are fetched
         // concurrently. Init's wall time is then the longest of the three, not their sum.
-        let warming = tokio::task::spawn_blocking(crate::warm::warm);
+        let warming = tokio::task::spawn_blocking(warm);
         let sdk = crate::aws::sdk_config().await;
         let store = crate::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
         let secrets_client = aws_sdk_secretsmanager::Client::new(&sdk);

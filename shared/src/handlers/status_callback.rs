@@ -130,7 +130,7 @@ impl StatusCallbackHandler {
         .map_err(|e| ApiError::Unavailable(e.into()))?;
         info!(status = status.as_str(), error_code, outcome = ?outcome, "status callback");
         if error_code == Some(UNSUBSCRIBED) {
-            if let Some(to) = form.get("To").and_then(|t| Address::parse(t).ok()) {
+            if let Some(to) = form.get("To").and_then(|t| Address::from_twilio(t).ok()) {
                 self.store
                     .record_opt_out(&to.e164, "TWILIO_21610", sid.as_str(), &now)
                     .await

@@ -50,8 +50,8 @@ impl InboundSms {
         let message_sid = MessageSid::parse(sid).map_err(|e| invalid("MessageSid")(&e))?;
         let account_sid =
             AccountSid::parse(required("AccountSid")?).map_err(|e| invalid("AccountSid")(&e))?;
-        let from = Address::parse(required("From")?).map_err(|e| invalid("From")(&e))?;
-        let to = Address::parse(required("To")?).map_err(|e| invalid("To")(&e))?;
+        let from = Address::from_twilio(required("From")?).map_err(|e| invalid("From")(&e))?;
+        let to = Address::from_twilio(required("To")?).map_err(|e| invalid("To")(&e))?;
         if from.channel != to.channel {
             return Err(InboundError::Invalid {
                 field: "To",

@@ -84,9 +84,9 @@ impl ListedMessage {
             message_sid: MessageSid::parse(&self.sid).map_err(|e| invalid("sid", &e))?,
             account_sid: AccountSid::parse(&self.account_sid)
                 .map_err(|e| invalid("account_sid", &e))?,
-            from: Address::parse(self.from.as_deref().ok_or(missing("from"))?)
+            from: Address::from_twilio(self.from.as_deref().ok_or(missing("from"))?)
                 .map_err(|e| invalid("from", &e))?,
-            to: Address::parse(self.to.as_deref().ok_or(missing("to"))?)
+            to: Address::from_twilio(self.to.as_deref().ok_or(missing("to"))?)
                 .map_err(|e| invalid("to", &e))?,
             body: self.body.clone().unwrap_or_default(),
             media,
