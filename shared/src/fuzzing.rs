@@ -49,7 +49,8 @@ pub fn signature(data: &[u8]) {
     }
 }
 
-/// Any text gives a number or a typed error; a parsed number's E.164 form parses to itself.
+/// Any text gives a number or a typed error; a parsed number's E.164 form parses to itself; an
+/// address read as Twilio writes one keeps its text and is a stored number.
 pub fn phone(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -58,6 +59,13 @@ pub fn phone(data: &[u8]) {
         assert_eq!(E164::parse(number.as_str()).ok().as_ref(), Some(&number));
     }
     let _ = Address::parse(text);
+    if let Ok(address) = Address::from_twilio(text) {
+        assert_eq!(address.original, text);
+        assert_eq!(
+            E164::stored(address.e164.as_str().to_owned()).as_ref(),
+            Ok(&address.e164)
+        );
+    }
 }
 
 /// Text has at least one segment, and more text never has fewer.
