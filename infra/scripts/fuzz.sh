@@ -3,8 +3,8 @@
 # -C flags, as cargo-fuzz passes them; no AddressSanitizer, which needs nightly and guards
 # against memory errors safe Rust does not make) and runs each for FUZZ_SECONDS (default 5),
 # starting from the committed seeds in fuzz/seeds/<target>, or until FUZZ_RUNS executions when
-# that is set (the 10-million goal: FUZZ_RUNS=10000000; with both, whichever comes first). A crash fails the run and leaves the
-# input in target/fuzz/artifacts/<target>/. Figures: target/fuzz/report.txt (appended to, with
+# that is set (the 10-million goal: FUZZ_RUNS=10000000; with both, whichever comes first). A
+# crash fails the run and leaves the input in target/fuzz/artifacts/<target>/. Figures: target/fuzz/report.txt (appended to, with
 # the time each target ended, so runs of single targets add up).
 #   infra/scripts/fuzz.sh [TARGET…]          FUZZ_SECONDS=600 for a long run (make fuzz)
 set -euo pipefail
@@ -12,8 +12,12 @@ cd "$(dirname "$0")/../.."
 
 # Whichever limit comes first: FUZZ_RUNS executions, FUZZ_SECONDS (5 when neither is set).
 limit=()
-[ -z "${FUZZ_RUNS:-}" ] || limit+=(-runs="$FUZZ_RUNS")
-[ -n "${FUZZ_RUNS:-}" ] && [ -z "${FUZZ_SECONDS:-}" ] || limit+=(-max_total_time="${FUZZ_SECONDS:-5}")
+if [ -n "${FUZZ_RUNS:-}" ]; then
+  limit+=(-runs="$FUZZ_RUNS")
+fi
+if [ -n "${FUZZ_SECONDS:-}" ] || [ -z "${FUZZ_RUNS:-}" ]; then
+  limit+=(-max_total_time="${FUZZ_SECONDS:-5}")
+fi
 host=$(rustc -vV | sed -n 's/^host: //p')
 out="$PWD/target/fuzz"
 mkdir -p "$out"

@@ -232,20 +232,14 @@ pub struct Address {
 impl Address {
     /// Parses `+14155552671` (SMS) or `whatsapp:+14155552671` (WhatsApp).
     pub fn parse(raw: &str) -> Result<Self, PhoneError> {
-        let trimmed = raw.trim();
-        let (channel, number) = match strip_prefix_ignore_case(trimmed, WHATSAPP_PREFIX) {
-            Some(rest) => (Channel::Whatsapp, rest),
-            None => (Channel::Sms, trimmed),
-        };
+        let (channel, number) = channel_of(raw.trim());
         Ok(Self {
             channel,
             e164: E164::parse(number)?,
             original: raw.to_owned(),
         })
     }
-}
 
-impl Address {
     /// An address as Twilio writes one in a request it signed (`From`, `To`: `+14155552671`,
     /// `whatsapp:+14155552671`): E.164 already, so only its shape is checked, as for a stored
     /// number ([`E164::stored`]). Checking it against phone metadata would add nothing Twilio
@@ -253,10 +247,7 @@ impl Address {
     /// this build carries, and would bring the phonenumber crate (its metadata, two regular
     /// expression engines: ~1 MB, most of an init's CPU) into the inbound webhook.
     pub fn from_twilio(raw: &str) -> Result<Self, PhoneError> {
-        let (channel, number) = match strip_prefix_ignore_case(raw, WHATSAPP_PREFIX) {
-            Some(rest) => (Channel::Whatsapp, rest),
-            None => (Channel::Sms, raw),
-        };
+        let (channel, number) = channel_of(raw);
         if number.is_empty() {
             return Err(PhoneError::Empty);
         }
@@ -273,6 +264,14 @@ impl fmt::Debug for Address {
         f.debug_struct("Address")
             .field("channel", &self.channel)
             .finish_non_exhaustive()
+    }
+}
+
+/// The channel an address names (`whatsapp:` or none: SMS) and the number after it.
+fn channel_of(address: &str) -> (Channel, &str) {
+    match strip_prefix_ignore_case(address, WHATSAPP_PREFIX) {
+        Some(rest) => (Channel::Whatsapp, rest),
+        None => (Channel::Sms, address),
     }
 }
 

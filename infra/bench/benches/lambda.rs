@@ -148,7 +148,11 @@ impl Message {
                 break;
             }
         }
-        let mut body = vec![0; Self::header(&head, "content-length")?.parse().ok()?];
+        let length = match Self::header(&head, "content-length") {
+            Some(value) => value.parse().ok()?,
+            None => 0,
+        };
+        let mut body = vec![0; length];
         stream.read_exact(&mut body).ok()?;
         Some(Message { head, body })
     }
@@ -162,7 +166,6 @@ impl Message {
                 let (key, value) = line.split_once(':')?;
                 key.eq_ignore_ascii_case(name).then(|| value.trim())
             })
-            .or((name == "content-length").then_some("0"))
     }
 
     /// `X-Amz-Target`, or the method and path.
