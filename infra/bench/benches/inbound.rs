@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_dynamodb::config::Credentials;
 use aws_smithy_http_client::test_util::infallible_client_fn;
 use aws_smithy_types::body::SdkBody;
@@ -155,8 +155,9 @@ fn cancelled(first: &str) -> String {
     .to_string()
 }
 
-/// The SDK configuration of `parley::aws::sdk_config` (same timeouts, latest behavior version,
-/// static credentials as Lambda's environment gives), but with the in-process HTTP client.
+/// The functions' SDK configuration (`parley::aws::builder`: timeouts, retries, behavior
+/// version, stalled-stream protection), with the in-process HTTP client, static credentials as
+/// Lambda's environment gives, and no endpoint override.
 async fn sdk_config(endpoint: Arc<Endpoint>, secret_json: &str) -> SdkConfig {
     let secret_response = json!({
         "ARN": format!("arn:aws:secretsmanager:us-east-1:000000000000:secret:{SECRET_ID}-AbCdEf"),
@@ -168,19 +169,14 @@ async fn sdk_config(endpoint: Arc<Endpoint>, secret_json: &str) -> SdkConfig {
     })
     .to_string();
     let http = infallible_client_fn(move |req| endpoint.respond(&secret_response, req));
-    aws_config::defaults(BehaviorVersion::latest())
+    let mut config = parley::aws::builder()
         .http_client(http)
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "bench"))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .operation_attempt_timeout(Duration::from_secs(2))
-                .operation_timeout(Duration::from_secs(5))
-                .build(),
-        )
-        .load()
-        .await
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test", "test", None, None, "bench",
+        )));
+    config.set_endpoint_url(None);
+    config.build()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,11 @@
 //!   connections open, as AWS endpoints do (the emulator closes each one after its answer);
 //! - TCP connections the runtime opened to the Runtime API, and to AWS (the relay).
 //!
+//! CPUs: on a machine with two or more, the function runs alone on the last CPU and everything
+//! else (this harness, its relay and fake Runtime API, the emulator, the sandbox) on the others
+//! (`sched_setaffinity`), as on Lambda, where DynamoDB does not share the function's CPU and its
+//! caches; `BENCH_LAMBDA_PIN=0` turns that off (everything shares every CPU).
+//!
 //! Process CPU is the child's CPU-time clock (`clock_getcpuclockid`: utime + stime of every
 //! thread, live or exited, in ns; `/proc/<pid>/stat` has the same in 10 ms ticks, printed as a
 //! cross-check of the warm mean).
@@ -32,13 +37,14 @@
 //! Environment: `BENCH_LAMBDA_RUNS` (cold starts per function, default 10),
 //! `BENCH_LAMBDA_WARM` (warm invocations per cold start, default 100), `BENCH_FUNCTIONS`
 //! (comma-separated; default: every function whose binary is built), `BENCH_FUNCTIONS_DIR`
-//! (default: this benchmark's `target/release`).
+//! (default: this benchmark's `target/release`), `BENCH_LAMBDA_PIN` (default 1, see CPUs).
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -468,6 +474,8 @@ struct Harness {
     aws_connections: Arc<AtomicUsize>,
     ops: Ops,
     scratch: PathBuf,
+    /// The CPU the function runs on alone, when pinned.
+    function_cpu: Option<usize>,
 }
 
 fn outcome(path: &str, body: &[u8]) -> String {
@@ -503,6 +511,13 @@ fn one_run(
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().unwrap())
         .stderr(log_file);
+    if let Some(cpu) = h.function_cpu {
+        // SAFETY: between fork and exec only `pin_to` runs: a stack cpu_set_t and one system
+        // call, no allocation or lock.
+        unsafe {
+            command.pre_exec(move || pin_to([cpu]));
+        }
+    }
     let started = Instant::now();
     let mut child = Owned(command.spawn().expect("the function starts"));
     let pid = child.0.id();
@@ -734,7 +749,37 @@ fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
 }
 
+/// Where the function runs, apart from everything else: `Some(cpu)` when pinning is on and the
+/// machine has a CPU to spare.
+fn function_cpu() -> Option<usize> {
+    let cpus = thread::available_parallelism().map_or(1, usize::from);
+    (env_number("BENCH_LAMBDA_PIN", 1) != 0 && cpus >= 2).then(|| cpus - 1)
+}
+
+/// Restricts the calling thread (and what it starts afterwards: threads, processes) to `cpus`.
+fn pin_to(cpus: impl IntoIterator<Item = usize>) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes within it (every index given
+    // here is below the machine's CPU count, far below CPU_SETSIZE).
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 fn main() {
+    // First, before any thread or process starts: they inherit the mask.
+    let function_cpu = function_cpu();
+    if let Some(cpu) = function_cpu {
+        pin_to(0..cpu).expect("the harness keeps to the other CPUs");
+    }
     let runs = env_number("BENCH_LAMBDA_RUNS", 10).max(1);
     let warm = env_number("BENCH_LAMBDA_WARM", 100).max(1);
     let env = common::local_env();
@@ -859,6 +904,7 @@ fn main() {
         aws_connections,
         ops,
         scratch: scratch.clone(),
+        function_cpu,
     };
 
     eprintln!("## Each function through a fake Lambda Runtime API");
@@ -868,6 +914,13 @@ fn main() {
         "- AWS: infra/emulator.py (moto) on 127.0.0.1:{aws_port}, resources from template.yaml, through a counting relay that keeps the function's connections open (as AWS endpoints do; the emulator closes each); Runtime API: fake, on {runtime_addr}"
     );
     eprintln!("- load average at the start: {}", common::load_average());
+    match function_cpu {
+        Some(cpu) => eprintln!(
+            "- CPUs: the function alone on CPU {cpu}; the harness, relay and emulator on CPUs 0-{}",
+            cpu - 1
+        ),
+        None => eprintln!("- CPUs: not pinned; the function shares them with the emulator"),
+    }
     eprintln!(
         "- per function: 1 untimed cold start, then {runs} cold starts × (1 first + {warm} warm) invocations, back to back; RUST_LOG from infra/local.env ({})",
         function_env.get("RUST_LOG").map_or("unset", String::as_str)

@@ -17,6 +17,7 @@ use std::time::Duration;
 use aws_smithy_async::rt::sleep::{SharedAsyncSleep, TokioSleep};
 use aws_smithy_async::time::SharedTimeSource;
 use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
+use aws_smithy_runtime_api::client::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use aws_types::region::Region;
@@ -64,7 +65,11 @@ pub fn builder() -> Builder {
         .sleep_impl(SharedAsyncSleep::new(TokioSleep::new()))
         .time_source(SharedTimeSource::default())
         .retry_config(RetryConfig::standard())
-        .timeout_config(timeouts());
+        .timeout_config(timeouts())
+        // Stalled-stream protection watches streaming bodies' throughput; this client sends and
+        // reads whole bodies (`ReqwestClient`), bounded by the attempt timeout, so the check's
+        // interceptor, body wrapper and timer would be per-request cost for nothing.
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
     builder.set_region(
         non_empty("AWS_REGION")
             .or_else(|| non_empty("AWS_DEFAULT_REGION"))

@@ -33,7 +33,7 @@ use tracing::{info, warn, Instrument};
 use super::inbound_sms::{record, Received};
 use super::{ColdStart, InitError};
 use crate::config::{optional, ConfigError};
-use crate::metrics::Metrics;
+use crate::metrics::{Batch, Metrics};
 use crate::phone::Address;
 use crate::secrets::SecretStore;
 use crate::store::{BackfillCheckpoint, BackfillResume, Store, StoreError, WriteOutcome};
@@ -466,9 +466,11 @@ impl InboundBackfill {
                 message_sid = %m.sid,
                 phone = %self.pseudonyms.pseudonym(&sms.from.e164),
             );
-            let recorded = record(&self.store, &text, FUNCTION)
+            let mut metrics = Batch::new();
+            let recorded = record(&self.store, &text, FUNCTION, &mut metrics)
                 .instrument(span)
                 .await?;
+            metrics.emit();
             match recorded.outcome.write {
                 WriteOutcome::Recorded => report.recorded += 1,
                 // The webhook (a late retry) got there between the read and the write.

@@ -13,7 +13,7 @@ use crate::consent::{self, Classification, Keyword};
 use crate::error::ApiError;
 use crate::http::{twiml, xml_escape};
 use crate::language;
-use crate::metrics::Metrics;
+use crate::metrics::{Batch, Metrics};
 use crate::secrets::SecretStore;
 use crate::store::{ConsentOutcome, InboundOutcome, InboundRecord, Store, WriteOutcome};
 use crate::telemetry::Pseudonymizer;
@@ -58,19 +58,23 @@ impl InboundSmsHandler {
             xrayTraceId = trace.as_ref().map(tracing::field::display),
         );
         async {
+            // Everything this invocation counts goes out as one EMF line.
+            let mut metrics = Batch::new();
             let response = self
-                .process(&req, trace.as_ref())
+                .process(&req, trace.as_ref(), &mut metrics)
                 .await
                 .unwrap_or_else(ApiError::into_response);
             // ServerErrors is watched by WebhookServerErrorsAlarm: a 5xx is a text Twilio may not
             // retry (the backfill catches it up).
-            Metrics::new(FUNCTION)
-                .millis("HandlerLatency", started.elapsed().as_secs_f64() * 1e3)
-                .count(
-                    "ServerErrors",
-                    u64::from(response.status().is_server_error()),
-                )
-                .emit();
+            metrics.push(
+                Metrics::new(FUNCTION)
+                    .millis("HandlerLatency", started.elapsed().as_secs_f64() * 1e3)
+                    .count(
+                        "ServerErrors",
+                        u64::from(response.status().is_server_error()),
+                    ),
+            );
+            metrics.emit();
             response
         }
         .instrument(span)
@@ -81,6 +85,7 @@ impl InboundSmsHandler {
         &self,
         req: &Request,
         trace: Option<&TraceHeader>,
+        metrics: &mut Batch,
     ) -> Result<Response<Body>, ApiError> {
         let verified = webhook::verify(req, ROUTE, &self.config, &self.secrets).await?;
         let sms = InboundSms::from_form(&verified.form)
@@ -102,7 +107,7 @@ impl InboundSmsHandler {
             received_at: crate::time::now_rfc3339(),
             trace: trace.cloned(),
         };
-        let recorded = record(&self.store, &text, FUNCTION)
+        let recorded = record(&self.store, &text, FUNCTION, metrics)
             .await
             .map_err(|e| ApiError::Unavailable(e.into()))?;
         // A duplicate is answered like the first delivery: the store says whether that one
@@ -135,11 +140,12 @@ pub(crate) struct Recorded {
 /// Classifies a received text (consent keyword, language) and records it in the one
 /// idempotent write of the inbound path: the webhook and the backfill share it, so a text they
 /// both see is stored once and the stream (and the processor) sees it once. Logs and counts
-/// the outcome under `function`.
+/// the outcome under `function`, in `metrics` (the caller emits them).
 pub(crate) async fn record(
     store: &Store,
     text: &Received<'_>,
     function: &'static str,
+    metrics: &mut Batch,
 ) -> Result<Recorded, crate::store::StoreError> {
     let sms = text.sms;
     let classification = consent::classify(&sms.body);
@@ -157,7 +163,7 @@ pub(crate) async fn record(
     };
     let outcome = store.record_inbound_consent(&record).await?;
 
-    let metrics = Metrics::new(function).dimension("channel", sms.channel().as_str());
+    let counts = Metrics::new(function).dimension("channel", sms.channel().as_str());
     match outcome.write {
         WriteOutcome::Recorded => {
             info!(
@@ -170,23 +176,25 @@ pub(crate) async fn record(
                 media = sms.media.len(),
                 "inbound message recorded"
             );
-            Metrics::new(function)
-                .dimension("language", detection.language.as_str())
-                .count("LanguageDetected", 1)
-                .emit();
-            metrics
-                .count("Received", 1)
-                .count("OptOuts", u64::from(keyword == Some(Keyword::OptOut)))
-                .count("OptIns", u64::from(keyword == Some(Keyword::OptIn)))
-                .count(
-                    "ConsentUnchanged",
-                    u64::from(outcome.consent == ConsentOutcome::Unchanged),
-                )
-                .emit();
+            metrics.push(
+                Metrics::new(function)
+                    .dimension("language", detection.language.as_str())
+                    .count("LanguageDetected", 1),
+            );
+            metrics.push(
+                counts
+                    .count("Received", 1)
+                    .count("OptOuts", u64::from(keyword == Some(Keyword::OptOut)))
+                    .count("OptIns", u64::from(keyword == Some(Keyword::OptIn)))
+                    .count(
+                        "ConsentUnchanged",
+                        u64::from(outcome.consent == ConsentOutcome::Unchanged),
+                    ),
+            );
         }
         WriteOutcome::Duplicate => {
             info!("duplicate MessageSid skipped");
-            metrics.count("DuplicateSkipped", 1).emit();
+            metrics.push(counts.count("DuplicateSkipped", 1));
         }
     }
     Ok(Recorded {
