@@ -79,6 +79,7 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("event-router", "events/event-router.json"),
     ("dispatcher", "events/dispatcher.json"),
     ("inbound-processor", "events/inbound-processor.json"),
+    ("inbound-backfill", "events/inbound-backfill.json"),
 ];
 
 /// A child process that is killed (by its own handle) and reaped when dropped.
@@ -424,8 +425,13 @@ impl Events {
             body = body.replace(sid.as_str(), &unique);
         }
         let form = Form::parse(body.as_bytes()).expect("a form body");
+        // Twilio signs the whole URL it called, query included (the status callback's `m=`).
         let path = event["rawPath"].as_str().unwrap_or_default();
-        let url = format!("{}{path}", base.trim_end_matches('/'));
+        let query = match event["rawQueryString"].as_str() {
+            Some(q) if !q.is_empty() => format!("?{q}"),
+            _ => String::new(),
+        };
+        let url = format!("{}{path}{query}", base.trim_end_matches('/'));
         let signature = signature::compute(token, &url, form.pairs());
         event["headers"]["x-twilio-signature"] = Value::String(signature);
         event["headers"]["content-length"] = Value::String(body.len().to_string());
@@ -775,6 +781,8 @@ fn pin_to(cpus: impl IntoIterator<Item = usize>) -> std::io::Result<()> {
 }
 
 fn main() {
+    // Read before pinning narrows what this process may use.
+    let machine = common::machine();
     // First, before any thread or process starts: they inherit the mask.
     let function_cpu = function_cpu();
     if let Some(cpu) = function_cpu {
@@ -909,7 +917,7 @@ fn main() {
 
     eprintln!("## Each function through a fake Lambda Runtime API");
     eprintln!();
-    eprintln!("- machine: {}", common::machine());
+    eprintln!("- machine: {machine}");
     eprintln!(
         "- AWS: infra/emulator.py (moto) on 127.0.0.1:{aws_port}, resources from template.yaml, through a counting relay that keeps the function's connections open (as AWS endpoints do; the emulator closes each); Runtime API: fake, on {runtime_addr}"
     );

@@ -161,7 +161,7 @@ impl Dispatcher {
             name: "TWILIO_API_BASE",
             reason: e.to_string(),
         })?;
-        let cold = ColdStart::load().await?;
+        let cold = ColdStart::load_stored().await?;
         let queue = JobQueue::new(aws_sdk_sqs::Client::new(&cold.sdk), queue_url);
         Ok(
             Self::new(cold.store, queue, policy, Arc::new(SystemClock), config)

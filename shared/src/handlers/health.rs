@@ -77,7 +77,7 @@ impl HealthHandler {
     }
 
     pub async fn from_env() -> Result<Self, InitError> {
-        let cold = ColdStart::load().await?;
+        let cold = ColdStart::load_bare().await?;
         let probes = crate::aws::probe(&cold.sdk);
         let store = Store::new(aws_sdk_dynamodb::Client::new(&probes), cold.store.table());
         let secrets_client = aws_sdk_secretsmanager::Client::new(&probes);

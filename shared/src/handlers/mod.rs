@@ -72,6 +72,22 @@ impl ColdStart {
         Self::load_with(Sealing::Writes, crate::warm::texts).await
     }
 
+    /// For the functions that take numbers only as stored (E.164, checked when the send was
+    /// accepted) and check quiet hours, but classify no text: the send worker and the
+    /// dispatcher. Init warms [`crate::warm::zones`] only, and their binaries leave the phone
+    /// metadata (2.3 MB of an arm64 binary) and the language models out.
+    pub async fn load_stored() -> Result<Self, InitError> {
+        Self::load_with(Sealing::Reads, crate::warm::zones).await
+    }
+
+    /// For the functions that parse no number people wrote, classify no text and schedule
+    /// nothing (the health check, the status callbacks, which read `To` as Twilio writes it):
+    /// init warms nothing, and their binaries leave the phone metadata, the language models
+    /// and the time-zone tables out.
+    pub async fn load_bare() -> Result<Self, InitError> {
+        Self::load_with(Sealing::Reads, || {}).await
+    }
+
     async fn load_with(sealing: Sealing, warm: fn()) -> Result<Self, InitError> {
         let aws = crate::config::AwsConfig::from_env()?;
         // The one-time CPU work (`warm`, ~10 ms) runs on a blocking thread while this one sets

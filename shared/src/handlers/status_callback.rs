@@ -44,7 +44,7 @@ impl StatusCallbackHandler {
 
     pub async fn from_env() -> Result<Self, InitError> {
         let config = WebhookConfig::from_env()?;
-        let cold = ColdStart::load().await?;
+        let cold = ColdStart::load_bare().await?;
         Ok(Self::new(cold.store, cold.secrets, config))
     }
 

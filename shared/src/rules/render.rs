@@ -208,8 +208,9 @@ fn guarded_format(
 /// digits each, an ASCII letter. minijinja hands width and precision to Rust's formatting,
 /// which panics on some large precisions (`%.90002g`: `ndigits > 0` in `core::num::flt2dec`,
 /// found by `make fuzz`), and a nine-digit width would be a nine-digit-long string; `*` (taken
-/// from the arguments) is refused for the same reason. `catch_unwind` cannot be relied on:
-/// cargo-lambda builds what ships with `panic = "abort"`.
+/// from the arguments) is refused for the same reason. The `catch_unwind` around the filter is
+/// the second line only: it holds in the release profile (`panic = "unwind"`, written out so
+/// cargo-lambda keeps it), not in a build that aborts.
 fn check_printf(text: &str) -> Result<(), &'static str> {
     const TOO_WIDE: &str = "a width or precision in a format string is at most two digits";
     let mut chars = text.chars().peekable();

@@ -218,7 +218,7 @@ impl SendWorker {
         let mut policy = Policy::from_env()?;
         policy.claim_lease = config.claim_lease;
         let breaker = BreakerConfig::from_env(TWILIO_BREAKER_ENV)?;
-        let cold = ColdStart::load().await?;
+        let cold = ColdStart::load_stored().await?;
         let sqs = aws_sdk_sqs::Client::new(&cold.sdk);
         Ok(
             Self::new(cold.store, sqs, queue_url, twilio, cold.secrets, config)
