@@ -67,9 +67,10 @@ impl Store {
         &self,
         r: &InboundRecord<'_>,
     ) -> Result<InboundOutcome, StoreError> {
-        let items = self.inbound_write_items(r)?;
+        // Built for each attempt (a conflict retry rebuilds them) rather than copied.
+        let items = || self.inbound_write_items(r);
         let Some(opted_out) = r.keyword.and_then(|c| c.keyword.opted_out()) else {
-            let write = match self.transact(items).await {
+            let write = match self.transact_built(items).await {
                 Ok(()) => WriteOutcome::Recorded,
                 // The SID guard is the first item: its condition failing means a duplicate.
                 Err(TxError::ConditionFailed(0)) => WriteOutcome::Duplicate,
@@ -90,7 +91,7 @@ impl Store {
             },
         };
         // The item as the failed condition returned it, when it did.
-        let mut known: Option<Consent> = match self.transact_reasons(items).await {
+        let mut known: Option<Consent> = match self.transact_reasons_built(items).await {
             // An optimistic opt-out that went through changed the state; an opt-in did not.
             Ok(()) => return Ok(outcome(WriteOutcome::Recorded, opted_out)),
             Err(Err(e)) => return Err(e),
@@ -123,9 +124,9 @@ impl Store {
                 Some(item) => Some(item),
                 None => self.consent(&r.sms.from.e164).await?,
             };
-            let items = self.inbound_write_items_as_read(r, current.as_ref())?;
+            let items = || self.inbound_write_items_as_read(r, current.as_ref());
             let changes = current.as_ref().is_some_and(|c| c.opted_out) != opted_out;
-            match self.transact(items).await {
+            match self.transact_built(items).await {
                 Ok(()) => return Ok(outcome(WriteOutcome::Recorded, changes)),
                 Err(TxError::ConditionFailed(0)) => {
                     let changed = changed_by(current.as_ref(), opted_out, sid);

@@ -224,7 +224,16 @@ impl Store {
     /// applied it, the SDK's retry of the same request then succeeds without applying it
     /// again, instead of failing on the transaction's own conditions.
     pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), TxError> {
-        match self.transact_reasons(items).await {
+        self.transact_built(|| Ok(items.clone())).await
+    }
+
+    /// [`Store::transact`] of items built for each attempt (see
+    /// [`Store::transact_reasons_built`]).
+    pub(crate) async fn transact_built<F>(&self, build: F) -> Result<(), TxError>
+    where
+        F: Fn() -> Result<Vec<TransactWriteItem>, StoreError>,
+    {
+        match self.transact_reasons_built(build).await {
             Ok(()) => Ok(()),
             Err(Ok(failed)) => Err(TxError::ConditionFailed(failed[0].index)),
             Err(Err(e)) => Err(TxError::Failed(e)),
@@ -269,12 +278,26 @@ impl Store {
         &self,
         items: Vec<TransactWriteItem>,
     ) -> Result<(), Result<Vec<Failed>, StoreError>> {
+        self.transact_reasons_built(|| Ok(items.clone())).await
+    }
+
+    /// [`Store::transact_reasons`] of items `build` makes for each attempt, so none is kept for
+    /// a retry that rarely comes: where the items can be built again (the inbound write, on
+    /// every text the webhook records), that spares a copy of every item per transaction.
+    pub(crate) async fn transact_reasons_built<F>(
+        &self,
+        build: F,
+    ) -> Result<(), Result<Vec<Failed>, StoreError>>
+    where
+        F: Fn() -> Result<Vec<TransactWriteItem>, StoreError>,
+    {
         let mut attempt = 1;
         loop {
+            let items = build().map_err(Err)?;
             let result = self
                 .client
                 .transact_write_items()
-                .set_transact_items(Some(items.clone()))
+                .set_transact_items(Some(items))
                 .client_request_token(ulid::Ulid::new().to_string())
                 .send()
                 .await;
@@ -530,4 +553,137 @@ pub fn item_of<T: DeserializeOwned>(
         .map(|item| serde_dynamo::from_item(item.clone()))
         .transpose()
         .map_err(StoreError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use aws_credential_types::Credentials;
+    use aws_types::region::Region;
+    use aws_types::sdk_config::SharedCredentialsProvider;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A loopback DynamoDB that gives `answers` (status, body) in turn, one per request, the
+    /// last one from then on; counts requests.
+    async fn dynamodb(answers: Vec<(u16, String)>) -> (Store, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let (answers, counted) = (answers.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let mut socket = BufReader::new(socket);
+                    loop {
+                        let mut length = 0;
+                        loop {
+                            let mut line = String::new();
+                            if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let lower = line.to_ascii_lowercase();
+                            if let Some(v) = lower.strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap();
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        socket.read_exact(&mut body).await.unwrap();
+                        let n = counted.fetch_add(1, Ordering::SeqCst);
+                        let (status, answer) = &answers[n.min(answers.len() - 1)];
+                        let head = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.0\r\n\
+                             x-amzn-requestid: r-{n}\r\ncontent-length: {}\r\n\r\n",
+                            answer.len()
+                        );
+                        let stream = socket.get_mut();
+                        stream.write_all(head.as_bytes()).await.unwrap();
+                        stream.write_all(answer.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        let sdk = crate::aws::builder()
+            .region(Region::new("us-east-1"))
+            .endpoint_url(url)
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "test", "test", None, None, "test",
+            )))
+            .build();
+        (Store::new(Client::new(&sdk), "t"), requests)
+    }
+
+    fn cancelled(first: &str) -> (u16, String) {
+        let body = serde_json::json!({
+            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+            "Message": format!("Transaction cancelled [{first}]"),
+            "CancellationReasons": [{"Code": first}],
+        });
+        (400, body.to_string())
+    }
+
+    fn item() -> Result<Vec<TransactWriteItem>, StoreError> {
+        Ok(vec![super::inbound::put(
+            "t",
+            HashMap::from([("pk".to_owned(), s("a"))]),
+        )?])
+    }
+
+    #[tokio::test]
+    async fn a_conflict_is_retried_with_the_items_built_again() {
+        let (store, requests) =
+            dynamodb(vec![cancelled("TransactionConflict"), (200, "{}".into())]).await;
+        let built = AtomicUsize::new(0);
+        let outcome = store
+            .transact_built(|| {
+                built.fetch_add(1, Ordering::SeqCst);
+                item()
+            })
+            .await;
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
+        assert_eq!(built.load(Ordering::SeqCst), 2, "built once per attempt");
+    }
+
+    #[tokio::test]
+    async fn a_failed_condition_is_not_retried_and_names_its_item() {
+        let (store, requests) = dynamodb(vec![cancelled("ConditionalCheckFailed")]).await;
+        let built = AtomicUsize::new(0);
+        let outcome = store
+            .transact_built(|| {
+                built.fetch_add(1, Ordering::SeqCst);
+                item()
+            })
+            .await;
+        assert!(
+            matches!(outcome, Err(TxError::ConditionFailed(0))),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            (
+                requests.load(Ordering::SeqCst),
+                built.load(Ordering::SeqCst)
+            ),
+            (1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn items_that_cannot_be_built_send_nothing() {
+        let (store, requests) = dynamodb(vec![(200, "{}".into())]).await;
+        let outcome = store
+            .transact_built(|| Err(StoreError::Corrupt("not built".into())))
+            .await;
+        assert!(matches!(outcome, Err(TxError::Failed(_))), "{outcome:?}");
+        assert_eq!(requests.load(Ordering::SeqCst), 0);
+    }
 }
