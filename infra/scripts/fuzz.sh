@@ -4,8 +4,9 @@
 # against memory errors safe Rust does not make) and runs each for FUZZ_SECONDS (default 5),
 # starting from the committed seeds in fuzz/seeds/<target>, or until FUZZ_RUNS executions when
 # that is set (the 10-million goal: FUZZ_RUNS=10000000; with both, whichever comes first). A
-# crash fails the run and leaves the input in target/fuzz/artifacts/<target>/. Figures: target/fuzz/report.txt (appended to, with
-# the time each target ended, so runs of single targets add up).
+# crash fails the run and leaves the input in target/fuzz/artifacts/<target>/. Figures:
+# target/fuzz/report.txt (appended to, with the time each target ended, so runs of single
+# targets add up).
 #   infra/scripts/fuzz.sh [TARGET…]          FUZZ_SECONDS=600 for a long run (make fuzz)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

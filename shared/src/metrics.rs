@@ -19,8 +19,8 @@ impl Unit {
 }
 
 /// A set of metrics sharing dimensions: one EMF directive, emitted as a line of its own or with
-/// others in a [`Batch`]. Every metric is recorded
-/// under `function` and again under `function` plus each extra dimension.
+/// others in a [`Batch`]. Every metric is recorded under `function` and again under `function`
+/// plus each extra dimension.
 #[derive(Debug)]
 pub struct Metrics {
     function: &'static str,
@@ -161,35 +161,38 @@ fn line(sets: &[Metrics]) -> String {
         out.extend_from_slice(b"]}");
     }
     out.extend_from_slice(b"]}");
-    let function = sets.first().map_or("", |s| s.function);
-    out.extend_from_slice(br#","function":"#);
-    push_json(&mut out, function);
+    member(
+        &mut out,
+        "function",
+        sets.first().map_or("", |s| s.function),
+    );
     // Not a dimension: a plain property, so a metric line is found with its log lines.
     if let Some(trace) = crate::telemetry::current_trace_id() {
-        out.extend_from_slice(br#","trace_id":"#);
-        push_json(&mut out, trace.as_str());
+        member(&mut out, "trace_id", trace.as_str());
     }
     let mut seen: Vec<&str> = Vec::new();
     for set in sets {
         for (name, value) in &set.dimensions {
             if !seen.contains(name) {
                 seen.push(name);
-                out.push(b',');
-                push_json(&mut out, name);
-                out.push(b':');
-                push_json(&mut out, value);
+                member(&mut out, name, value);
             }
         }
         for (name, value, _) in &set.values {
-            out.push(b',');
-            push_json(&mut out, name);
-            out.push(b':');
-            push_json(&mut out, value);
+            member(&mut out, name, value);
         }
     }
     out.push(b'}');
     // Every piece is UTF-8: literals, and what serde_json wrote.
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// `,"name":value` appended to `out` (after the `_aws` member, which always comes first).
+fn member<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, name: &str, value: &T) {
+    out.push(b',');
+    push_json(out, name);
+    out.push(b':');
+    push_json(out, value);
 }
 
 /// `value` as JSON (strings escaped, a non-finite number as `null`), appended to `out`.

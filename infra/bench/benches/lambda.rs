@@ -924,8 +924,12 @@ fn main() {
     eprintln!("- load average at the start: {}", common::load_average());
     match function_cpu {
         Some(cpu) => eprintln!(
-            "- CPUs: the function alone on CPU {cpu}; the harness, relay and emulator on CPUs 0-{}",
-            cpu - 1
+            "- CPUs: the function alone on CPU {cpu}; the harness, relay and emulator on {}",
+            if cpu == 1 {
+                "CPU 0".to_owned()
+            } else {
+                format!("CPUs 0-{}", cpu - 1)
+            }
         ),
         None => eprintln!("- CPUs: not pinned; the function shares them with the emulator"),
     }

@@ -121,78 +121,25 @@ impl HttpConnector for Unavailable {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
 
-    use aws_credential_types::Credentials;
-    use aws_types::region::Region;
-    use aws_types::sdk_config::SharedCredentialsProvider;
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
 
-    /// A loopback HTTP/1.1 server that answers every request on a connection with `body`
-    /// (a DynamoDB ListTables answer) and keeps the connection open; counts connections.
-    async fn server(body: &'static str) -> (String, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counted = connections.clone();
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut socket = BufReader::new(socket);
-                    loop {
-                        let mut length = 0;
-                        loop {
-                            let mut line = String::new();
-                            if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if let Some(v) =
-                                line.to_ascii_lowercase().strip_prefix("content-length:")
-                            {
-                                length = v.trim().parse().unwrap();
-                            }
-                            if line == "\r\n" {
-                                break;
-                            }
-                        }
-                        let mut request_body = vec![0; length];
-                        socket.read_exact(&mut request_body).await.unwrap();
-                        let answer = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\n\
-                             x-amzn-requestid: r-1\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        socket.get_mut().write_all(answer.as_bytes()).await.unwrap();
-                    }
-                });
-            }
-        });
-        (url, connections)
-    }
+    use crate::aws::loopback::{sdk_config, Loopback};
 
     fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-        let sdk = crate::aws::builder()
-            .region(Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "test", "test", None, None, "test",
-            )))
-            .build();
-        aws_sdk_dynamodb::Client::new(&sdk)
+        aws_sdk_dynamodb::Client::new(&sdk_config(endpoint))
     }
 
     #[tokio::test]
     async fn the_sdk_gets_its_answers_through_reqwest_on_one_kept_alive_connection() {
-        let (url, connections) = server(r#"{"TableNames":["a","b"]}"#).await;
-        let dynamodb = client(&url);
+        let server = Loopback::answering(vec![(200, r#"{"TableNames":["a","b"]}"#.into())]).await;
+        let dynamodb = client(&server.url);
         for _ in 0..3 {
             let tables = dynamodb.list_tables().send().await.unwrap();
             assert_eq!(tables.table_names(), ["a", "b"]);
         }
-        assert_eq!(connections.load(Ordering::SeqCst), 1);
+        assert_eq!(server.connections.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
@@ -201,15 +148,7 @@ mod tests {
         let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", free.local_addr().unwrap());
         drop(free);
-        let sdk = crate::aws::probe(
-            &crate::aws::builder()
-                .region(Region::new("us-east-1"))
-                .endpoint_url(&url)
-                .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                    "test", "test", None, None, "test",
-                )))
-                .build(),
-        );
+        let sdk = crate::aws::probe(&sdk_config(&url));
         let error = aws_sdk_dynamodb::Client::new(&sdk)
             .list_tables()
             .send()

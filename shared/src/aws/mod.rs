@@ -11,6 +11,8 @@
 
 mod credentials;
 mod http_client;
+#[cfg(test)]
+pub(crate) mod loopback;
 
 use std::time::Duration;
 

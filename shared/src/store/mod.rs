@@ -557,69 +557,17 @@ pub fn item_of<T: DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use aws_credential_types::Credentials;
-    use aws_types::region::Region;
-    use aws_types::sdk_config::SharedCredentialsProvider;
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    use tokio::net::TcpListener;
-
     use super::*;
-    use std::collections::HashMap;
+    use crate::aws::loopback::Loopback;
 
-    /// A loopback DynamoDB that gives `answers` (status, body) in turn, one per request, the
-    /// last one from then on; counts requests.
+    /// A store on a loopback DynamoDB giving `answers` in turn; its count of requests.
     async fn dynamodb(answers: Vec<(u16, String)>) -> (Store, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counted = requests.clone();
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                let (answers, counted) = (answers.clone(), counted.clone());
-                tokio::spawn(async move {
-                    let mut socket = BufReader::new(socket);
-                    loop {
-                        let mut length = 0;
-                        loop {
-                            let mut line = String::new();
-                            if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                return;
-                            }
-                            let lower = line.to_ascii_lowercase();
-                            if let Some(v) = lower.strip_prefix("content-length:") {
-                                length = v.trim().parse().unwrap();
-                            }
-                            if line == "\r\n" {
-                                break;
-                            }
-                        }
-                        let mut body = vec![0; length];
-                        socket.read_exact(&mut body).await.unwrap();
-                        let n = counted.fetch_add(1, Ordering::SeqCst);
-                        let (status, answer) = &answers[n.min(answers.len() - 1)];
-                        let head = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.0\r\n\
-                             x-amzn-requestid: r-{n}\r\ncontent-length: {}\r\n\r\n",
-                            answer.len()
-                        );
-                        let stream = socket.get_mut();
-                        stream.write_all(head.as_bytes()).await.unwrap();
-                        stream.write_all(answer.as_bytes()).await.unwrap();
-                    }
-                });
-            }
-        });
-        let sdk = crate::aws::builder()
-            .region(Region::new("us-east-1"))
-            .endpoint_url(url)
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "test", "test", None, None, "test",
-            )))
-            .build();
-        (Store::new(Client::new(&sdk), "t"), requests)
+        let server = Loopback::answering(answers).await;
+        (Store::new(Client::new(&server.sdk()), "t"), server.requests)
     }
 
     fn cancelled(first: &str) -> (u16, String) {
@@ -638,17 +586,22 @@ mod tests {
         )?])
     }
 
+    /// [`item`], counting the builds in `built`.
+    fn counted(
+        built: &AtomicUsize,
+    ) -> impl Fn() -> Result<Vec<TransactWriteItem>, StoreError> + '_ {
+        move || {
+            built.fetch_add(1, Ordering::SeqCst);
+            item()
+        }
+    }
+
     #[tokio::test]
     async fn a_conflict_is_retried_with_the_items_built_again() {
         let (store, requests) =
             dynamodb(vec![cancelled("TransactionConflict"), (200, "{}".into())]).await;
         let built = AtomicUsize::new(0);
-        let outcome = store
-            .transact_built(|| {
-                built.fetch_add(1, Ordering::SeqCst);
-                item()
-            })
-            .await;
+        let outcome = store.transact_built(counted(&built)).await;
         assert!(outcome.is_ok(), "{outcome:?}");
         assert_eq!(requests.load(Ordering::SeqCst), 2);
         assert_eq!(built.load(Ordering::SeqCst), 2, "built once per attempt");
@@ -658,12 +611,7 @@ mod tests {
     async fn a_failed_condition_is_not_retried_and_names_its_item() {
         let (store, requests) = dynamodb(vec![cancelled("ConditionalCheckFailed")]).await;
         let built = AtomicUsize::new(0);
-        let outcome = store
-            .transact_built(|| {
-                built.fetch_add(1, Ordering::SeqCst);
-                item()
-            })
-            .await;
+        let outcome = store.transact_built(counted(&built)).await;
         assert!(
             matches!(outcome, Err(TxError::ConditionFailed(0))),
             "{outcome:?}"
