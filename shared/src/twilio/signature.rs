@@ -18,16 +18,27 @@ pub enum Payload<'a> {
 
 /// The signature Twilio sends for `url` and form `params` under `token`.
 pub fn compute(token: &str, url: &str, params: &[(String, String)]) -> String {
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort();
-    let mut mac =
-        Hmac::<Sha1>::new_from_slice(token.as_bytes()).expect("HMAC accepts keys of any length");
-    mac.update(url.as_bytes());
-    for (key, value) in sorted {
-        mac.update(key.as_bytes());
-        mac.update(value.as_bytes());
-    }
+    let mac = keyed(token)
+        .chain_update(url.as_bytes())
+        .chain_update(signed_params(params));
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// HMAC-SHA1 under `token`, before any data: cloned for each URL a signature is checked against.
+fn keyed(token: &str) -> Hmac<Sha1> {
+    Hmac::<Sha1>::new_from_slice(token.as_bytes()).expect("HMAC accepts keys of any length")
+}
+
+/// What Twilio signs after the URL: each parameter's name then its value, sorted.
+fn signed_params(params: &[(String, String)]) -> Vec<u8> {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort_unstable();
+    let mut signed = Vec::with_capacity(params.iter().map(|(k, v)| k.len() + v.len()).sum());
+    for (key, value) in sorted {
+        signed.extend_from_slice(key.as_bytes());
+        signed.extend_from_slice(value.as_bytes());
+    }
+    signed
 }
 
 /// Hex SHA-256 of a JSON body, the value Twilio puts in `bodySHA256`.
@@ -47,20 +58,34 @@ pub fn body_sha256(body: &[u8]) -> String {
 /// in Twilio's console (with the fragment) and as requested (without it) keeps the signature
 /// valid either way, and adds no URL an attacker controls.
 pub fn verify(tokens: &[&str], url: &str, payload: Payload<'_>, signature: &str) -> bool {
-    let params: &[(String, String)] = match payload {
-        Payload::Form(params) => params,
+    let signed = match payload {
+        Payload::Form(params) => signed_params(params),
         Payload::Json(body) => {
             if !body_hash_matches(url, body) {
                 return false;
             }
-            &[]
+            Vec::new()
         }
     };
+    // A signature that is not a base64 HMAC-SHA1 cannot match any candidate; saying so at once
+    // tells the sender only that its header is malformed.
+    let Ok(claimed) = base64::engine::general_purpose::STANDARD.decode(signature) else {
+        return false;
+    };
+    // The sorted parameters are built once, and each token's key schedule once: per candidate
+    // only the URL and the parameters are hashed (docs/benchmarks.md, "Issue 13, session 11").
+    let candidates = url_variants(url);
     let mut matched = subtle::Choice::from(0);
     for token in tokens {
-        for candidate in url_variants(url) {
-            let expected = compute(token, &candidate, params);
-            matched |= expected.as_bytes().ct_eq(signature.as_bytes());
+        let keyed = keyed(token);
+        for candidate in &candidates {
+            let expected = keyed
+                .clone()
+                .chain_update(candidate.as_bytes())
+                .chain_update(&signed)
+                .finalize()
+                .into_bytes();
+            matched |= expected.as_slice().ct_eq(&claimed);
         }
     }
     matched.into()
@@ -231,6 +256,25 @@ mod tests {
             Payload::Form(&params()),
             EXPECTED
         ));
+    }
+
+    #[test]
+    fn a_signature_that_is_not_base64_or_not_a_sha1_mac_fails() {
+        let form = Payload::Form(&params());
+        assert!(!verify(&[TOKEN], URL, form, "not base64!"));
+        // Valid base64 of the right MAC with a byte dropped, and with a byte added.
+        let mac = base64::engine::general_purpose::STANDARD
+            .decode(EXPECTED)
+            .unwrap();
+        let engine = base64::engine::general_purpose::STANDARD;
+        assert!(!verify(&[TOKEN], URL, form, &engine.encode(&mac[..19])));
+        assert!(!verify(
+            &[TOKEN],
+            URL,
+            form,
+            &engine.encode([&mac[..], &[0]].concat())
+        ));
+        assert!(verify(&[TOKEN], URL, form, &engine.encode(&mac)));
     }
 
     #[test]
