@@ -90,9 +90,10 @@ bench-lambda: $(MOTO_SERVER)
 
 ## bench-instructions: instructions per warm invocation under callgrind, through the Runtime API benchmark, of the functions in BENCH_FUNCTIONS (default: inbound-sms); a count the host's noise does not move
 SYMBOLS_TARGET_DIR ?= target/symbols
+INSTRUCTION_FUNCTIONS = $(subst $(comma), ,$(or $(BENCH_FUNCTIONS),inbound-sms))
 bench-instructions: $(MOTO_SERVER)
-	CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=$(SYMBOLS_TARGET_DIR) cargo build --release $(addprefix -p ,$(subst $(comma), ,$(or $(BENCH_FUNCTIONS),inbound-sms)))
-	SYMBOLS_DIR=$(SYMBOLS_TARGET_DIR)/release BENCH_TARGET_DIR=$(BENCH_TARGET_DIR) infra/scripts/bench-instructions.sh $(subst $(comma), ,$(or $(BENCH_FUNCTIONS),inbound-sms))
+	CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=$(SYMBOLS_TARGET_DIR) cargo build --release $(addprefix -p ,$(INSTRUCTION_FUNCTIONS))
+	SYMBOLS_DIR=$(SYMBOLS_TARGET_DIR)/release BENCH_TARGET_DIR=$(BENCH_TARGET_DIR) infra/scripts/bench-instructions.sh $(INSTRUCTION_FUNCTIONS)
 
 ## bench-console: CPU per console page with I/O taken out (DynamoDB, SQS, Secrets Manager answered in-process), AWS requests per page (docs/benchmarks.md)
 # A microbenchmark (no emulator, nothing to install). The report goes to stderr; it prints PASS
