@@ -49,14 +49,26 @@ pub fn signature(data: &[u8]) {
     }
 }
 
-/// Any text gives a number or a typed error; a parsed number's E.164 form parses to itself; an
-/// address read as Twilio writes one keeps its text and is a stored number.
+/// Any text gives a number or a typed error; a parsed number's E.164 form parses to itself, and
+/// reads the same with its country code and without metadata; an address read as Twilio writes
+/// one keeps its text and is a stored number; a stored number's national forms come from its
+/// digits.
 pub fn phone(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     if let Ok(number) = E164::parse(text) {
         assert_eq!(E164::parse(number.as_str()).ok().as_ref(), Some(&number));
+        assert_eq!(E164::international(number.as_str()).as_ref(), Ok(&number));
+    }
+    if let Ok(number) = E164::international(text) {
+        assert_eq!(
+            E164::stored(number.as_str().to_owned()).as_ref(),
+            Ok(&number)
+        );
+        if let Some((national, _)) = crate::phone::national_forms(&number) {
+            assert!(number.as_str().ends_with(national.trim_start_matches('0')));
+        }
     }
     let _ = Address::parse(text);
     if let Ok(address) = Address::from_twilio(text) {

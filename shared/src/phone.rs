@@ -109,18 +109,64 @@ fn e164_string(number: &PhoneNumber) -> String {
     format!("+{}{}", number.code().value(), number.national())
 }
 
+/// The country calling codes of the phonenumber crate's metadata, sorted (libphonenumber's
+/// without the non-geographic 800, 808, 870, 878 and 881–883, 888, which the crate does not
+/// carry). They are prefix-free, so a stored number's code is the one of these its digits
+/// start with. Kept equal to the crate's by a test (`country_codes_are_the_crates`).
+const COUNTRY_CODES: [u16; 207] = [
+    1, 7, 20, 27, 30, 31, 32, 33, 34, 36, 39, 40, 41, 43, 44, 45, 46, 47, 48, 49, 51, 52, 53, 54,
+    55, 56, 57, 58, 60, 61, 62, 63, 64, 65, 66, 81, 82, 84, 86, 90, 91, 92, 93, 94, 95, 98, 211,
+    212, 213, 216, 218, 220, 221, 222, 223, 224, 225, 226, 227, 228, 229, 230, 231, 232, 233, 234,
+    235, 236, 237, 238, 239, 240, 241, 242, 243, 244, 245, 246, 247, 248, 249, 250, 251, 252, 253,
+    254, 255, 256, 257, 258, 260, 261, 262, 263, 264, 265, 266, 267, 268, 269, 290, 291, 297, 298,
+    299, 350, 351, 352, 353, 354, 355, 356, 357, 358, 359, 370, 371, 372, 373, 374, 375, 376, 377,
+    378, 380, 381, 382, 383, 385, 386, 387, 389, 420, 421, 423, 500, 501, 502, 503, 504, 505, 506,
+    507, 508, 509, 590, 591, 592, 593, 594, 595, 596, 597, 598, 599, 670, 672, 673, 674, 675, 676,
+    677, 678, 679, 680, 681, 682, 683, 685, 686, 687, 688, 689, 690, 691, 692, 850, 852, 853, 855,
+    856, 880, 886, 960, 961, 962, 963, 964, 965, 966, 967, 968, 970, 971, 972, 973, 974, 975, 976,
+    977, 979, 992, 993, 994, 995, 996, 998,
+];
+
+/// A stored number's country calling code and the digits after it (the national significant
+/// number), read without the phone metadata: E.164 is exactly the one, then the other.
+fn split_country_code(e164: &E164) -> Option<(u16, &str)> {
+    let digits = e164.as_str().strip_prefix('+')?;
+    (1..=3).find_map(|length| {
+        let (code, national) = digits.split_at_checked(length)?;
+        let code: u16 = code.parse().ok()?;
+        COUNTRY_CODES.binary_search(&code).ok()?;
+        (!national.is_empty()).then_some((code, national))
+    })
+}
+
 /// A stored number's national forms, for the Collections Monitor's lookups: the national
 /// significant number, and for country code 1 the usual `(415) 555-2671`.
+///
+/// Without the phone metadata, so that a function whose only numbers are stored ones (the
+/// inbound processor) leaves the phonenumber crate out of its binary (2.35 MB); the same forms
+/// as the crate's (`national_forms_are_the_crates`): its national number is an integer, so
+/// without leading zeros (Italy's `06…` is `6…`), and its national format for the North
+/// American plan groups ten digits as `(NPA) NXX-XXXX` and seven as `NXX-XXXX` when they start
+/// with 2–9.
 pub(crate) fn national_forms(e164: &E164) -> Option<(String, Option<String>)> {
-    let (number, database) = parse_stored(e164.as_str())?;
-    let national = number.national().value().to_string();
-    let written = (number.code().value() == 1).then(|| {
-        number
-            .format_with(database)
-            .mode(phonenumber::Mode::National)
-            .to_string()
+    let (code, digits) = split_country_code(e164)?;
+    let national = match digits.trim_start_matches('0') {
+        "" => "0",
+        significant => significant,
+    };
+    let written = (code == 1).then(|| match (national.as_bytes(), national.len()) {
+        ([b'2'..=b'9', ..], 10) => {
+            format!(
+                "({}) {}-{}",
+                &national[..3],
+                &national[3..6],
+                &national[6..]
+            )
+        }
+        ([b'2'..=b'9', ..], 7) => format!("{}-{}", &national[..3], &national[3..]),
+        _ => national.to_owned(),
     });
-    Some((national, written))
+    Some((national.to_owned(), written))
 }
 
 /// Loads the NANP metadata and compiles the patterns a US number's parse and validation use
@@ -195,6 +241,27 @@ impl fmt::Debug for E164 {
 }
 
 impl E164 {
+    /// A number written with its country code (`+1 (415) 555-2671`, `+14155552671`): `+`, then
+    /// digits and the usual separators (space, `(`, `)`, `-`, `.`), read by its shape only, as
+    /// [`E164::stored`], without the phone metadata. For configuration (Parley's own numbers,
+    /// which Twilio lists in E.164), where a number without its country code is refused rather
+    /// than guessed.
+    pub fn international(input: &str) -> Result<Self, PhoneError> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(PhoneError::Empty);
+        }
+        let digits = trimmed.strip_prefix('+').ok_or(PhoneError::Unparseable)?;
+        let separator = |b: u8| matches!(b, b' ' | b'(' | b')' | b'-' | b'.');
+        if !digits.bytes().all(|b| b.is_ascii_digit() || separator(b)) {
+            return Err(PhoneError::Unparseable);
+        }
+        let mut e164 = String::with_capacity(trimmed.len());
+        e164.push('+');
+        e164.extend(digits.chars().filter(char::is_ascii_digit));
+        Self::stored(e164)
+    }
+
     /// A number Parley wrote itself, in E.164 shape: trusted, not validated again.
     pub fn stored(value: String) -> Result<Self, PhoneError> {
         let digits = value.strip_prefix('+').ok_or(PhoneError::Unparseable)?;
@@ -232,10 +299,21 @@ pub struct Address {
 impl Address {
     /// Parses `+14155552671` (SMS) or `whatsapp:+14155552671` (WhatsApp).
     pub fn parse(raw: &str) -> Result<Self, PhoneError> {
-        let (channel, number) = channel_of(raw.trim());
+        Self::read(raw, E164::parse)
+    }
+
+    /// A configured address: `whatsapp:` or none, then a number written with its country code
+    /// ([`E164::international`]), without the phone metadata.
+    pub fn international(raw: &str) -> Result<Self, PhoneError> {
+        Self::read(raw, E164::international)
+    }
+
+    /// `raw` (trimmed): its channel, and the number after the channel's prefix read by `number`.
+    fn read(raw: &str, number: fn(&str) -> Result<E164, PhoneError>) -> Result<Self, PhoneError> {
+        let (channel, written) = channel_of(raw.trim());
         Ok(Self {
             channel,
-            e164: E164::parse(number)?,
+            e164: number(written)?,
             original: raw.to_owned(),
         })
     }
@@ -528,6 +606,121 @@ mod tests {
         assert_eq!(gb.region().as_deref(), Some("GB"));
         let ca = E164::parse("+1 506 234 5678").unwrap();
         assert_eq!(ca.region().as_deref(), Some("CA"));
+    }
+
+    #[test]
+    fn country_codes_are_the_crates() {
+        let crates: std::collections::BTreeSet<u16> =
+            DATABASE.iter().map(|m| m.country_code()).collect();
+        assert_eq!(
+            COUNTRY_CODES.to_vec(),
+            crates.into_iter().collect::<Vec<_>>()
+        );
+    }
+
+    /// What `national_forms` gave when it read numbers with the phonenumber crate.
+    fn crates_national_forms(e164: &E164) -> Option<(String, Option<String>)> {
+        let (number, database) = parse_stored(e164.as_str())?;
+        let national = number.national().value().to_string();
+        let written = (number.code().value() == 1).then(|| {
+            number
+                .format_with(database)
+                .mode(phonenumber::Mode::National)
+                .to_string()
+        });
+        Some((national, written))
+    }
+
+    #[test]
+    fn national_forms_are_the_crates() {
+        // Every example number of every territory and kind in the crate's metadata...
+        let mut numbers: Vec<E164> = DATABASE
+            .iter()
+            .flat_map(|m| {
+                let d = m.descriptors();
+                [
+                    d.fixed_line(),
+                    d.mobile(),
+                    d.toll_free(),
+                    d.premium_rate(),
+                    d.shared_cost(),
+                    d.personal_number(),
+                    d.voip(),
+                    d.pager(),
+                    d.uan(),
+                    d.voicemail(),
+                ]
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.example())
+                .filter_map(|example| E164::parse(&format!("+{}{example}", m.country_code())).ok())
+                .collect::<Vec<_>>()
+            })
+            .collect();
+        let examples = numbers.len();
+        // ...North American numbers across the area codes...
+        for area in (200..1000).step_by(7) {
+            numbers.extend(E164::parse(&format!("+1{area}2342671")).ok());
+        }
+        // ...and stored ones the metadata does not find valid.
+        for stored in ["+15550001234", "+15005550006", "+12345678901"] {
+            numbers.push(E164::stored(stored.to_owned()).unwrap());
+        }
+        let mut leading_zero = 0;
+        for number in &numbers {
+            let ours = national_forms(number);
+            assert_eq!(ours, crates_national_forms(number), "{}", number.as_str());
+            let (national, written) = ours.unwrap();
+            let (code, digits) = split_country_code(number).unwrap();
+            assert!(digits.ends_with(national.as_str()));
+            leading_zero += usize::from(digits.starts_with('0'));
+            assert_eq!(written.is_some(), code == 1);
+        }
+        assert!(examples > 1_000, "{examples} examples");
+        // Numbers whose national number starts with 0 (Italy's) were among them.
+        assert!(leading_zero > 0);
+        assert_eq!(
+            national_forms(&E164::parse("+1 415 555 2671").unwrap()),
+            Some(("4155552671".into(), Some("(415) 555-2671".into())))
+        );
+    }
+
+    #[test]
+    fn a_configured_number_is_read_with_its_country_code_and_without_metadata() {
+        for written in [
+            "+14155552671",
+            "+1 (415) 555-2671",
+            " +1-415-555-2671 ",
+            "+1.415.555.2671",
+        ] {
+            assert_eq!(
+                E164::international(written).unwrap().as_str(),
+                "+14155552671",
+                "{written}"
+            );
+        }
+        let a = Address::international("whatsapp:+1 415 555 2671").unwrap();
+        assert_eq!(
+            (a.channel, a.e164.as_str()),
+            (Channel::Whatsapp, "+14155552671")
+        );
+        assert_eq!(E164::international("  "), Err(PhoneError::Empty));
+        for refused in [
+            "(415) 555-2671",
+            "4155552671",
+            "+1 415 555 2671 ext. 5",
+            "+0123456",
+            "+1",
+            "+1234567890123456",
+            "tel:+14155552671",
+            "++14155552671",
+        ] {
+            assert_eq!(
+                E164::international(refused),
+                Err(PhoneError::Unparseable),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! Twilio could not deliver is fetched here once Parley can write again.
 //!
 //! - **Which numbers:** `TWILIO_FROM_NUMBER` and `INBOUND_NUMBERS` (comma-separated; the
-//!   numbers of a Messaging Service's pool, WhatsApp senders as `whatsapp:+1…`).
+//!   numbers of a Messaging Service's pool, WhatsApp senders as `whatsapp:+1…`), each written
+//!   with its country code (`+1 415 555 2671`, `+14155552671`) and read by its shape: a number
+//!   without one is refused at init.
 //! - **Checkpoint** (`BACKFILL#{number}`): `through`, the instant before which every message
 //!   has been recorded. A run reads from `through - overlap` (default an hour) down from the
 //!   newest message: Twilio's `DateSent>=` filter has the granularity of a UTC day, so the run
@@ -116,10 +118,14 @@ impl BackfillConfig {
     }
 }
 
-/// A number as Twilio writes it in `To`: E.164, with `whatsapp:` for a WhatsApp sender.
+/// A number as Twilio writes it in `To`: E.164, with `whatsapp:` for a WhatsApp sender. Read
+/// with its country code and by its shape ([`Address::international`]): these are Parley's own
+/// numbers, which Twilio lists in E.164, and the backfill's binary carries no phone metadata.
 fn parse_number(number: &str) -> Result<String, String> {
     // The number is not repeated: the message can reach the logs.
-    let address = Address::parse(number).map_err(|e| format!("not a phone number ({e})"))?;
+    let address = Address::international(number).map_err(|e| {
+        format!("not a phone number written with its country code, such as +14155552671 ({e})")
+    })?;
     Ok(match address.channel {
         crate::phone::Channel::Sms => address.e164.as_str().to_owned(),
         crate::phone::Channel::Whatsapp => format!("whatsapp:{}", address.e164.as_str()),
@@ -549,5 +555,10 @@ mod tests {
             "whatsapp:+14155552671"
         );
         assert!(parse_number("not a number").is_err());
+        // Without its country code a number is refused, not guessed, and the error says how to
+        // write it without repeating it.
+        let error = parse_number("(415) 555-2671").unwrap_err();
+        assert!(error.contains("+14155552671"), "{error}");
+        assert!(!error.contains("555-2671"), "{error}");
     }
 }

@@ -73,9 +73,10 @@ impl ColdStart {
     }
 
     /// For the functions that take numbers only as stored (E.164, checked when the send was
-    /// accepted) and check quiet hours, but classify no text: the send worker and the
-    /// dispatcher. Init warms [`crate::warm::zones`] only, and their binaries leave the phone
-    /// metadata (2.3 MB of an arm64 binary) and the language models out.
+    /// accepted or the text received) and read time zones, but classify no text: the send
+    /// worker, the dispatcher and the inbound processor. Init warms [`crate::warm::zones`]
+    /// only, and their binaries leave the phone metadata (2.3 MB of an arm64 binary) and the
+    /// language models out.
     pub async fn load_stored() -> Result<Self, InitError> {
         Self::load_with(Sealing::Reads, crate::warm::zones).await
     }

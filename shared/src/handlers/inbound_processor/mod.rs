@@ -151,7 +151,7 @@ impl InboundProcessor {
         let bus = required("EVENT_BUS_NAME")?;
         let bodies = EventBodies::from_env()?;
         let breaker = BreakerConfig::from_env(MONITOR_BREAKER_ENV)?;
-        let cold = ColdStart::load().await?;
+        let cold = ColdStart::load_stored().await?;
         let current = cold.secrets.current();
         let monitor = monitor_url
             .map(|url| {
