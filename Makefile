@@ -56,7 +56,10 @@ clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 ## deny: licenses, bans (one TLS stack, duplicate versions only with a reason) and sources, offline (deny.toml)
+# Offline, cargo-deny reads every crate of the lockfile from cargo's cache, those of other
+# targets too (Windows, Android, wasm), which a build never downloads: `cargo fetch` does.
 deny: $(CARGO_DENY)
+	cargo fetch --locked --quiet
 	$(CARGO_DENY) --offline check licenses bans sources
 
 ## deny-advisories: RustSec advisories; needs the advisory database (a git repository on GitHub), so not part of `make test`
