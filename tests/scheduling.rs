@@ -45,7 +45,13 @@ async fn a_send_a_few_seconds_ahead_reaches_twilio_on_time() {
     let arrived = sent["received_at"].as_f64().expect("received_at");
     let due = send_at.unix_millis() as f64 / 1000.0;
     assert!(arrived >= due - 0.05, "{:.3} s early", due - arrived);
-    assert!(arrived <= due + 3.0, "{:.3} s late", arrived - due);
+    // Never early (above); late by the pipeline's steps only. This stack is the whole suite's:
+    // two cores, one emulator, one poller per queue invoking the worker a batch at a time, so a
+    // concurrent test's burst can hold this send for seconds (4.3 s seen once in a clean-clone
+    // CI run). Lateness on a stack with nothing else to do is measured by `make bench-pending`
+    // (docs/benchmarks.md, "Precision: lateness at the Twilio sandbox"). The path is asserted
+    // above (`queued`: SQS's delay, not the dispatcher); this bound catches a send held longer.
+    assert!(arrived <= due + 10.0, "{:.3} s late", arrived - due);
     assert_eq!(stack.sandbox_calls(&to).await.len(), 1);
 }
 
