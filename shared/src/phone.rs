@@ -36,14 +36,10 @@ static NANP: LazyLock<Database> = LazyLock::new(|| {
 /// region, US) that do not start with `0` (so no `011…` international call prefix) — and the
 /// crate's whole database otherwise.
 fn database_for(input: &str) -> &'static Database {
-    let plain = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b' ' | b'(' | b')' | b'-' | b'.'))
-    };
     let nanp = match input.strip_prefix("+1") {
-        Some(rest) => plain(rest),
+        Some(rest) => digits_and_separators(rest),
         None => {
-            plain(input)
+            digits_and_separators(input)
                 && input
                     .bytes()
                     .find(u8::is_ascii_digit)
@@ -54,6 +50,13 @@ fn database_for(input: &str) -> &'static Database {
         true => &NANP,
         false => &DATABASE,
     }
+}
+
+/// Whether `s` holds only digits and the separators people write numbers with (space, `(`,
+/// `)`, `-`, `.`).
+fn digits_and_separators(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b' ' | b'(' | b')' | b'-' | b'.'))
 }
 
 /// Parses `input` (already trimmed) with the database [`database_for`] picks.
@@ -252,8 +255,7 @@ impl E164 {
             return Err(PhoneError::Empty);
         }
         let digits = trimmed.strip_prefix('+').ok_or(PhoneError::Unparseable)?;
-        let separator = |b: u8| matches!(b, b' ' | b'(' | b')' | b'-' | b'.');
-        if !digits.bytes().all(|b| b.is_ascii_digit() || separator(b)) {
+        if !digits_and_separators(digits) {
             return Err(PhoneError::Unparseable);
         }
         let mut e164 = String::with_capacity(trimmed.len());

@@ -908,6 +908,7 @@ fn main() {
     let aws_port = free_port();
     let twilio_port = free_port();
     let monitor_port = free_port();
+    let region = env.get("AWS_REGION").unwrap_or("us-east-1").to_owned();
     let (emulator, function_env, _sandbox, _monitor) = tokio.block_on(async {
         let python = env.path("MOTO_PYTHON").unwrap_or_else(|e| panic!("{e}"));
         let emulator =
@@ -915,9 +916,7 @@ fn main() {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(
-                env.get("AWS_REGION").unwrap_or("us-east-1").to_owned(),
-            ))
+            .region(Region::new(region.clone()))
             .endpoint_url(format!("http://127.0.0.1:{aws_port}"))
             .credentials_provider(Credentials::new("test", "test", None, None, "bench"))
             .load()
@@ -1042,13 +1041,7 @@ fn main() {
                 ),
                 ("AWS_ENDPOINT_URL", format!("http://{relay_addr}")),
                 // Lambda sets both; botocore reads only this one.
-                (
-                    "AWS_DEFAULT_REGION",
-                    function_env
-                        .get("AWS_REGION")
-                        .cloned()
-                        .unwrap_or_else(|| "us-east-1".into()),
-                ),
+                ("AWS_DEFAULT_REGION", region.clone()),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v)),
