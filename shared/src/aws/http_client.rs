@@ -24,23 +24,30 @@ pub struct ReqwestClient {
 }
 
 impl ReqwestClient {
-    /// `connect_timeout` is fixed here, for every client of the configuration: reqwest sets it
-    /// per client, not per request. The SDK's attempt and operation timeouts bound the rest.
-    pub fn shared(connect_timeout: Duration) -> SharedHttpClient {
-        let http = crate::tls::client_builder()
-            .connect_timeout(connect_timeout)
-            // The SDK reads a redirect as the service's answer; following it would re-send a
-            // signed request somewhere else.
-            .redirect(reqwest::redirect::Policy::none())
-            .build();
+    /// The SDK's client on `http`, a client [`http`] built (shared with `store::direct`, so a
+    /// warm function keeps one pool of connections to AWS).
+    pub fn on(http: Result<reqwest::Client, String>) -> SharedHttpClient {
         let connector = match http {
             Ok(http) => SharedHttpConnector::new(Connector { http }),
             // Only a TLS set-up failure (no usable root certificate store) gets here: every
             // request then fails with it, as a dispatch failure the function reports.
-            Err(e) => SharedHttpConnector::new(Unavailable(e.to_string())),
+            Err(e) => SharedHttpConnector::new(Unavailable(e)),
         };
         SharedHttpClient::new(Self { connector })
     }
+}
+
+/// A reqwest client for AWS requests; the error says why TLS could not be set up.
+/// `connect_timeout` is fixed here, for every request on it: reqwest sets it per client, not
+/// per request. The attempt and operation timeouts bound the rest.
+pub fn http(connect_timeout: Duration) -> Result<reqwest::Client, String> {
+    crate::tls::client_builder()
+        .connect_timeout(connect_timeout)
+        // The SDK reads a redirect as the service's answer; following it would re-send a
+        // signed request somewhere else.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 impl HttpClient for ReqwestClient {

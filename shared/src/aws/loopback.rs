@@ -2,7 +2,7 @@
 //! endpoints keep them, each request answered from a script; connections and requests counted.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use aws_credential_types::Credentials;
 use aws_types::region::Region;
@@ -16,6 +16,23 @@ pub(crate) struct Loopback {
     pub url: String,
     pub connections: Arc<AtomicUsize>,
     pub requests: Arc<AtomicUsize>,
+    /// Each request's head and body, in order.
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+pub(crate) struct Received {
+    pub head: Vec<String>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    /// The value of header `name` (lowercase), trimmed.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.iter().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key == name).then(|| value.trim())
+        })
+    }
 }
 
 impl Loopback {
@@ -26,16 +43,22 @@ impl Loopback {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (accepted, counted) = (connections.clone(), requests.clone());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (accepted, counted, kept) = (connections.clone(), requests.clone(), received.clone());
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 accepted.fetch_add(1, Ordering::SeqCst);
-                let (answers, counted) = (answers.clone(), counted.clone());
+                let (answers, counted, kept) = (answers.clone(), counted.clone(), kept.clone());
                 tokio::spawn(async move {
                     let mut socket = BufReader::new(socket);
-                    while let Some(length) = read_head(&mut socket).await {
-                        let mut body = vec![0; length];
-                        socket.read_exact(&mut body).await.unwrap();
+                    while let Some(head) = read_head(&mut socket).await {
+                        let mut request = Received { head, body: vec![] };
+                        let length = request
+                            .header("content-length")
+                            .map_or(0, |v| v.parse().unwrap());
+                        request.body = vec![0; length];
+                        socket.read_exact(&mut request.body).await.unwrap();
+                        kept.lock().unwrap().push(request);
                         let n = counted.fetch_add(1, Ordering::SeqCst);
                         let (status, answer) = &answers[n.min(answers.len() - 1)];
                         let response = format!(
@@ -56,6 +79,7 @@ impl Loopback {
             url,
             connections,
             requests,
+            received,
         }
     }
 
@@ -77,20 +101,22 @@ pub(crate) fn sdk_config(endpoint: &str) -> SdkConfig {
         .build()
 }
 
-/// A request's head, read up to its blank line: its `content-length` (0 without one), or
-/// `None` once the client closed the connection.
-async fn read_head<R: AsyncBufReadExt + Unpin>(socket: &mut R) -> Option<usize> {
-    let mut length = 0;
+/// A request's head, read up to its blank line: its lines (header names lowercase), or `None`
+/// once the client closed the connection.
+async fn read_head<R: AsyncBufReadExt + Unpin>(socket: &mut R) -> Option<Vec<String>> {
+    let mut head = Vec::new();
     loop {
         let mut line = String::new();
         if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
             return None;
         }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap();
-        }
         if line == "\r\n" {
-            return Some(length);
+            return Some(head);
         }
+        let line = line.trim_end();
+        head.push(match line.split_once(':') {
+            Some((name, value)) => format!("{}:{value}", name.to_ascii_lowercase()),
+            None => line.to_owned(),
+        });
     }
 }

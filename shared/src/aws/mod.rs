@@ -13,6 +13,7 @@ mod credentials;
 mod http_client;
 #[cfg(test)]
 pub(crate) mod loopback;
+pub(crate) mod sigv4;
 
 use std::time::Duration;
 
@@ -60,10 +61,21 @@ fn non_empty(name: &str) -> Option<String> {
 /// override (`AWS_ENDPOINT_URL`; the per-service `AWS_ENDPOINT_URL_<SERVICE>` variables are not
 /// read), standard retries, the timeouts above and the latest behavior version.
 pub fn builder() -> Builder {
+    builder_on(http())
+}
+
+/// A reqwest client for AWS with the functions' connect timeout: give it to [`builder_on`] and
+/// to `Store::with_direct_writes` for one connection pool.
+pub fn http() -> Result<reqwest::Client, String> {
+    http_client::http(CONNECT_TIMEOUT)
+}
+
+/// [`builder`] with the SDK's requests sent on `http` (see [`http`]).
+pub fn builder_on(http: Result<reqwest::Client, String>) -> Builder {
     let mut builder = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .credentials_provider(SharedCredentialsProvider::new(Environment))
-        .http_client(ReqwestClient::shared(CONNECT_TIMEOUT))
+        .http_client(ReqwestClient::on(http))
         .sleep_impl(SharedAsyncSleep::new(TokioSleep::new()))
         .time_source(SharedTimeSource::default())
         .retry_config(RetryConfig::standard())

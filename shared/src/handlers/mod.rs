@@ -95,8 +95,10 @@ impl ColdStart {
         // up the SDK and waits on the network; the secrets and the data key are fetched
         // concurrently. Init's wall time is then the longest of the three, not their sum.
         let warming = tokio::task::spawn_blocking(warm);
-        let sdk = crate::aws::sdk_config().await;
-        let store = crate::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name);
+        let http = crate::aws::http();
+        let sdk = crate::aws::builder_on(http.clone()).build();
+        let store = crate::store::Store::new(aws_sdk_dynamodb::Client::new(&sdk), aws.table_name)
+            .with_direct_writes(&sdk, http);
         let secrets_client = aws_sdk_secretsmanager::Client::new(&sdk);
         let secret_id = aws.secret_id.clone();
         let secrets = async move {

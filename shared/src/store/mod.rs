@@ -4,6 +4,7 @@ pub mod api_keys;
 pub mod backfill;
 pub mod consent;
 pub mod data_keys;
+mod direct;
 pub mod erasure;
 pub mod failures;
 pub mod inbound;
@@ -142,6 +143,8 @@ pub(crate) fn aws_error<E: ProvideErrorMetadata, R>(
 #[derive(Clone, Debug)]
 pub struct Store {
     client: Client,
+    /// The transactions' own client (`direct`), when the store was given one: else the SDK's.
+    direct: Option<std::sync::Arc<direct::DirectWrites>>,
     table: String,
     /// Seals what people wrote on write and opens it on read; none: stored as it is.
     envelope: Option<std::sync::Arc<crate::envelope::Envelope>>,
@@ -155,9 +158,25 @@ impl Store {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
+            direct: None,
             table: table.into(),
             envelope: None,
         }
+    }
+
+    /// This store, sending its transactions itself ([`direct`]) on `http` to `sdk`'s DynamoDB,
+    /// with `sdk`'s region, credentials, retries and timeouts: what every function's store
+    /// does (`ColdStart`). Unchanged when `sdk` names no region or credentials, or `http` could
+    /// not be built.
+    pub fn with_direct_writes(
+        mut self,
+        sdk: &aws_types::SdkConfig,
+        http: Result<reqwest::Client, String>,
+    ) -> Self {
+        if let Ok(http) = http {
+            self.direct = direct::DirectWrites::new(sdk, http).map(std::sync::Arc::new);
+        }
+        self
     }
 
     /// This store, sealing bodies, media URLs and raw payloads with `envelope`.
@@ -294,14 +313,20 @@ impl Store {
         let mut attempt = 1;
         loop {
             let items = build().map_err(Err)?;
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .client_request_token(ulid::Ulid::new().to_string())
-                .send()
-                .await;
-            match result.map_err(classify) {
+            let token = ulid::Ulid::new().to_string();
+            let result = match &self.direct {
+                Some(direct) => direct.transact(&items, &token).await,
+                None => self
+                    .client
+                    .transact_write_items()
+                    .set_transact_items(Some(items))
+                    .client_request_token(token)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(classify),
+            };
+            match result {
                 Ok(_) => return Ok(()),
                 Err(Cancel::Conflict) if attempt < CONFLICT_ATTEMPTS => {
                     tokio::time::sleep(CONFLICT_BACKOFF * attempt).await;
@@ -568,6 +593,272 @@ mod tests {
     async fn dynamodb(answers: Vec<(u16, String)>) -> (Store, Arc<AtomicUsize>) {
         let server = Loopback::answering(answers).await;
         (Store::new(Client::new(&server.sdk()), "t"), server.requests)
+    }
+
+    /// The functions' store (its transactions sent by [`direct`]) on a loopback DynamoDB
+    /// giving `answers` in turn, with backoffs of a millisecond; the server.
+    async fn direct_store(answers: Vec<(u16, String)>) -> (Store, Loopback) {
+        let server = Loopback::answering(answers).await;
+        let sdk = server
+            .sdk()
+            .to_builder()
+            .retry_config(
+                aws_smithy_types::retry::RetryConfig::standard()
+                    .with_initial_backoff(std::time::Duration::from_millis(1)),
+            )
+            .build();
+        let store = Store::new(Client::new(&sdk), "t").with_direct_writes(&sdk, crate::aws::http());
+        assert!(store.direct.is_some());
+        (store, server)
+    }
+
+    /// Every kind of entry and attribute value, every optional field set.
+    fn every_kind() -> Vec<TransactWriteItem> {
+        use aws_sdk_dynamodb::primitives::Blob;
+        use aws_sdk_dynamodb::types::{
+            ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure as R, Update,
+        };
+        let key = HashMap::from([("pk".to_owned(), s("a")), ("sk".to_owned(), s("b"))]);
+        let names = HashMap::from([("#n".to_owned(), "name".to_owned())]);
+        let values = HashMap::from([
+            (":n".to_owned(), AttributeValue::N("1.5".into())),
+            (":u".to_owned(), s("ünïcode \"quoted\" \\ \n")),
+        ]);
+        let item = HashMap::from([
+            ("pk".to_owned(), s("a")),
+            ("n".to_owned(), AttributeValue::N("-12".into())),
+            (
+                "b".to_owned(),
+                AttributeValue::B(Blob::new(vec![0, 1, 254, 255])),
+            ),
+            ("t".to_owned(), AttributeValue::Bool(true)),
+            ("z".to_owned(), AttributeValue::Null(true)),
+            (
+                "ss".to_owned(),
+                AttributeValue::Ss(vec!["x".into(), "y".into()]),
+            ),
+            (
+                "ns".to_owned(),
+                AttributeValue::Ns(vec!["1".into(), "2".into()]),
+            ),
+            (
+                "bs".to_owned(),
+                AttributeValue::Bs(vec![Blob::new(*b"ab"), Blob::new(*b"")]),
+            ),
+            (
+                "l".to_owned(),
+                AttributeValue::L(vec![s("x"), AttributeValue::N("3".into())]),
+            ),
+            (
+                "m".to_owned(),
+                AttributeValue::M(HashMap::from([(
+                    "inner".to_owned(),
+                    AttributeValue::M(HashMap::from([("deep".to_owned(), s("v"))])),
+                )])),
+            ),
+        ]);
+        vec![
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name("t")
+                        .set_item(Some(item))
+                        .condition_expression("attribute_not_exists(#n)")
+                        .set_expression_attribute_names(Some(names.clone()))
+                        .return_values_on_condition_check_failure(R::AllOld)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name("t")
+                        .set_key(Some(key.clone()))
+                        .update_expression("SET #n = :n, u = :u")
+                        .condition_expression("attribute_exists(pk)")
+                        .set_expression_attribute_names(Some(names.clone()))
+                        .set_expression_attribute_values(Some(values.clone()))
+                        .return_values_on_condition_check_failure(R::None)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+            TransactWriteItem::builder()
+                .delete(
+                    Delete::builder()
+                        .table_name("t")
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+            TransactWriteItem::builder()
+                .condition_check(
+                    ConditionCheck::builder()
+                        .table_name("t")
+                        .set_key(Some(key))
+                        .condition_expression("#n < :n")
+                        .set_expression_attribute_names(Some(names))
+                        .set_expression_attribute_values(Some(values))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        ]
+    }
+
+    fn json(body: &[u8]) -> serde_json::Value {
+        serde_json::from_slice(body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_direct_transaction_sends_what_the_sdk_sends() {
+        let sdk_server = Loopback::answering(vec![(200, "{}".into())]).await;
+        let token = "01JDIRECTTOKEN0000000000000";
+        Client::new(&sdk_server.sdk())
+            .transact_write_items()
+            .set_transact_items(Some(every_kind()))
+            .client_request_token(token)
+            .send()
+            .await
+            .unwrap();
+        let (store, direct_server) = direct_store(vec![(200, "{}".into())]).await;
+        let sent = store
+            .direct
+            .as_ref()
+            .unwrap()
+            .transact(&every_kind(), token)
+            .await;
+        assert!(sent.is_ok());
+        let (by_sdk, direct) = (
+            sdk_server.received.lock().unwrap(),
+            direct_server.received.lock().unwrap(),
+        );
+        assert_eq!(json(&direct[0].body), json(&by_sdk[0].body));
+        for header in ["content-type", "x-amz-target"] {
+            assert_eq!(
+                direct[0].header(header),
+                by_sdk[0].header(header),
+                "{header}"
+            );
+        }
+        let authorization = direct[0].header("authorization").unwrap();
+        assert!(
+            authorization.starts_with("AWS4-HMAC-SHA256 Credential=test/")
+                && authorization.contains("/us-east-1/dynamodb/aws4_request"),
+            "{authorization}"
+        );
+        assert_eq!(
+            direct[0].header("host"),
+            Some(direct_server.url.trim_start_matches("http://"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_direct_transaction_retries_faults_with_the_same_token_and_not_mistakes() {
+        let throttled = serde_json::json!({
+            "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+            "message": "slow down",
+        });
+        let (store, server) = direct_store(vec![
+            (500, "{}".into()),
+            (400, throttled.to_string()),
+            (200, "{}".into()),
+        ])
+        .await;
+        assert!(store.transact_built(item).await.is_ok());
+        let tokens: Vec<_> = server
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| json(&r.body)["ClientRequestToken"].clone())
+            .collect();
+        assert_eq!(tokens.len(), 3);
+        assert!(tokens[0].is_string());
+        assert_eq!(
+            tokens,
+            vec![tokens[0].clone(); 3],
+            "one token for every attempt"
+        );
+
+        let invalid = serde_json::json!({
+            "__type": "com.amazon.coral.validate#ValidationException",
+            "message": "the key quotes +14155550100",
+        });
+        let (store, server) = direct_store(vec![(400, invalid.to_string())]).await;
+        let outcome = store.transact_built(item).await;
+        assert!(
+            matches!(
+                outcome,
+                Err(TxError::Failed(StoreError::Aws { ref code, .. })) if code == "ValidationException"
+            ),
+            "{outcome:?}"
+        );
+        assert!(
+            !format!("{outcome:?}").contains("+1415"),
+            "the message is not kept"
+        );
+        assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_direct_transaction_gives_up_after_the_configured_attempts() {
+        let (store, server) = direct_store(vec![(503, "{}".into())]).await;
+        let outcome = store.transact_built(item).await;
+        assert!(
+            matches!(
+                outcome,
+                Err(TxError::Failed(StoreError::Aws { ref code, .. })) if code == "unknown"
+            ),
+            "{outcome:?}"
+        );
+        assert_eq!(server.requests.load(Ordering::SeqCst), 3, "the standard 3");
+    }
+
+    #[tokio::test]
+    async fn a_direct_transaction_reads_its_cancellation_as_the_sdks() {
+        let body = serde_json::json!({
+            "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+            "Message": "Transaction cancelled [None, ConditionalCheckFailed]",
+            "CancellationReasons": [
+                {"Code": "None"},
+                {"Code": "ConditionalCheckFailed", "Item": {
+                    "pk": {"S": "a"}, "n": {"N": "7"}, "l": {"L": [{"BOOL": false}]},
+                    "m": {"M": {"b": {"B": "AAH+/w=="}}}, "ss": {"SS": ["x"]}
+                }},
+            ],
+        });
+        let answers = vec![(400, body.to_string())];
+        let (direct, _server) = direct_store(answers.clone()).await;
+        let (by_sdk, _) = dynamodb(answers).await;
+        let read = |outcome: Result<(), Result<Vec<Failed>, StoreError>>| match outcome {
+            Err(Ok(failed)) => failed
+                .into_iter()
+                .map(|f| (f.index, f.item))
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        let ours = read(direct.transact_reasons_built(item).await);
+        assert_eq!(ours, read(by_sdk.transact_reasons_built(item).await));
+        assert_eq!(ours[0].0, 1);
+        assert_eq!(
+            ours[0].1.as_ref().and_then(|i| i.get("n")),
+            Some(&AttributeValue::N("7".into()))
+        );
+
+        let (direct, server) =
+            direct_store(vec![cancelled("TransactionConflict"), (200, "{}".into())]).await;
+        let built = AtomicUsize::new(0);
+        assert!(direct.transact_built(counted(&built)).await.is_ok());
+        let received = server.received.lock().unwrap();
+        assert_ne!(
+            json(&received[0].body)["ClientRequestToken"],
+            json(&received[1].body)["ClientRequestToken"],
+            "a conflict is a new transaction"
+        );
+        assert_eq!(built.load(Ordering::SeqCst), 2);
     }
 
     fn cancelled(first: &str) -> (u16, String) {
