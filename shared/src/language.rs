@@ -1,9 +1,13 @@
 //! Language detection restricted to the languages Parley answers in: English, Spanish and
 //! Portuguese. Short replies ("Sí", "Sim", "Yes") are too short for a statistical detector, so
-//! a table of them is consulted first; longer texts go to `whatlang` limited to the three.
+//! a table of them is consulted first; longer texts go to whatlang's method limited to the
+//! three (`detector`: whatlang's answers, computed without its per-text hash map).
+
+mod detector;
+mod profiles;
 
 use serde::{Deserialize, Serialize};
-use whatlang::{Detector, Lang};
+use whatlang::Lang;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -91,26 +95,20 @@ pub fn detect(text: &str) -> Detection {
     if normalized.chars().filter(|c| c.is_alphabetic()).count() < MIN_LETTERS {
         return Detection::UNKNOWN;
     }
-    detector()
-        .detect(text)
-        .and_then(|info| {
-            let language = match info.lang() {
+    detector::detect(text)
+        .and_then(|(lang, confidence)| {
+            let language = match lang {
                 Lang::Eng => Language::En,
                 Lang::Spa => Language::Es,
                 Lang::Por => Language::Pt,
                 _ => return None,
             };
-            (info.confidence() >= MIN_CONFIDENCE).then_some(Detection {
+            (confidence >= MIN_CONFIDENCE).then_some(Detection {
                 language,
-                confidence: round2(info.confidence()),
+                confidence: round2(confidence),
             })
         })
         .unwrap_or(Detection::UNKNOWN)
-}
-
-fn detector() -> &'static Detector {
-    static DETECTOR: std::sync::OnceLock<Detector> = std::sync::OnceLock::new();
-    DETECTOR.get_or_init(|| Detector::with_allowlist(vec![Lang::Eng, Lang::Spa, Lang::Por]))
 }
 
 /// Lower-cases, drops surrounding punctuation and emphasis, and folds inner whitespace.

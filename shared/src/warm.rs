@@ -1,8 +1,8 @@
 //! One-time set-up done during a Lambda's init instead of on the first message it serves.
 //!
 //! Several pieces build themselves on first use: the phonenumber crate's metadata database and
-//! each region's regular expressions (compiled on the first number of that region), whatlang's
-//! detector, the consent matcher's word sets, the time-zone prefix table. Without this, the first
+//! each region's regular expressions (compiled on the first number of that region), the language
+//! detector's trigram table, the consent matcher's word sets, the time-zone prefix table. Without this, the first
 //! invocation after a cold start pays for all of it (tens of milliseconds of CPU), while Twilio
 //! waits. Each piece here runs once on representative input; every handler's `from_env` (through
 //! `ColdStart`) runs the pieces its function uses, so the work lands in the init phase, which
