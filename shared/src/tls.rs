@@ -44,16 +44,12 @@ pub fn client_builder() -> reqwest::ClientBuilder {
 fn roots() -> Option<&'static [reqwest::Certificate]> {
     static ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
     let roots = ROOTS.get_or_init(|| {
-        let configured = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
         // Roots named by directory only: reqwest's default reads directories.
-        if configured.is_none() && std::env::var_os("SSL_CERT_DIR").is_some() {
+        if std::env::var_os("SSL_CERT_FILE").is_none() && std::env::var_os("SSL_CERT_DIR").is_some()
+        {
             return Vec::new();
         }
-        let bundle = configured
-            .into_iter()
-            .chain(BUNDLES.iter().map(std::path::PathBuf::from))
-            .find_map(|path| std::fs::read(path).ok());
-        bundle.map_or_else(Vec::new, |pem| {
+        bundle().map_or_else(Vec::new, |pem| {
             // reqwest refuses a whole list for one root rustls cannot take, where
             // rustls-native-certs skips it: only those rustls takes are kept.
             let mut usable = rustls::RootCertStore::empty();
@@ -64,6 +60,15 @@ fn roots() -> Option<&'static [reqwest::Certificate]> {
         })
     });
     (!roots.is_empty()).then_some(roots.as_slice())
+}
+
+/// The first bundle that reads: `SSL_CERT_FILE`'s, else the first of [`BUNDLES`].
+fn bundle() -> Option<Vec<u8>> {
+    std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(BUNDLES.iter().map(std::path::PathBuf::from))
+        .find_map(|path| std::fs::read(path).ok())
 }
 
 /// The DER of each `CERTIFICATE` block in a PEM bundle (other blocks, and blocks that do not
@@ -96,15 +101,7 @@ mod tests {
 
     #[test]
     fn a_bundle_reads_as_rustls_native_certs_reads_it() {
-        let pem = std::fs::read(
-            std::env::var_os("SSL_CERT_FILE")
-                .map(std::path::PathBuf::from)
-                .into_iter()
-                .chain(BUNDLES.iter().map(std::path::PathBuf::from))
-                .find(|p| p.is_file())
-                .expect("a CA bundle on this machine"),
-        )
-        .unwrap();
+        let pem = bundle().expect("a CA bundle on this machine");
         let ours: Vec<Vec<u8>> = certificates(&pem).collect();
         let theirs: Vec<Vec<u8>> = rustls_pki_types::pem::PemObject::pem_slice_iter(&pem)
             .map(|c: Result<rustls_pki_types::CertificateDer<'static>, _>| c.unwrap().to_vec())

@@ -4,10 +4,10 @@
 //! signature against `aws-sigv4`'s for the same request.
 
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::time::SystemTime;
 
-use crate::digest::hex;
+use crate::digest::{hex, sha256_hex};
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 pub(crate) const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
@@ -55,11 +55,11 @@ pub(crate) fn sign(
         "POST\n/\n\ncontent-type:{CONTENT_TYPE}\nhost:{host}\nx-amz-date:{amz_date}\n{token_header}x-amz-target:{target}\n\n{signed_headers}\n{payload}",
         host = request.host,
         target = request.target,
-        payload = hex(&Sha256::digest(request.body)),
+        payload = sha256_hex(request.body),
     );
     let to_sign = format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical.as_bytes()))
+        sha256_hex(canonical.as_bytes())
     );
     let mut key = hmac(
         format!("AWS4{}", identity.secret_access_key).as_bytes(),

@@ -177,9 +177,8 @@ fn trigram_scores(text: &str, tables: &Tables) -> (Vec<(Lang, f64)>, usize) {
         .map(|c| if is_stop_char(c) { ' ' } else { c })
         .chain(Some(' '));
     let mut c1 = ' ';
-    let Some(mut c2) = chars.next() else {
-        return (Vec::new(), 0);
-    };
+    // The chained space makes the first `next` whatlang's `unwrap` never fail.
+    let mut c2 = chars.next().unwrap_or(' ');
     for c3 in chars {
         if !(c2 == ' ' && (c1 == ' ' || c3 == ' ')) {
             trigrams.push([c1, c2, c3]);

@@ -9,7 +9,7 @@
 //! every attempt (an attempt that timed out after DynamoDB applied it is then answered without
 //! applying it twice), the configuration's retry budget and backoff for throttling, 5xx and
 //! transport failures, and its attempt and operation timeouts. The answer is read into the
-//! store's own [`Cancel`], as `classify` reads the SDK's.
+//! store's own [`Cancel`] by the same `cancellation` as the SDK's.
 //!
 //! Only the store's transactions go this way; every other request stays with the SDK.
 
@@ -25,7 +25,7 @@ use base64::Engine;
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::{Cancel, Failed, StoreError};
+use super::{cancellation, Cancel, StoreError};
 use crate::aws::sigv4;
 
 const OPERATION: &str = "TransactWriteItems";
@@ -195,7 +195,16 @@ impl DirectWrites {
             .or(header_code)
             .unwrap_or_else(|| "unknown".to_owned());
         if code == "TransactionCanceledException" {
-            return Answer::Done(Err(cancelled(error.reasons)));
+            return Answer::Done(Err(cancellation(
+                &error.reasons,
+                |r| r.code.as_deref(),
+                |r| {
+                    let item = r.item.as_ref()?;
+                    item.iter()
+                        .map(|(name, value)| Some((name.clone(), attribute(value)?)))
+                        .collect()
+                },
+            )));
         }
         let cancel = match code.as_str() {
             "TransactionInProgressException" => Cancel::Conflict,
@@ -206,9 +215,7 @@ impl DirectWrites {
             false => Answer::Done(Err(cancel)),
         }
     }
-}
 
-impl DirectWrites {
     async fn credentials(&self) -> Option<Credentials> {
         let fresh = |c: &Credentials| {
             c.expiry()
@@ -273,37 +280,6 @@ fn sign(credentials: &Credentials, region: &str, host: &str, body: &[u8]) -> sig
         body,
     };
     sigv4::sign(&identity, region, "dynamodb", &request, SystemTime::now())
-}
-
-/// A cancellation's reasons, read as `classify` reads the SDK's.
-fn cancelled(reasons: Vec<Reason>) -> Cancel {
-    let codes: Vec<&str> = reasons
-        .iter()
-        .map(|r| r.code.as_deref().unwrap_or("None"))
-        .collect();
-    let failed: Vec<Failed> = reasons
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.code.as_deref() == Some("ConditionalCheckFailed"))
-        .map(|(index, r)| Failed {
-            index,
-            item: r.item.as_ref().and_then(|item| {
-                item.iter()
-                    .map(|(name, value)| Some((name.clone(), attribute(value)?)))
-                    .collect()
-            }),
-        })
-        .collect();
-    if !failed.is_empty() {
-        return Cancel::Condition(failed);
-    }
-    if codes.contains(&"TransactionConflict") {
-        return Cancel::Conflict;
-    }
-    Cancel::Other(StoreError::Cancelled {
-        operation: OPERATION,
-        reasons: codes.join(","),
-    })
 }
 
 #[derive(Deserialize, Default)]

@@ -496,35 +496,45 @@ enum Cancel {
     Other(StoreError),
 }
 
+/// A cancelled transaction's reasons, one per entry in order, read the one way for the SDK's
+/// answer ([`classify`]) and `direct`'s: the entries whose condition failed (with the item, when
+/// asked for and returned), else a conflict, else the codes. `code` and `item` read a reason.
+fn cancellation<R>(
+    reasons: &[R],
+    code: fn(&R) -> Option<&str>,
+    item: fn(&R) -> Option<Item>,
+) -> Cancel {
+    let failed: Vec<Failed> = reasons
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| code(r) == Some("ConditionalCheckFailed"))
+        .map(|(index, r)| Failed {
+            index,
+            item: item(r),
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Cancel::Condition(failed);
+    }
+    let codes: Vec<&str> = reasons.iter().map(|r| code(r).unwrap_or("None")).collect();
+    if codes.contains(&"TransactionConflict") {
+        return Cancel::Conflict;
+    }
+    Cancel::Other(StoreError::Cancelled {
+        operation: "TransactWriteItems",
+        reasons: codes.join(","),
+    })
+}
+
 fn classify<R>(err: SdkError<TransactWriteItemsError, R>) -> Cancel {
     if let SdkError::ServiceError(service) = &err {
         match service.err() {
             TransactWriteItemsError::TransactionCanceledException(cancel) => {
-                let codes: Vec<&str> = cancel
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code().unwrap_or("None"))
-                    .collect();
-                let failed: Vec<Failed> = cancel
-                    .cancellation_reasons()
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
-                    .map(|(index, r)| Failed {
-                        index,
-                        item: r.item().cloned(),
-                    })
-                    .collect();
-                if !failed.is_empty() {
-                    return Cancel::Condition(failed);
-                }
-                if codes.contains(&"TransactionConflict") {
-                    return Cancel::Conflict;
-                }
-                return Cancel::Other(StoreError::Cancelled {
-                    operation: "TransactWriteItems",
-                    reasons: codes.join(","),
-                });
+                return cancellation(
+                    cancel.cancellation_reasons(),
+                    |r| r.code(),
+                    |r| r.item().cloned(),
+                );
             }
             TransactWriteItemsError::TransactionInProgressException(_) => return Cancel::Conflict,
             _ => {}
