@@ -1,7 +1,7 @@
 //! One-time set-up done during a Lambda's init instead of on the first message it serves.
 //!
-//! Several pieces build themselves on first use: the phonenumber crate's metadata database and
-//! each region's regular expressions (compiled on the first number of that region), the language
+//! Several pieces build themselves on first use: each territory's phone-number patterns
+//! (compiled on the first number of that territory), the language
 //! detector's trigram table, the consent matcher's word sets, the time-zone prefix table. Without this, the first
 //! invocation after a cold start pays for all of it (tens of milliseconds of CPU), while Twilio
 //! waits. Each piece here runs once on representative input; every handler's `from_env` (through
@@ -31,11 +31,9 @@ pub fn warm() {
 pub fn numbers() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // The North American plan's metadata and a US number's patterns, the region of the
-        // platform's numbers and tenants. A number of another country code loads the
-        // phonenumber crate's whole database on its first use in the process (~55 ms of CPU
-        // on the benchmark's machine, docs/benchmarks.md section 4): warming it here would
-        // make every function's init that much longer for a number most never see.
+        // A US number's patterns, the region of the platform's numbers and tenants. Another
+        // territory's compile on its first number in the process (tens of microseconds:
+        // `phone::pattern`), too little to make every function's init pay for all 254.
         crate::phone::warm();
         let _ = crate::phone::Address::parse("whatsapp:+14155552671");
     });
