@@ -14,7 +14,8 @@
 # Environment: WARM (default 200); BENCH_TARGET_DIR (default target/bench), where the harness
 # is built; SYMBOLS_DIR (default target/symbols/release), the functions' release binaries with
 # their symbols kept, which `make bench-instructions` builds (stripping changes no instruction,
-# but the SHA share is found by name).
+# but the SHA share is found by name); HARNESS, a Runtime API benchmark binary already built
+# (comparing two builds of a function without rebuilding the harness for each).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,8 +25,8 @@ binaries=${SYMBOLS_DIR:-target/symbols/release}
 functions=("${@:-inbound-sms}")
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 
-harness=$(CARGO_TARGET_DIR=$target cargo bench -p parley-bench --bench lambda --no-run 2>&1 \
-    | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1)
+harness=${HARNESS:-$(CARGO_TARGET_DIR=$target cargo bench -p parley-bench --bench lambda --no-run 2>&1 \
+    | sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1)}
 [ -x "$harness" ] || { echo "the Runtime API benchmark did not build" >&2; exit 1; }
 
 work=$(mktemp -d)

@@ -1,6 +1,7 @@
 //! Parley's shared library: everything the Lambda functions and the local stack have in common.
 
 pub mod access;
+pub mod apigw;
 pub mod aws;
 pub mod breaker;
 pub mod config;

@@ -1,12 +1,9 @@
-use lambda_http::{run, service_fn, Error};
+use lambda_http::Error;
 use parley::handlers::inbound_sms::InboundSmsHandler;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     parley::telemetry::init();
     let handler = InboundSmsHandler::from_env().await?;
-    run(service_fn(|req| async {
-        Ok::<_, Error>(handler.handle(req).await)
-    }))
-    .await
+    parley::apigw::run(|req| handler.handle(req)).await
 }

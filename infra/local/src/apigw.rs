@@ -1,6 +1,7 @@
 //! Turns a plain HTTP request into the API Gateway HTTP API (payload v2) event Lambda receives,
 //! and a handler's response back into HTTP, so local requests take the very path they take in
-//! AWS: `lambda_http` decodes the same JSON, including API Gateway's base64 bodies.
+//! AWS: `parley::apigw`, every HTTP function's runtime loop, decodes the same JSON, including
+//! API Gateway's base64 bodies.
 
 use base64::Engine;
 use http::HeaderMap;
@@ -119,7 +120,8 @@ fn form_pairs(query: &str) -> Vec<(String, String)> {
 /// traced), so Lambda starts one for each invocation.
 pub fn request(event: &Value, request_id: &str) -> Result<Request, serde_json::Error> {
     let context: Context = crate::invocation::context(request_id, None);
-    Ok(lambda_http::request::from_str(&event.to_string())?.with_lambda_context(context))
+    let event = serde::Deserialize::deserialize(event)?;
+    Ok(parley::apigw::request(event).with_lambda_context(context))
 }
 
 /// A handler's response as status, headers and body bytes.
