@@ -43,7 +43,7 @@ pub fn request(event: ApiGatewayV2httpRequest) -> Request {
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or(event.request_context.domain_name.as_deref());
-    let raw_path = event.raw_path.clone().unwrap_or_default();
+    let raw_path = event.raw_path.unwrap_or_default();
     let path = path_with_stage(event.request_context.stage.as_deref(), &raw_path);
     let mut uri = uri(&path, &event.headers, host);
     let query = match &event.raw_query_string {

@@ -161,23 +161,25 @@ pub const TARGETS: &[(&str, Property)] = &[
 ];
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::TARGETS;
 
     /// Mutations per seed: byte flips, inserted and deleted runs, splices with another seed.
     const MUTATIONS_PER_SEED: usize = 500;
 
-    struct XorShift(u64);
+    /// A small deterministic generator, so that a failure names an input that fails again
+    /// (also `phone::oracle`'s).
+    pub(crate) struct XorShift(pub(crate) u64);
 
     impl XorShift {
-        fn next(&mut self) -> u64 {
+        pub(crate) fn next(&mut self) -> u64 {
             self.0 ^= self.0 << 13;
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
             self.0
         }
 
-        fn below(&mut self, n: usize) -> usize {
+        pub(crate) fn below(&mut self, n: usize) -> usize {
             (self.next() % n.max(1) as u64) as usize
         }
     }

@@ -6,6 +6,7 @@ use phonenumber::metadata::DATABASE;
 use phonenumber::PhoneNumber;
 
 use super::{written_form, PhoneError, E164};
+use crate::fuzzing::tests::XorShift as Random;
 
 /// What `E164::parse` gave: the E.164 string and the number's region, or the error.
 pub fn parse(input: &str) -> Result<(String, Option<String>), PhoneError> {
@@ -100,25 +101,8 @@ pub fn examples() -> Vec<(u16, &'static str, &'static str)> {
         .collect()
 }
 
-/// A small deterministic generator (xorshift), so that a failure names an input that fails
-/// again.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
-        options[self.below(options.len())]
-    }
+fn pick<'a>(random: &mut Random, options: &[&'a str]) -> &'a str {
+    options[random.below(options.len())]
 }
 
 /// `digits` written the ways people write them: separators between groups, or none.
@@ -126,7 +110,7 @@ fn written(random: &mut Random, digits: &str) -> String {
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && random.below(4) == 0 {
-            out.push_str(random.pick(&[" ", "-", ".", " - ", ")", "(", ") "]));
+            out.push_str(pick(random, &[" ", "-", ".", " - ", ")", "(", ") "]));
         }
         out.push(c);
     }
@@ -204,7 +188,10 @@ fn corpus() -> Vec<String> {
         let digits: String = (0..length)
             .map(|_| char::from(b'0' + random.below(10) as u8))
             .collect();
-        let start = random.pick(&["", "+", "+", "tel:", "tel:+", "011", "00", "1", "+1"]);
+        let start = pick(
+            &mut random,
+            &["", "+", "+", "tel:", "tel:+", "011", "00", "1", "+1"],
+        );
         inputs.push(format!("{start}{}", written(&mut random, &digits)));
     }
     inputs

@@ -85,11 +85,11 @@ impl Pattern {
     pub fn at_start(&self, text: &[u8]) -> Option<(usize, Captures)> {
         let mut captures = vec![None; self.groups + 1];
         let mut end = None;
-        let matched = alternatives(&self.alternatives, text, 0, &mut captures, &mut |at, _| {
+        alternatives(&self.alternatives, text, 0, &mut captures, &mut |at, _| {
             end = Some(at);
             true
         });
-        let end = end.filter(|_| matched)?;
+        let end = end?;
         captures[0] = Some((0, end));
         Some((end, captures))
     }
