@@ -216,6 +216,17 @@ mod tests {
         (port, served)
     }
 
+    /// `GET https://localhost:{port}/` from a client on `tls`.
+    async fn get_on(tls: rustls::ClientConfig, port: u16) -> reqwest::Result<reqwest::Response> {
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .build()?;
+        client
+            .get(format!("https://localhost:{port}/"))
+            .send()
+            .await
+    }
+
     #[tokio::test]
     async fn a_client_on_a_bundles_configuration_trusts_its_roots_and_speaks_http_1_1() {
         let issued = issued();
@@ -224,13 +235,7 @@ mod tests {
         let pem = [system.as_slice(), issued.ca_pem.as_bytes()].concat();
         let tls = config(&pem).expect("a configuration");
         let (port, served) = serve_once(issued.server).await;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .build()
-            .unwrap();
-        let response = client
-            .get(format!("https://localhost:{port}/"))
-            .send()
+        let response = get_on(tls, port)
             .await
             .expect("the handshake and the request succeed");
         assert_eq!(response.status(), 200);
@@ -243,15 +248,7 @@ mod tests {
         let issued = issued();
         let tls = config(&bundle().expect("a CA bundle on this machine")).unwrap();
         let (port, served) = serve_once(issued.server).await;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .build()
-            .unwrap();
-        let refused = client
-            .get(format!("https://localhost:{port}/"))
-            .send()
-            .await
-            .expect_err("an unknown issuer");
+        let refused = get_on(tls, port).await.expect_err("an unknown issuer");
         assert!(refused.is_connect(), "{refused:?}");
         assert!(
             served.await.unwrap().is_err(),
